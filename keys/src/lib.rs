@@ -1,0 +1,24 @@
+//! Identities, keys and the signed roster of a quickfreeze network.
+//!
+//! This crate is the bottom of the workspace: it has no IO beyond reading and writing key files,
+//! no async runtime and no networking. `proto` builds envelopes and receipts on these types and
+//! `node` loads them at start-up.
+//!
+//! - [`identity`]: node identities ([`Identity`], [`NodeId`]), authority keys, key files, fingerprints.
+//! - [`roster`]: the roster a person writes, its signed form, and the rules for accepting one.
+//! - [`types`]: timestamps, country codes, signatures and keys with compact and readable encodings.
+//! - [`codec`]: the single module that decodes bytes from outside (bincode 1.3 with limits).
+
+#![deny(unreachable_pub)]
+
+pub mod codec;
+pub mod identity;
+pub mod roster;
+pub mod types;
+
+#[cfg(test)]
+mod roster_tests;
+
+pub use identity::{AuthorityKey, AuthorityPublicKey, Fingerprint, Identity, KeyError, NodeId};
+pub use roster::{Member, Role, Roster, RosterError, SignedRoster};
+pub use types::{CountryCode, Digest32, EncryptionKey, Signature, Timestamp};

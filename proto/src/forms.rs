@@ -1,0 +1,1 @@
+//! Editable TOML forms (filled in by the payload work).

@@ -1,0 +1,1 @@
+//! Request payloads (filled in by the payload work).
