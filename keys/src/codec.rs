@@ -10,7 +10,7 @@ use bincode::Options;
 use serde::{de::DeserializeOwned, Serialize};
 
 /// Why a byte string could not be decoded.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, thiserror::Error, PartialEq, Eq, Clone)]
 pub enum CodecError {
     /// The input is larger than the limit for its kind.
     #[error("input is {len} bytes, more than the limit of {limit} bytes")]
@@ -38,13 +38,17 @@ fn options(limit: u64) -> impl Options {
 ///
 /// Fails only if `value` encodes to more than `limit` bytes.
 pub fn encode<T: Serialize>(value: &T, limit: u64) -> Result<Vec<u8>, CodecError> {
-    options(limit).serialize(value).map_err(|error| match *error {
-        bincode::ErrorKind::SizeLimit => CodecError::TooLarge {
-            len: usize::try_from(limit).unwrap_or(usize::MAX).saturating_add(1),
-            limit,
-        },
-        other => CodecError::Malformed(other.to_string()),
-    })
+    options(limit)
+        .serialize(value)
+        .map_err(|error| match *error {
+            bincode::ErrorKind::SizeLimit => CodecError::TooLarge {
+                len: usize::try_from(limit)
+                    .unwrap_or(usize::MAX)
+                    .saturating_add(1),
+                limit,
+            },
+            other => CodecError::Malformed(other.to_string()),
+        })
 }
 
 /// Decodes exactly one `T` from `bytes`, refusing inputs over `limit` bytes, any length prefix that

@@ -273,7 +273,8 @@ impl Identity {
     pub fn read_key_file(path: &Path) -> Result<Identity, KeyError> {
         let file = read_secret_file(path, "node")?;
         let signing = decode_secret(path, file.signing_secret.as_deref(), "signing_secret")?;
-        let encryption = decode_secret(path, file.encryption_secret.as_deref(), "encryption_secret")?;
+        let encryption =
+            decode_secret(path, file.encryption_secret.as_deref(), "encryption_secret")?;
         Ok(Identity {
             signing: ed25519_dalek::SigningKey::from_bytes(&signing),
             encryption: x25519_dalek::StaticSecret::from(*encryption),
@@ -333,9 +334,8 @@ impl fmt::Debug for AuthorityPublicKey {
 impl std::str::FromStr for AuthorityPublicKey {
     type Err = KeyError;
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let bytes = hex::decode(text.trim()).map_err(|_| {
-            KeyError::InvalidPublicKey(format!("`{text}` is not 64 hex digits"))
-        })?;
+        let bytes = hex::decode(text.trim())
+            .map_err(|_| KeyError::InvalidPublicKey(format!("`{text}` is not 64 hex digits")))?;
         let array: [u8; 32] = bytes
             .try_into()
             .map_err(|_| KeyError::InvalidPublicKey(format!("`{text}` is not 64 hex digits")))?;
@@ -518,7 +518,10 @@ mod tests {
             .expect("write");
         fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).expect("chmod");
         let error = Identity::read_key_file(&path).expect_err("must refuse 0644");
-        assert!(matches!(error, KeyError::InsecurePermissions { mode: 0o644, .. }));
+        assert!(matches!(
+            error,
+            KeyError::InsecurePermissions { mode: 0o644, .. }
+        ));
         assert!(error.to_string().contains("chmod 600"));
     }
 
@@ -526,7 +529,9 @@ mod tests {
     fn existing_key_file_not_overwritten() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("node.key");
-        Identity::generate_from_os().write_key_file(&path).expect("write");
+        Identity::generate_from_os()
+            .write_key_file(&path)
+            .expect("write");
         let error = Identity::generate_from_os()
             .write_key_file(&path)
             .expect_err("must not overwrite");

@@ -183,7 +183,9 @@ pub enum RosterError {
     #[error("member {0} is listed twice")]
     DuplicateMember(NodeId),
     /// Two points of contact for one country.
-    #[error("country {0} has more than one point-of-contact; a country has one 24/7 point of contact")]
+    #[error(
+        "country {0} has more than one point-of-contact; a country has one 24/7 point of contact"
+    )]
     DuplicateCountry(CountryCode),
     /// A relay that is not in the roster.
     #[error("member {member} names relay {relay}, which is not in the roster")]
@@ -329,7 +331,11 @@ impl Roster {
             }
             check_text(member, "authority_name", &member.authority_name)?;
             check_text(member, "on_duty_contact", &member.on_duty_contact)?;
-            check_count("addresses", member.addresses.len(), MAX_ADDRESSES_PER_MEMBER)?;
+            check_count(
+                "addresses",
+                member.addresses.len(),
+                MAX_ADDRESSES_PER_MEMBER,
+            )?;
             for address in &member.addresses {
                 check_text(member, "addresses", address)?;
             }
@@ -367,7 +373,9 @@ impl Roster {
 
     /// The member with this id.
     pub fn member(&self, node_id: &NodeId) -> Option<&Member> {
-        self.members.iter().find(|member| member.node_id == *node_id)
+        self.members
+            .iter()
+            .find(|member| member.node_id == *node_id)
     }
 
     /// The point of contact (or, failing that, any non-relay member) for a country.
@@ -477,7 +485,11 @@ impl SignedRoster {
 
     /// Adds (or replaces) `key`'s signature. The key must be an authority of this roster, or
     /// of `previous` when this roster rotates the authority set.
-    pub fn sign(&mut self, key: &AuthorityKey, previous: Option<&Roster>) -> Result<(), RosterError> {
+    pub fn sign(
+        &mut self,
+        key: &AuthorityKey,
+        previous: Option<&Roster>,
+    ) -> Result<(), RosterError> {
         let roster = self.roster_unverified()?;
         let public = key.public();
         let known = roster.authorities.contains(&public)
@@ -486,12 +498,14 @@ impl SignedRoster {
             return Err(RosterError::NotAnAuthority(public.fingerprint()));
         }
         let signature = Signature(key.sign(&signing_message(&self.body)));
-        self.signatures.retain(|existing| existing.authority != public);
+        self.signatures
+            .retain(|existing| existing.authority != public);
         self.signatures.push(RosterSignature {
             authority: public,
             signature,
         });
-        self.signatures.sort_by(|a, b| a.authority.cmp(&b.authority));
+        self.signatures
+            .sort_by(|a, b| a.authority.cmp(&b.authority));
         Ok(())
     }
 
@@ -516,7 +530,10 @@ impl SignedRoster {
         threshold: u8,
         set: &'static str,
     ) -> Result<(), RosterError> {
-        let valid = signers.iter().filter(|key| authorities.contains(key)).count();
+        let valid = signers
+            .iter()
+            .filter(|key| authorities.contains(key))
+            .count();
         if valid < usize::from(threshold) {
             return Err(RosterError::NotEnoughSignatures {
                 set,
@@ -544,12 +561,21 @@ impl SignedRoster {
             });
         }
         let signers = self.signers()?;
-        Self::check_quorum(&signers, &roster.authorities, roster.threshold, "roster's own authority set")?;
+        Self::check_quorum(
+            &signers,
+            &roster.authorities,
+            roster.threshold,
+            "roster's own authority set",
+        )?;
         Ok(roster)
     }
 
     /// Verifies a first roster against the authority-set fingerprint pinned at `init`.
-    pub fn verify_pinned(&self, pinned: &Fingerprint, now: Timestamp) -> Result<Roster, RosterError> {
+    pub fn verify_pinned(
+        &self,
+        pinned: &Fingerprint,
+        now: Timestamp,
+    ) -> Result<Roster, RosterError> {
         let roster = self.roster_unverified()?;
         let found = roster.authority_set_fingerprint();
         if found != *pinned {
@@ -579,7 +605,12 @@ impl SignedRoster {
         }
         let roster = self.verify_self(now)?;
         let signers = self.signers()?;
-        Self::check_quorum(&signers, &current.authorities, current.threshold, "previous roster's authority set")?;
+        Self::check_quorum(
+            &signers,
+            &current.authorities,
+            current.threshold,
+            "previous roster's authority set",
+        )?;
         Ok(roster)
     }
 }
@@ -596,7 +627,9 @@ mod node_id_serde {
         }
     }
 
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<NodeId, D::Error> {
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<NodeId, D::Error> {
         if deserializer.is_human_readable() {
             let text = String::deserialize(deserializer)?;
             text.parse().map_err(de::Error::custom)
@@ -610,7 +643,10 @@ mod node_id_vec_serde {
     use super::NodeId;
     use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
 
-    pub(super) fn serialize<S: Serializer>(ids: &[NodeId], serializer: S) -> Result<S::Ok, S::Error> {
+    pub(super) fn serialize<S: Serializer>(
+        ids: &[NodeId],
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
         if serializer.is_human_readable() {
             let texts: Vec<String> = ids.iter().map(ToString::to_string).collect();
             texts.serialize(serializer)
@@ -620,7 +656,9 @@ mod node_id_vec_serde {
         }
     }
 
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<NodeId>, D::Error> {
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Vec<NodeId>, D::Error> {
         if deserializer.is_human_readable() {
             let texts = Vec::<String>::deserialize(deserializer)?;
             texts

@@ -49,7 +49,10 @@ fn fixture(threshold: u8) -> Fixture {
             member(&fr, "FR", Role::PointOfContact, vec![relay.node_id()]),
         ],
     };
-    Fixture { authorities, roster }
+    Fixture {
+        authorities,
+        roster,
+    }
 }
 
 fn signed_by(roster: &Roster, keys: &[&AuthorityKey], previous: Option<&Roster>) -> SignedRoster {
@@ -74,7 +77,11 @@ fn k_of_n_round_trip_through_bytes() {
 fn signing_twice_gives_the_same_bytes() {
     let f = fixture(2);
     let a = signed_by(&f.roster, &[&f.authorities[0], &f.authorities[1]], None);
-    let b = signed_by(&f.roster, &[&f.authorities[1], &f.authorities[0], &f.authorities[1]], None);
+    let b = signed_by(
+        &f.roster,
+        &[&f.authorities[1], &f.authorities[0], &f.authorities[1]],
+        None,
+    );
     assert_eq!(a.to_bytes(), b.to_bytes());
 }
 
@@ -84,7 +91,11 @@ fn k_minus_one_signatures_rejected() {
     let signed = signed_by(&f.roster, &[&f.authorities[0]], None);
     assert!(matches!(
         signed.verify_self(now()),
-        Err(RosterError::NotEnoughSignatures { valid: 1, required: 2, .. })
+        Err(RosterError::NotEnoughSignatures {
+            valid: 1,
+            required: 2,
+            ..
+        })
     ));
 }
 
@@ -93,7 +104,10 @@ fn signature_by_non_authority_does_not_count() {
     let f = fixture(1);
     let outsider = AuthorityKey::generate(&mut rand::rng());
     let mut signed = SignedRoster::new(&f.roster).expect("valid");
-    assert!(matches!(signed.sign(&outsider, None), Err(RosterError::NotAnAuthority(_))));
+    assert!(matches!(
+        signed.sign(&outsider, None),
+        Err(RosterError::NotAnAuthority(_))
+    ));
     // Forge the entry by hand: a valid signature by a key outside the set.
     let mut message = crate::roster::ROSTER_SIGNING_CONTEXT.to_vec();
     message.extend_from_slice(&signed.body);
@@ -103,7 +117,11 @@ fn signature_by_non_authority_does_not_count() {
     });
     assert!(matches!(
         signed.verify_self(now()),
-        Err(RosterError::NotEnoughSignatures { valid: 0, ignored: 1, .. })
+        Err(RosterError::NotEnoughSignatures {
+            valid: 0,
+            ignored: 1,
+            ..
+        })
     ));
 }
 
@@ -117,8 +135,12 @@ fn every_flipped_byte_is_rejected() {
         for bit in [0x01u8, 0x80] {
             let mut tampered = bytes.clone();
             tampered[index] ^= bit;
-            let result = SignedRoster::from_bytes(&tampered).and_then(|s| s.verify_pinned(&pin, now()));
-            assert!(result.is_err(), "flipping bit {bit:#x} of byte {index} was accepted");
+            let result =
+                SignedRoster::from_bytes(&tampered).and_then(|s| s.verify_pinned(&pin, now()));
+            assert!(
+                result.is_err(),
+                "flipping bit {bit:#x} of byte {index} was accepted"
+            );
         }
     }
 }
@@ -131,10 +153,16 @@ fn rollback_and_same_serial_rejected() {
     let signed = signed_by(&older, &[&f.authorities[0]], None);
     assert!(matches!(
         signed.verify_update(&f.roster, now()),
-        Err(RosterError::Rollback { held: 1, offered: 0 })
+        Err(RosterError::Rollback {
+            held: 1,
+            offered: 0
+        })
     ));
     let same = signed_by(&f.roster, &[&f.authorities[0]], None);
-    assert!(matches!(same.verify_update(&f.roster, now()), Err(RosterError::Rollback { .. })));
+    assert!(matches!(
+        same.verify_update(&f.roster, now()),
+        Err(RosterError::Rollback { .. })
+    ));
     let mut newer = f.roster.clone();
     newer.serial = 2;
     let signed = signed_by(&newer, &[&f.authorities[0]], None);
@@ -146,7 +174,10 @@ fn expired_rejected() {
     let f = fixture(1);
     let signed = signed_by(&f.roster, &[&f.authorities[0]], None);
     let later = f.roster.expires_at;
-    assert!(matches!(signed.verify_self(later), Err(RosterError::Expired { .. })));
+    assert!(matches!(
+        signed.verify_self(later),
+        Err(RosterError::Expired { .. })
+    ));
 }
 
 #[test]
@@ -163,7 +194,11 @@ fn authority_rotation_needs_k_of_the_old_set() {
     let only_new = signed_by(&rotated, &[&new_keys[0], &new_keys[1]], Some(&f.roster));
     assert!(matches!(
         only_new.verify_update(&f.roster, now()),
-        Err(RosterError::NotEnoughSignatures { valid: 0, required: 2, .. })
+        Err(RosterError::NotEnoughSignatures {
+            valid: 0,
+            required: 2,
+            ..
+        })
     ));
     // New set plus one old key: still short of k = 2 of the old set.
     let one_old = signed_by(
@@ -178,12 +213,21 @@ fn authority_rotation_needs_k_of_the_old_set() {
     // k of the old set and k of the new set: accepted.
     let both = signed_by(
         &rotated,
-        &[&new_keys[0], &new_keys[1], &f.authorities[0], &f.authorities[2]],
+        &[
+            &new_keys[0],
+            &new_keys[1],
+            &f.authorities[0],
+            &f.authorities[2],
+        ],
         Some(&f.roster),
     );
     assert_eq!(both.verify_update(&f.roster, now()), Ok(rotated.clone()));
     // k of the old set alone, new set silent: rejected (the new set never agreed).
-    let old_only = signed_by(&rotated, &[&f.authorities[0], &f.authorities[1]], Some(&f.roster));
+    let old_only = signed_by(
+        &rotated,
+        &[&f.authorities[0], &f.authorities[1]],
+        Some(&f.roster),
+    );
     assert!(matches!(
         old_only.verify_update(&f.roster, now()),
         Err(RosterError::NotEnoughSignatures { .. })
@@ -195,15 +239,23 @@ fn duplicate_member_rejected() {
     let mut f = fixture(1);
     let copy = f.roster.members[1].clone();
     f.roster.members.push(copy);
-    assert!(matches!(f.roster.validate(), Err(RosterError::DuplicateMember(_))));
+    assert!(matches!(
+        f.roster.validate(),
+        Err(RosterError::DuplicateMember(_))
+    ));
 }
 
 #[test]
 fn two_points_of_contact_for_one_country_rejected() {
     let mut f = fixture(1);
     let other = Identity::generate_from_os();
-    f.roster.members.push(member(&other, "DE", Role::PointOfContact, vec![]));
-    assert!(matches!(f.roster.validate(), Err(RosterError::DuplicateCountry(_))));
+    f.roster
+        .members
+        .push(member(&other, "DE", Role::PointOfContact, vec![]));
+    assert!(matches!(
+        f.roster.validate(),
+        Err(RosterError::DuplicateCountry(_))
+    ));
     // A central authority in the same country is fine.
     f.roster.members.last_mut().expect("pushed").role = Role::CentralAuthority;
     assert_eq!(f.roster.validate(), Ok(()));
@@ -214,9 +266,18 @@ fn relay_must_exist_and_be_a_relay() {
     let mut f = fixture(1);
     let fr = f.roster.members[2].node_id;
     f.roster.members[1].relays = vec![fr];
-    assert!(matches!(f.roster.validate(), Err(RosterError::NotARelay { role: Role::PointOfContact, .. })));
+    assert!(matches!(
+        f.roster.validate(),
+        Err(RosterError::NotARelay {
+            role: Role::PointOfContact,
+            ..
+        })
+    ));
     f.roster.members[1].relays = vec![Identity::generate_from_os().node_id()];
-    assert!(matches!(f.roster.validate(), Err(RosterError::UnknownRelay { .. })));
+    assert!(matches!(
+        f.roster.validate(),
+        Err(RosterError::UnknownRelay { .. })
+    ));
 }
 
 #[test]
@@ -235,9 +296,15 @@ fn pinned_set_mismatch_rejected() {
 fn bad_threshold_rejected() {
     let mut f = fixture(1);
     f.roster.threshold = 4;
-    assert!(matches!(f.roster.validate(), Err(RosterError::InvalidThreshold { .. })));
+    assert!(matches!(
+        f.roster.validate(),
+        Err(RosterError::InvalidThreshold { .. })
+    ));
     f.roster.threshold = 0;
-    assert!(matches!(f.roster.validate(), Err(RosterError::InvalidThreshold { .. })));
+    assert!(matches!(
+        f.roster.validate(),
+        Err(RosterError::InvalidThreshold { .. })
+    ));
 }
 
 #[test]
@@ -247,7 +314,9 @@ fn toml_round_trip_and_lookups() {
     assert!(text.contains("country = \"DE\""), "{text}");
     let parsed = Roster::from_toml(&text).expect("parse");
     assert_eq!(parsed, f.roster);
-    let de = parsed.by_country(CountryCode::parse("DE").expect("valid")).expect("DE");
+    let de = parsed
+        .by_country(CountryCode::parse("DE").expect("valid"))
+        .expect("DE");
     assert_eq!(parsed.relays_for(&de.node_id).len(), 1);
     assert!(Roster::from_toml(&text.replace("\"DE\"", "\"XX\"")).is_err());
 }
@@ -255,7 +324,12 @@ fn toml_round_trip_and_lookups() {
 #[test]
 fn unsupported_version_named() {
     let f = fixture(1);
-    let mut bytes = signed_by(&f.roster, &[&f.authorities[0]], None).to_bytes().expect("encode");
+    let mut bytes = signed_by(&f.roster, &[&f.authorities[0]], None)
+        .to_bytes()
+        .expect("encode");
     bytes[0] = 9;
-    assert_eq!(SignedRoster::from_bytes(&bytes), Err(RosterError::UnsupportedVersion(9)));
+    assert_eq!(
+        SignedRoster::from_bytes(&bytes),
+        Err(RosterError::UnsupportedVersion(9))
+    );
 }

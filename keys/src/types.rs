@@ -47,14 +47,15 @@ impl Timestamp {
 
     /// Parses RFC 3339 (`2026-11-23T03:00:00Z`).
     pub fn parse_rfc3339(text: &str) -> Result<Timestamp, String> {
-        let time = humantime::parse_rfc3339_weak(text.trim())
-            .map_err(|error| format!("`{text}` is not an RFC 3339 time such as 2026-11-23T03:00:00Z: {error}"))?;
+        let time = humantime::parse_rfc3339_weak(text.trim()).map_err(|error| {
+            format!("`{text}` is not an RFC 3339 time such as 2026-11-23T03:00:00Z: {error}")
+        })?;
         let since_epoch = time
             .duration_since(UNIX_EPOCH)
             .map_err(|_| format!("`{text}` is before 1970"))?;
-        Ok(Timestamp(
-            u64::try_from(since_epoch.as_millis()).map_err(|_| format!("`{text}` is too far in the future"))?,
-        ))
+        Ok(Timestamp(u64::try_from(since_epoch.as_millis()).map_err(
+            |_| format!("`{text}` is too far in the future"),
+        )?))
     }
 }
 
@@ -286,7 +287,10 @@ mod tests {
         let signature = Signature([7u8; 64]);
         let bytes = crate::codec::encode(&signature, 1024).expect("encode");
         assert_eq!(bytes.len(), 8 + 64);
-        assert_eq!(crate::codec::decode::<Signature>(&bytes, 1024), Ok(signature));
+        assert_eq!(
+            crate::codec::decode::<Signature>(&bytes, 1024),
+            Ok(signature)
+        );
         let json = format!("\"{}\"", hex::encode([7u8; 64]));
         assert_eq!(json.trim_matches('"').parse::<Signature>(), Ok(signature));
     }

@@ -2,11 +2,21 @@
 //!
 //! Nothing here performs IO, reads a clock or draws OS randomness: callers pass `now` and an RNG.
 //! That is what lets the deterministic simulator drive exactly the code the daemon runs.
+//!
+//! - [`payload`] and [`forms`]: what an officer writes (the request kinds and their TOML forms).
+//! - [`envelope`]: sealing and opening (X25519 + HKDF-SHA256 + ChaCha20-Poly1305, Ed25519 signed).
+//! - [`receipt`]: signed custody and delivery receipts.
+//! - [`frame`]: the batches that cross one libp2p request or response.
+//! - [`core`]: the delivery state machine and its [`core::Store`] trait.
 
 #![deny(unreachable_pub)]
 
+pub mod core;
+pub mod envelope;
 pub mod forms;
+pub mod frame;
 pub mod ids;
 pub mod payload;
+pub mod receipt;
 
 pub use ids::{MessageId, Priority};
