@@ -504,8 +504,7 @@ impl SignedRoster {
             authority: public,
             signature,
         });
-        self.signatures
-            .sort_by(|a, b| a.authority.cmp(&b.authority));
+        self.signatures.sort_by_key(|entry| entry.authority);
         Ok(())
     }
 

@@ -39,8 +39,15 @@ impl Timestamp {
         self.0.saturating_sub(earlier.0)
     }
 
-    /// RFC 3339 text, seconds precision, UTC.
+    /// The latest time RFC 3339 can express (9999-12-31T23:59:59.999Z).
+    pub const MAX_RFC3339: Timestamp = Timestamp(253_402_300_799_999);
+
+    /// RFC 3339 text, seconds precision, UTC. Times past year 9999 (only ever seen in hostile
+    /// input) print as a marker instead of panicking inside the formatter.
     pub fn to_rfc3339(self) -> String {
+        if self > Timestamp::MAX_RFC3339 {
+            return format!("after-year-9999({}ms)", self.0);
+        }
         let time = UNIX_EPOCH + Duration::from_millis(self.0);
         humantime::format_rfc3339_seconds(time).to_string()
     }
@@ -273,6 +280,14 @@ mod tests {
         assert!(CountryCode::parse("XX").is_err());
         assert!(CountryCode::parse("DEU").is_err());
         assert!(CountryCode::parse("").is_err());
+    }
+
+    #[test]
+    fn far_future_timestamp_prints_without_panic() {
+        assert!(Timestamp(u64::MAX)
+            .to_rfc3339()
+            .starts_with("after-year-9999"));
+        assert_eq!(Timestamp::MAX_RFC3339.to_rfc3339(), "9999-12-31T23:59:59Z");
     }
 
     #[test]

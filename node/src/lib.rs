@@ -1,6 +1,19 @@
-//! The quickfreeze daemon: the libp2p shell around the delivery core, the sled store, the control
-//! socket and the console commands.
+//! The quickfreeze daemon and console: the libp2p shell around the delivery core, the sled store,
+//! the control socket, and the command line.
+//!
+//! - [`network`]: libp2p transport that moves opaque frames between roster members only.
+//! - [`store`]: the sled implementation of the core's `Store`, with group commit.
+//! - [`daemon`]: the one task that owns network, core and store.
+//! - [`control`]: the console's typed protocol over the Unix socket, and its client.
+//! - [`config`]: the node's TOML configuration and data-directory layout.
+//! - [`cli`]: the `quickfreeze` commands; [`demo`]: the embedded local network.
 
 #![deny(unreachable_pub)]
 
+pub mod cli;
+pub mod config;
+pub mod control;
+pub mod daemon;
+pub mod demo;
 pub mod network;
+pub mod store;

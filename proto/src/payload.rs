@@ -41,6 +41,10 @@ pub const DEFAULT_PRESERVATION_DAYS: u32 = 90;
 /// Longest line [`Payload::summary`] returns, in characters.
 pub const SUMMARY_MAX_CHARS: usize = 80;
 
+/// The last instant RFC 3339 text can express (9999-12-31T23:59:59.999Z). `Timestamp`'s text
+/// form panics beyond it, so validation rejects later times and summaries never print them.
+const LATEST_WRITABLE_MILLIS: u64 = 253_402_300_799_999;
+
 /// Bytes bincode spends on the variant tag of [`Payload`]; a request body may use the rest.
 const PAYLOAD_TAG_BYTES: u64 = 4;
 
@@ -519,6 +523,9 @@ impl Status {
                 reference,
                 expires_at,
             } => {
+                if expires_at.as_millis() > LATEST_WRITABLE_MILLIS {
+                    return format!("preserved as {reference} (expiry date unreadable)");
+                }
                 let expiry = expires_at.to_rfc3339();
                 let date = expiry.get(..10).unwrap_or(&expiry);
                 format!("preserved as {reference} until {date}")
@@ -1136,6 +1143,8 @@ impl StatusUpdate {
                 check.required("status.reference", reference, Text::Short);
                 if *expires_at == Timestamp(0) {
                     check.report("status.expires_at", "fill in when the preservation ends");
+                } else if expires_at.as_millis() > LATEST_WRITABLE_MILLIS {
+                    check.report("status.expires_at", "is after the year 9999");
                 }
             }
             Status::PartiallyExecuted { explanation }
@@ -1763,6 +1772,13 @@ mod tests {
             field_set(&errors),
             BTreeSet::from(["references", "officer", "status.explanation"])
         );
+        update.status = Status::Preserved {
+            reference: String::from("P-1"),
+            expires_at: Timestamp(u64::MAX),
+        };
+        let errors = update.validate().expect_err("problems");
+        assert!(field_set(&errors).contains("status.expires_at"));
+        assert!(Payload::Status(update).summary().contains("unreadable"));
 
         let text = FreeText {
             references: None,

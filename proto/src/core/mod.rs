@@ -505,6 +505,8 @@ impl<S: Store> Core<S> {
         }
         let priority = payload.priority();
         let message_id = MessageId::random(&mut self.rng);
+        let kind = payload.kind();
+        let summary = payload.summary();
         let params = SealParams {
             message_id,
             created_at: now,
@@ -518,8 +520,9 @@ impl<S: Store> Core<S> {
             message_id,
             recipient,
             priority,
-            kind: payload.kind(),
-            summary: payload.summary(),
+            kind,
+            summary,
+            payload,
             created_at: now,
             expires_at: params.expires_at,
             digest: digest_bytes(&bytes),

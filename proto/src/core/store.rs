@@ -101,6 +101,9 @@ pub struct OutboxEntry {
     pub kind: PayloadKind,
     /// One-line summary for tables.
     pub summary: String,
+    /// What the officer sent, in clear (the envelope is sealed to the recipient and cannot be
+    /// opened by its sender).
+    pub payload: Payload,
     /// When it was accepted.
     pub created_at: Timestamp,
     /// When it expires.

@@ -1,0 +1,299 @@
+//! The node's TOML configuration and the layout of its data directory.
+//!
+//! `quickfreeze init` writes a commented `node.toml` into the data directory; `quickfreeze run`
+//! reads it. Every field has a default, so a config may be as short as the data directory and the
+//! listen address. Unknown fields are refused (a typo must not silently fall back to a default).
+
+use std::path::{Path, PathBuf};
+
+use quickfreeze_proto::core::CoreConfig;
+use serde::{Deserialize, Serialize};
+
+use crate::store::{StoreOptions, SyncMode};
+
+/// File names inside a data directory.
+pub mod files {
+    /// The node's secret keys (mode 0600).
+    pub const KEY: &str = "node.key";
+    /// The node configuration.
+    pub const CONFIG: &str = "node.toml";
+    /// The pinned authority-set fingerprint.
+    pub const PIN: &str = "authority-set.pin";
+    /// The signed roster installed by the operator.
+    pub const ROSTER: &str = "roster.signed";
+    /// The sled database directory.
+    pub const STORE: &str = "store";
+    /// The console's Unix socket (mode 0600).
+    pub const SOCKET: &str = "control.sock";
+}
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// Could not read the file.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// Not valid TOML for a node configuration.
+    #[error("{path}: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, with the line where toml knows it.
+        message: String,
+    },
+}
+
+/// The node configuration.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NodeConfig {
+    /// Data directory (keys, roster, database, control socket). Relative paths are relative to
+    /// the directory of the config file.
+    pub data_dir: PathBuf,
+    /// libp2p listen addresses.
+    pub listen: Vec<String>,
+    /// Storage settings.
+    pub store: StoreSection,
+    /// Retry policy.
+    pub retry: RetrySection,
+    /// Limits.
+    pub limits: LimitsSection,
+    /// A command run for every event an officer must see (new inbound request, expiry,
+    /// rejection...). Receives the details in environment variables `QF_EVENT`, `QF_MESSAGE_ID`,
+    /// `QF_PRIORITY`, `QF_PEER`, `QF_DETAIL`. Empty: no hook.
+    pub alert_hook: Vec<String>,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            data_dir: PathBuf::from("."),
+            listen: vec!["/ip4/0.0.0.0/tcp/4100".into()],
+            store: StoreSection::default(),
+            retry: RetrySection::default(),
+            limits: LimitsSection::default(),
+            alert_hook: Vec::new(),
+        }
+    }
+}
+
+/// `[store]`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreSection {
+    /// sled page cache in bytes. Small by default: dozens of nodes may share one machine.
+    pub cache_capacity_bytes: u64,
+    /// `flush-and-sync-data` (survives power loss; default) or `flush` (survives a crash of the
+    /// process only; faster).
+    pub sync: SyncMode,
+}
+
+impl Default for StoreSection {
+    fn default() -> Self {
+        let options = StoreOptions::default();
+        StoreSection {
+            cache_capacity_bytes: options.cache_capacity_bytes,
+            sync: options.sync,
+        }
+    }
+}
+
+/// `[retry]`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetrySection {
+    /// First retry delay.
+    pub base_ms: u64,
+    /// Longest retry delay.
+    pub cap_ms: u64,
+    /// Failed direct attempts before handing a message to the recipient's relays.
+    pub relay_after_failures: u32,
+    /// While a relay holds a message, how often to still try the recipient directly.
+    pub custody_recheck_ms: u64,
+}
+
+impl Default for RetrySection {
+    fn default() -> Self {
+        let core = CoreConfig::default();
+        RetrySection {
+            base_ms: core.retry_base_ms,
+            cap_ms: core.retry_cap_ms,
+            relay_after_failures: core.relay_after_failures,
+            custody_recheck_ms: core.custody_recheck_ms,
+        }
+    }
+}
+
+/// `[limits]`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsSection {
+    /// Undelivered messages the outbox may hold.
+    pub max_outbox_pending: usize,
+    /// Requests in flight to one peer.
+    pub max_in_flight_per_peer: usize,
+    /// Relay role: messages held per sender.
+    pub relay_max_messages_per_sender: usize,
+    /// Relay role: bytes held per sender.
+    pub relay_max_bytes_per_sender: u64,
+    /// Relay role: bytes held in total.
+    pub relay_max_bytes_total: u64,
+    /// Console connections served at once.
+    pub max_console_connections: usize,
+}
+
+impl Default for LimitsSection {
+    fn default() -> Self {
+        let core = CoreConfig::default();
+        LimitsSection {
+            max_outbox_pending: core.max_outbox_pending,
+            max_in_flight_per_peer: core.max_in_flight_per_peer,
+            relay_max_messages_per_sender: core.relay_max_messages_per_sender,
+            relay_max_bytes_per_sender: core.relay_max_bytes_per_sender,
+            relay_max_bytes_total: core.relay_max_bytes_total,
+            max_console_connections: 16,
+        }
+    }
+}
+
+impl NodeConfig {
+    /// Reads a config file; a relative `data_dir` is resolved against the file's directory.
+    pub fn load(path: &Path) -> Result<NodeConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut config: NodeConfig =
+            toml::from_str(&text).map_err(|error| ConfigError::Invalid {
+                path: path.to_path_buf(),
+                message: error.to_string().replace('\n', " "),
+            })?;
+        if config.data_dir.is_relative() {
+            let base = path.parent().unwrap_or_else(|| Path::new("."));
+            config.data_dir = base.join(&config.data_dir);
+        }
+        Ok(config)
+    }
+
+    /// The core's configuration.
+    pub fn core_config(&self) -> CoreConfig {
+        CoreConfig {
+            retry_base_ms: self.retry.base_ms,
+            retry_cap_ms: self.retry.cap_ms,
+            relay_after_failures: self.retry.relay_after_failures,
+            custody_recheck_ms: self.retry.custody_recheck_ms,
+            max_in_flight_per_peer: self.limits.max_in_flight_per_peer,
+            max_outbox_pending: self.limits.max_outbox_pending,
+            relay_max_messages_per_sender: self.limits.relay_max_messages_per_sender,
+            relay_max_bytes_per_sender: self.limits.relay_max_bytes_per_sender,
+            relay_max_bytes_total: self.limits.relay_max_bytes_total,
+            ..CoreConfig::default()
+        }
+    }
+
+    /// The store's options.
+    pub fn store_options(&self) -> StoreOptions {
+        StoreOptions {
+            cache_capacity_bytes: self.store.cache_capacity_bytes,
+            sync: self.store.sync,
+        }
+    }
+
+    /// A commented config file for `init`.
+    pub fn commented_toml(data_dir: &Path, listen: &[String]) -> String {
+        let listen = listen
+            .iter()
+            .map(|address| format!("\"{address}\""))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let core = CoreConfig::default();
+        let limits = LimitsSection::default();
+        format!(
+            r#"# quickfreeze node configuration. Every field may be omitted to use its default.
+
+# Where this node keeps its key, roster, database and console socket.
+data_dir = "{data_dir}"
+
+# libp2p addresses to listen on. They must match the addresses in this node's roster entry.
+listen = [{listen}]
+
+# A command to run for every event the officer on duty must see (a new request, an expired or
+# refused message...). It gets QF_EVENT, QF_MESSAGE_ID, QF_PRIORITY, QF_PEER and QF_DETAIL in its
+# environment. Example: ["/usr/local/bin/page-duty-officer"]
+alert_hook = []
+
+[store]
+# sled page cache in bytes.
+cache_capacity_bytes = {cache}
+# "flush-and-sync-data": an accepted message survives power loss (default).
+# "flush": survives a crash of the process, not of the machine; faster.
+sync = "flush-and-sync-data"
+
+[retry]
+# First retry delay; doubles per consecutive failure, with jitter.
+base_ms = {base}
+# Longest retry delay. Kept short so that a peer that comes back is found within a minute.
+cap_ms = {cap}
+# Failed direct attempts before a message is handed to the recipient's relays.
+relay_after_failures = {relay_after}
+# While a relay holds a message, how often this node still tries the recipient directly.
+custody_recheck_ms = {recheck}
+
+[limits]
+# Undelivered messages the outbox may hold before `send` is refused.
+max_outbox_pending = {outbox}
+# Requests in flight to one peer.
+max_in_flight_per_peer = {in_flight}
+# Relay role only: what one sender may park here, and the total.
+relay_max_messages_per_sender = {relay_messages}
+relay_max_bytes_per_sender = {relay_sender_bytes}
+relay_max_bytes_total = {relay_total}
+# Console connections served at once.
+max_console_connections = {console}
+"#,
+            data_dir = data_dir.display(),
+            cache = StoreOptions::default().cache_capacity_bytes,
+            base = core.retry_base_ms,
+            cap = core.retry_cap_ms,
+            relay_after = core.relay_after_failures,
+            recheck = core.custody_recheck_ms,
+            outbox = limits.max_outbox_pending,
+            in_flight = limits.max_in_flight_per_peer,
+            relay_messages = limits.relay_max_messages_per_sender,
+            relay_sender_bytes = limits.relay_max_bytes_per_sender,
+            relay_total = limits.relay_max_bytes_total,
+            console = limits.max_console_connections,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commented_template_parses_to_the_defaults() {
+        let text = NodeConfig::commented_toml(
+            Path::new("/var/lib/quickfreeze"),
+            &["/ip4/0.0.0.0/tcp/4100".into()],
+        );
+        let config: NodeConfig = toml::from_str(&text).expect("template parses");
+        assert_eq!(config.data_dir, PathBuf::from("/var/lib/quickfreeze"));
+        assert_eq!(config.retry.cap_ms, RetrySection::default().cap_ms);
+        assert_eq!(
+            config.limits.max_outbox_pending,
+            LimitsSection::default().max_outbox_pending
+        );
+    }
+
+    #[test]
+    fn unknown_field_is_refused() {
+        let error = toml::from_str::<NodeConfig>("data_dirr = \"x\"").expect_err("typo refused");
+        assert!(error.to_string().contains("data_dirr"));
+    }
+}

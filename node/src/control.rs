@@ -1,0 +1,477 @@
+//! The console's control channel: typed requests and responses over the node's Unix socket.
+//!
+//! Framing is one JSON document per line. The client opens with a [`Hello`] naming the protocol
+//! version; the daemon answers with its own [`HelloReply`] or refuses. The socket lives in the data
+//! directory with mode 0600, so only the node's own user can talk to it. Every line is capped
+//! ([`MAX_CONTROL_LINE_BYTES`]); a malformed request gets an [`ControlResponse::Error`] and the
+//! connection stays usable.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use quickfreeze_proto::payload::{Payload, Status};
+use serde::{Deserialize, Serialize};
+
+/// Version of the control protocol.
+pub const CONTROL_PROTOCOL_VERSION: u32 = 1;
+/// Name in the hello line.
+pub const CONTROL_PROTOCOL_NAME: &str = "quickfreeze-control";
+/// Longest line either side accepts.
+pub const MAX_CONTROL_LINE_BYTES: usize = 4 * 1024 * 1024;
+
+/// The first line a client sends.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Hello {
+    /// Always [`CONTROL_PROTOCOL_NAME`].
+    pub protocol: String,
+    /// The client's [`CONTROL_PROTOCOL_VERSION`].
+    pub version: u32,
+}
+
+/// The daemon's answer to [`Hello`].
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct HelloReply {
+    /// The daemon's protocol version.
+    pub version: u32,
+    /// The node's id.
+    pub node_id: String,
+    /// Set when the daemon refuses the client's version.
+    pub error: Option<String>,
+}
+
+/// A console request.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "kebab-case")]
+pub enum ControlRequest {
+    /// Validate, seal and queue a message. `recipient` is a country code or a node id.
+    Submit {
+        /// Country code (the point of contact) or node id.
+        recipient: String,
+        /// The message.
+        payload: Payload,
+    },
+    /// Newest inbox entries.
+    Inbox {
+        /// At most this many.
+        limit: usize,
+    },
+    /// Newest outbox entries.
+    Outbox {
+        /// At most this many.
+        limit: usize,
+    },
+    /// One message in full.
+    Show {
+        /// Message id (hex).
+        message_id: String,
+    },
+    /// Officer acknowledgement of an inbox message.
+    Ack {
+        /// Message id (hex).
+        message_id: String,
+        /// Who acknowledges.
+        officer: String,
+    },
+    /// Status update about an inbox message.
+    Reply {
+        /// Message id (hex).
+        message_id: String,
+        /// The status.
+        status: Status,
+        /// Free-text note.
+        note: String,
+        /// Who replies.
+        officer: String,
+    },
+    /// Peers and their state.
+    Peers,
+    /// The node at a glance.
+    Status,
+    /// Wait until an outbox message is delivered (or the timeout passes).
+    WaitDelivered {
+        /// Message id (hex).
+        message_id: String,
+        /// How long to wait.
+        timeout_ms: u64,
+    },
+}
+
+/// A row of `inbox`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct InboxRow {
+    /// Message id.
+    pub message_id: String,
+    /// Sender node id.
+    pub sender: String,
+    /// Sender's country.
+    pub country: String,
+    /// Payload kind.
+    pub kind: String,
+    /// Priority.
+    pub priority: String,
+    /// When it was stored here (RFC 3339).
+    pub received_at: String,
+    /// Seconds since it was received.
+    pub age_s: u64,
+    /// Whether an officer acknowledged it.
+    pub acknowledged: bool,
+    /// One-line summary.
+    pub summary: String,
+    /// Relay that brought it.
+    pub via_relay: Option<String>,
+}
+
+/// A row of `outbox`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct OutboxRow {
+    /// Message id.
+    pub message_id: String,
+    /// Recipient node id.
+    pub recipient: String,
+    /// Recipient's country.
+    pub country: String,
+    /// Payload kind.
+    pub kind: String,
+    /// Priority.
+    pub priority: String,
+    /// accepted / sent / custody / delivered / expired / rejected.
+    pub state: String,
+    /// When it was accepted (RFC 3339).
+    pub created_at: String,
+    /// Seconds since it was accepted.
+    pub age_s: u64,
+    /// Transmissions so far.
+    pub attempts: u32,
+    /// One-line summary.
+    pub summary: String,
+    /// Last failure.
+    pub last_error: Option<String>,
+    /// Latest status reported by the recipient.
+    pub latest_status: Option<String>,
+}
+
+/// A receipt, for display.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ReceiptView {
+    /// delivered / custody.
+    pub kind: String,
+    /// Who signed.
+    pub signer: String,
+    /// Signer's country.
+    pub signer_country: String,
+    /// When the signer stored the envelope (RFC 3339).
+    pub received_at: String,
+    /// SHA-256 of the envelope (hex).
+    pub envelope_digest: String,
+    /// Whether the signature verified against the current roster when shown.
+    pub verified: bool,
+}
+
+/// A status update, for display.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct StatusView {
+    /// When it arrived.
+    pub received_at: String,
+    /// The status.
+    pub status: Status,
+    /// The note.
+    pub note: String,
+    /// The officer.
+    pub officer: String,
+}
+
+/// One message in full.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct MessageDetail {
+    /// "outbound" or "inbound".
+    pub direction: String,
+    /// Message id.
+    pub message_id: String,
+    /// The other side.
+    pub peer: String,
+    /// Its country.
+    pub country: String,
+    /// Priority.
+    pub priority: String,
+    /// State (outbound) or acknowledged/new (inbound).
+    pub state: String,
+    /// The content.
+    pub payload: Option<Payload>,
+    /// Receipts.
+    pub receipts: Vec<ReceiptView>,
+    /// Status updates received about it (outbound).
+    pub status_history: Vec<StatusView>,
+    /// Status replies sent about it (inbound).
+    pub replies: Vec<String>,
+    /// Last failure (outbound).
+    pub last_error: Option<String>,
+}
+
+/// A row of `peers`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PeerRow {
+    /// Node id.
+    pub node_id: String,
+    /// Country.
+    pub country: String,
+    /// Authority.
+    pub authority_name: String,
+    /// Role.
+    pub role: String,
+    /// Whether a connection is up.
+    pub connected: bool,
+    /// Consecutive failed requests.
+    pub consecutive_failures: u32,
+    /// When the next attempt is allowed (RFC 3339), if backing off.
+    pub retry_at: Option<String>,
+}
+
+/// The node at a glance.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct StatusReport {
+    /// Node id.
+    pub node_id: String,
+    /// Fingerprint of the node key.
+    pub fingerprint: String,
+    /// Country.
+    pub country: String,
+    /// Role.
+    pub role: String,
+    /// Network name.
+    pub network: String,
+    /// Roster serial in use.
+    pub roster_serial: u64,
+    /// Roster expiry (RFC 3339).
+    pub roster_expires_at: String,
+    /// True when the roster expires within 7 days.
+    pub roster_expires_soon: bool,
+    /// Undelivered outbox messages: emergency, urgent, routine.
+    pub outbox_pending: [usize; 3],
+    /// Inbox messages in total.
+    pub inbox_total: usize,
+    /// Inbox messages not yet acknowledged by an officer.
+    pub inbox_unacknowledged: usize,
+    /// Relay role: messages held or receipts being carried back.
+    pub relay_pending: usize,
+    /// Relay role: bytes held.
+    pub relay_bytes: u64,
+    /// Peers with a connection up.
+    pub connected_peers: usize,
+    /// Addresses the node listens on.
+    pub listen_addresses: Vec<String>,
+    /// Group commits so far.
+    pub store_flushes: u64,
+}
+
+/// The daemon's answer.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "kebab-case")]
+pub enum ControlResponse {
+    /// Stored durably and queued.
+    Submitted {
+        /// Message id.
+        message_id: String,
+        /// Recipient node id.
+        recipient: String,
+        /// Recipient country.
+        country: String,
+    },
+    /// Inbox rows.
+    Inbox {
+        /// Rows, newest first.
+        rows: Vec<InboxRow>,
+    },
+    /// Outbox rows.
+    Outbox {
+        /// Rows, newest first.
+        rows: Vec<OutboxRow>,
+    },
+    /// One message.
+    Message {
+        /// The message.
+        detail: Box<MessageDetail>,
+    },
+    /// Acknowledged.
+    Acknowledged {
+        /// The status message sent to the requester (None if it was already acknowledged).
+        status_message_id: Option<String>,
+    },
+    /// Reply queued.
+    Replied {
+        /// The status message id.
+        status_message_id: String,
+    },
+    /// Peers.
+    Peers {
+        /// Rows.
+        rows: Vec<PeerRow>,
+    },
+    /// Status.
+    Status {
+        /// The report.
+        report: Box<StatusReport>,
+    },
+    /// The message is delivered.
+    Delivered {
+        /// Message id.
+        message_id: String,
+        /// The delivery receipt.
+        receipt: ReceiptView,
+        /// Milliseconds from acceptance to the verified receipt.
+        latency_ms: u64,
+    },
+    /// Not delivered within the wait.
+    NotYetDelivered {
+        /// Message id.
+        message_id: String,
+        /// Its state.
+        state: String,
+    },
+    /// The request failed.
+    Error {
+        /// What went wrong and what to do.
+        message: String,
+    },
+}
+
+/// Why the console could not talk to the daemon.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// No socket: the node has never run here, or the data dir is wrong.
+    #[error("no node is running with data directory {dir}: {socket} does not exist; start it with `quickfreeze run --config {dir}/node.toml`")]
+    NoSocket {
+        /// The data dir.
+        dir: String,
+        /// The socket path.
+        socket: String,
+    },
+    /// A stale socket.
+    #[error("the node with data directory {dir} is not running (nobody listens on {socket}); start it with `quickfreeze run --config {dir}/node.toml`")]
+    NotRunning {
+        /// The data dir.
+        dir: String,
+        /// The socket path.
+        socket: String,
+    },
+    /// Other IO problems.
+    #[error("control socket {socket}: {source}")]
+    Io {
+        /// The socket path.
+        socket: String,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// The daemon answered something unexpected.
+    #[error("the node answered something this console does not understand: {0}")]
+    Protocol(String),
+}
+
+/// A blocking console client.
+pub struct ControlClient {
+    socket: PathBuf,
+    reader: BufReader<UnixStream>,
+    writer: UnixStream,
+    /// The node's id, from the hello exchange.
+    pub node_id: String,
+}
+
+impl ControlClient {
+    /// Connects to the daemon whose data directory is `data_dir` and exchanges hellos.
+    pub fn connect(data_dir: &Path, timeout: Duration) -> Result<ControlClient, ClientError> {
+        let socket = data_dir.join(crate::config::files::SOCKET);
+        let dir = data_dir.display().to_string();
+        let socket_text = socket.display().to_string();
+        if !socket.exists() {
+            return Err(ClientError::NoSocket {
+                dir,
+                socket: socket_text,
+            });
+        }
+        let stream = UnixStream::connect(&socket).map_err(|source| match source.kind() {
+            std::io::ErrorKind::ConnectionRefused => ClientError::NotRunning {
+                dir: dir.clone(),
+                socket: socket_text.clone(),
+            },
+            _ => ClientError::Io {
+                socket: socket_text.clone(),
+                source,
+            },
+        })?;
+        let io = |source| ClientError::Io {
+            socket: socket_text.clone(),
+            source,
+        };
+        stream.set_read_timeout(Some(timeout)).map_err(io)?;
+        let writer = stream.try_clone().map_err(io)?;
+        let mut client = ControlClient {
+            socket,
+            reader: BufReader::new(stream),
+            writer,
+            node_id: String::new(),
+        };
+        let hello = Hello {
+            protocol: CONTROL_PROTOCOL_NAME.into(),
+            version: CONTROL_PROTOCOL_VERSION,
+        };
+        client.write_line(&hello)?;
+        let reply: HelloReply = client.read_line()?;
+        if let Some(error) = reply.error {
+            return Err(ClientError::Protocol(error));
+        }
+        client.node_id = reply.node_id;
+        Ok(client)
+    }
+
+    /// Sets how long to wait for an answer.
+    pub fn set_timeout(&mut self, timeout: Duration) -> Result<(), ClientError> {
+        self.reader
+            .get_ref()
+            .set_read_timeout(Some(timeout))
+            .map_err(|source| ClientError::Io {
+                socket: self.socket.display().to_string(),
+                source,
+            })
+    }
+
+    /// Sends one request and reads its answer.
+    pub fn request(&mut self, request: &ControlRequest) -> Result<ControlResponse, ClientError> {
+        self.write_line(request)?;
+        self.read_line()
+    }
+
+    fn write_line<T: Serialize>(&mut self, value: &T) -> Result<(), ClientError> {
+        let mut line =
+            serde_json::to_vec(value).map_err(|error| ClientError::Protocol(error.to_string()))?;
+        line.push(b'\n');
+        self.writer
+            .write_all(&line)
+            .map_err(|source| ClientError::Io {
+                socket: self.socket.display().to_string(),
+                source,
+            })
+    }
+
+    fn read_line<T: for<'de> Deserialize<'de>>(&mut self) -> Result<T, ClientError> {
+        let mut line = Vec::new();
+        let read = (&mut self.reader)
+            .take(MAX_CONTROL_LINE_BYTES as u64 + 1)
+            .read_until(b'\n', &mut line)
+            .map_err(|source| ClientError::Io {
+                socket: self.socket.display().to_string(),
+                source,
+            })?;
+        if read == 0 {
+            return Err(ClientError::Protocol(
+                "the node closed the connection".into(),
+            ));
+        }
+        if line.len() > MAX_CONTROL_LINE_BYTES {
+            return Err(ClientError::Protocol(
+                "answer longer than the line limit".into(),
+            ));
+        }
+        serde_json::from_slice(&line).map_err(|error| ClientError::Protocol(error.to_string()))
+    }
+}

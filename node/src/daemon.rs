@@ -1,0 +1,1208 @@
+//! The daemon: one task that owns the libp2p network, the delivery core and the sled store.
+//!
+//! Each turn of the loop takes one input (shutdown, a console command, a network event, or the
+//! core's timeout), then drains whatever else is ready without waiting, then performs **one group
+//! commit** (`Store::flush`), and only then releases what the turn produced: responses to peers
+//! (which carry receipts), answers to the console ("accepted"), new transmissions and events. No
+//! acknowledgement of any kind leaves the node before the state it acknowledges is on disk.
+//!
+//! Console connections are served by small tasks that forward typed requests to the loop over a
+//! bounded channel and wait on a oneshot for the answer; they never touch the core themselves.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::FutureExt;
+use libp2p::request_response::{OutboundRequestId, ResponseChannel};
+use libp2p::{Multiaddr, PeerId};
+use quickfreeze_keys::roster::{Role, Roster};
+use quickfreeze_keys::{CountryCode, Fingerprint, Identity, NodeId, SignedRoster, Timestamp};
+use quickfreeze_proto::core::{Core, Event, OutboxState, Store};
+use quickfreeze_proto::frame::{MAX_BATCH_BYTES, PROTOCOL_ID};
+use quickfreeze_proto::receipt::{Receipt, ReceiptKind};
+use quickfreeze_proto::MessageId;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::task::JoinSet;
+use tracing::{error, info, warn};
+
+use crate::config::{files, NodeConfig};
+use crate::control::{
+    ControlRequest, ControlResponse, Hello, HelloReply, InboxRow, MessageDetail, OutboxRow,
+    PeerRow, ReceiptView, StatusReport, StatusView, CONTROL_PROTOCOL_NAME,
+    CONTROL_PROTOCOL_VERSION, MAX_CONTROL_LINE_BYTES,
+};
+use crate::network::{Network, NetworkConfig, NetworkEvent};
+use crate::store::SledStore;
+
+/// Why the daemon could not start or had to stop.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The key file.
+    #[error(transparent)]
+    Key(#[from] quickfreeze_keys::KeyError),
+    /// The roster.
+    #[error("{0}")]
+    Roster(String),
+    /// The store.
+    #[error("{0}")]
+    Store(String),
+    /// The network.
+    #[error("network: {0}")]
+    Network(String),
+    /// The control socket.
+    #[error("control socket {path}: {message}")]
+    Socket {
+        /// The socket.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+/// Loads the roster the node should use: the newer of the one in the store (verified when it was
+/// stored) and the operator-installed file (verified against the pin, or as an update).
+pub fn load_roster(
+    data_dir: &Path,
+    store: &SledStore,
+    now: Timestamp,
+) -> Result<(Roster, Vec<u8>), DaemonError> {
+    let stored = store
+        .get_roster()
+        .map_err(|error| DaemonError::Store(error.to_string()))?
+        .map(|bytes| -> Result<(Roster, Vec<u8>), DaemonError> {
+            let signed = SignedRoster::from_bytes(&bytes).map_err(|error| DaemonError::Roster(format!("stored roster: {error}")))?;
+            let roster = signed
+                .verify_self(now)
+                .map_err(|error| DaemonError::Roster(format!("stored roster: {error}; install a current one with `quickfreeze roster install`")))?;
+            Ok((roster, bytes))
+        })
+        .transpose()?;
+    let file_path = data_dir.join(files::ROSTER);
+    let file = match std::fs::read(&file_path) {
+        Ok(bytes) => Some(bytes),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
+        Err(error) => {
+            return Err(DaemonError::Roster(format!(
+                "{}: {error}",
+                file_path.display()
+            )))
+        }
+    };
+    match (stored, file) {
+        (None, None) => Err(DaemonError::Roster(format!(
+            "no roster: install one with `quickfreeze roster install --data-dir {} FILE`",
+            data_dir.display()
+        ))),
+        (Some(stored), None) => Ok(stored),
+        (stored, Some(bytes)) => {
+            let signed = SignedRoster::from_bytes(&bytes).map_err(|error| {
+                DaemonError::Roster(format!("{}: {error}", file_path.display()))
+            })?;
+            match stored {
+                Some((current, current_bytes)) => {
+                    let offered = signed.roster_unverified().map_err(|error| {
+                        DaemonError::Roster(format!("{}: {error}", file_path.display()))
+                    })?;
+                    if offered.serial <= current.serial {
+                        return Ok((current, current_bytes));
+                    }
+                    let roster = signed.verify_update(&current, now).map_err(|error| {
+                        DaemonError::Roster(format!("{}: {error}", file_path.display()))
+                    })?;
+                    Ok((roster, bytes))
+                }
+                None => {
+                    let pin = read_pin(data_dir)?;
+                    let roster = signed.verify_pinned(&pin, now).map_err(|error| {
+                        DaemonError::Roster(format!("{}: {error}", file_path.display()))
+                    })?;
+                    Ok((roster, bytes))
+                }
+            }
+        }
+    }
+}
+
+/// Reads the pinned authority-set fingerprint.
+pub fn read_pin(data_dir: &Path) -> Result<Fingerprint, DaemonError> {
+    let path = data_dir.join(files::PIN);
+    let text = std::fs::read_to_string(&path).map_err(|error| {
+        DaemonError::Roster(format!(
+            "{}: {error}; pin the roster authorities with `quickfreeze roster install --authority-set FINGERPRINT`",
+            path.display()
+        ))
+    })?;
+    text.trim()
+        .parse()
+        .map_err(|error: String| DaemonError::Roster(format!("{}: {error}", path.display())))
+}
+
+/// A console command waiting for the loop.
+struct Command {
+    request: ControlRequest,
+    reply: oneshot::Sender<ControlResponse>,
+}
+
+/// A running node, for tests and the demo.
+pub struct RunningNode {
+    /// The node's id.
+    pub node_id: NodeId,
+    /// Its data directory.
+    pub data_dir: PathBuf,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<Result<(), DaemonError>>,
+}
+
+impl RunningNode {
+    /// Stops the node cleanly and waits for it.
+    pub async fn stop(mut self) -> Result<(), DaemonError> {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        self.task
+            .await
+            .map_err(|error| DaemonError::Network(format!("node task failed: {error}")))?
+    }
+}
+
+/// Starts a node in this process (tests, demo); `quickfreeze run` uses [`run`] directly.
+pub async fn start(config: NodeConfig) -> Result<RunningNode, DaemonError> {
+    let (shutdown_tx, shutdown_rx) = oneshot::channel();
+    let daemon = Daemon::prepare(&config)?;
+    let node_id = daemon.core.node_id();
+    let data_dir = config.data_dir.clone();
+    let task = tokio::spawn(async move {
+        daemon
+            .run(async {
+                let _ = shutdown_rx.await;
+            })
+            .await
+    });
+    Ok(RunningNode {
+        node_id,
+        data_dir,
+        shutdown: Some(shutdown_tx),
+        task,
+    })
+}
+
+/// Runs a node until `shutdown` resolves.
+pub async fn run(
+    config: NodeConfig,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), DaemonError> {
+    Daemon::prepare(&config)?.run(shutdown).await
+}
+
+struct Daemon {
+    core: Core<SledStore>,
+    network: Network,
+    data_dir: PathBuf,
+    fingerprint: String,
+    alert_hook: Vec<String>,
+    max_console_connections: usize,
+    listener: Option<UnixListener>,
+    socket_path: PathBuf,
+    requests: BTreeMap<OutboundRequestId, u64>,
+    pending_responses: Vec<(ResponseChannel<Vec<u8>>, Vec<u8>)>,
+    pending_replies: Vec<(oneshot::Sender<ControlResponse>, ControlResponse)>,
+    waiters: BTreeMap<MessageId, Vec<oneshot::Sender<ControlResponse>>>,
+    connected: BTreeSet<NodeId>,
+    listen_addresses: Vec<String>,
+    hooks: JoinSet<()>,
+}
+
+const MAX_WAITERS: usize = 1024;
+const MAX_RUNNING_HOOKS: usize = 8;
+
+fn allowed_peers(roster: &Roster, me: NodeId) -> Vec<(PeerId, Vec<Multiaddr>)> {
+    roster
+        .members
+        .iter()
+        .filter(|member| member.node_id != me)
+        .filter_map(|member| {
+            let peer = member.node_id.to_peer_id().ok()?;
+            let addresses = member
+                .addresses
+                .iter()
+                .filter_map(|text| match text.parse::<Multiaddr>() {
+                    Ok(address) => Some(address),
+                    Err(error) => {
+                        warn!(member = %member.node_id, address = %text, %error, "roster address is not a multiaddr; skipped");
+                        None
+                    }
+                })
+                .collect();
+            Some((peer, addresses))
+        })
+        .collect()
+}
+
+impl Daemon {
+    fn prepare(config: &NodeConfig) -> Result<Daemon, DaemonError> {
+        let data_dir = config.data_dir.clone();
+        let identity = Identity::read_key_file(&data_dir.join(files::KEY))?;
+        let me = identity.node_id();
+        let keypair = identity.to_libp2p_keypair();
+        let store = SledStore::open(&data_dir.join(files::STORE), &config.store_options())
+            .map_err(|error| DaemonError::Store(error.to_string()))?;
+        let now = Timestamp::now();
+        let (roster, signed) = load_roster(&data_dir, &store, now)?;
+        if roster.member(&me).is_none() {
+            return Err(DaemonError::Roster(format!(
+                "this node ({me}) is not in roster serial {}; give the roster authority the entry printed by `quickfreeze init`",
+                roster.serial
+            )));
+        }
+        let mut seed = [0u8; 32];
+        rand::fill(&mut seed);
+        let core = Core::new(identity, roster, signed, config.core_config(), store, seed)
+            .map_err(|error| DaemonError::Store(error.to_string()))?;
+        let listen = config
+            .listen
+            .iter()
+            .map(|text| {
+                text.parse::<Multiaddr>().map_err(|error| {
+                    DaemonError::Network(format!("listen address `{text}`: {error}"))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let network_config = NetworkConfig {
+            listen_addresses: listen,
+            max_request_bytes: MAX_BATCH_BYTES as usize,
+            max_response_bytes: MAX_BATCH_BYTES as usize,
+            protocol: libp2p::StreamProtocol::new(PROTOCOL_ID),
+            ..NetworkConfig::default()
+        };
+        let mut network = Network::new(keypair, network_config)
+            .map_err(|error| DaemonError::Network(error.to_string()))?;
+        network.set_allowed_peers(allowed_peers(core.roster(), me));
+        let socket_path = data_dir.join(files::SOCKET);
+        let listener = bind_control_socket(&socket_path)?;
+        Ok(Daemon {
+            fingerprint: me.fingerprint().to_string(),
+            core,
+            network,
+            data_dir,
+            alert_hook: config.alert_hook.clone(),
+            max_console_connections: config.limits.max_console_connections,
+            listener: Some(listener),
+            socket_path,
+            requests: BTreeMap::new(),
+            pending_responses: Vec::new(),
+            pending_replies: Vec::new(),
+            waiters: BTreeMap::new(),
+            connected: BTreeSet::new(),
+            listen_addresses: Vec::new(),
+            hooks: JoinSet::new(),
+        })
+    }
+
+    async fn run(
+        mut self,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> Result<(), DaemonError> {
+        let me = self.core.node_id();
+        info!(node = %me, data_dir = %self.data_dir.display(), roster_serial = self.core.roster().serial, "node started");
+        let (command_tx, mut command_rx) = mpsc::channel::<Command>(64);
+        let mut tasks = JoinSet::new();
+        if let Some(listener) = self.listener.take() {
+            let limit = Arc::new(Semaphore::new(self.max_console_connections));
+            tasks.spawn(accept_console(listener, command_tx.clone(), limit, me));
+        }
+        drop(command_tx);
+        tokio::pin!(shutdown);
+        let result = loop {
+            let now = Timestamp::now();
+            let wake = self.core.poll_timeout();
+            let sleep = async move {
+                match wake {
+                    Some(at) => {
+                        tokio::time::sleep(Duration::from_millis(at.millis_since(now))).await
+                    }
+                    None => futures::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                biased;
+                () = &mut shutdown => break Ok(()),
+                Some(command) = command_rx.recv() => self.on_command(command),
+                event = self.network.next_event() => self.on_network(event),
+                () = sleep => {}
+            }
+            // Group commit: take whatever else is ready, then flush once for all of it.
+            for _ in 0..256 {
+                if let Ok(command) = command_rx.try_recv() {
+                    self.on_command(command);
+                    continue;
+                }
+                match self.network.next_event().now_or_never() {
+                    Some(event) => self.on_network(event),
+                    None => break,
+                }
+            }
+            let now = Timestamp::now();
+            if self.core.poll_timeout().is_some_and(|at| at <= now) {
+                self.core.handle_timeout(now);
+            }
+            if let Err(error) = self.flush_and_release() {
+                break Err(error);
+            }
+        };
+        tasks.abort_all();
+        while tasks.join_next().await.is_some() {}
+        let _ = std::fs::remove_file(&self.socket_path);
+        // Give running alert hooks a moment; they are not killed mid-page.
+        let _ = tokio::time::timeout(Duration::from_secs(5), async {
+            while self.hooks.join_next().await.is_some() {}
+        })
+        .await;
+        if let Err(error) = &result {
+            error!(%error, "node stopped on an error");
+        } else {
+            info!(node = %me, "node stopped");
+        }
+        result
+    }
+
+    fn flush_and_release(&mut self) -> Result<(), DaemonError> {
+        let flushed = tokio::task::block_in_place(|| self.core.store_mut().flush());
+        if let Err(error) = flushed {
+            // Nothing produced in this turn may leave: that would acknowledge what is not durable.
+            return Err(DaemonError::Store(format!(
+                "group commit failed, stopping: {error}"
+            )));
+        }
+        for (channel, response) in self.pending_responses.drain(..) {
+            if let Err(error) = self.network.send_response(channel, response) {
+                warn!(%error, "response could not be sent (peer gone); it will retry");
+            }
+        }
+        for (reply, response) in self.pending_replies.drain(..) {
+            let _ = reply.send(response);
+        }
+        let now = Timestamp::now();
+        while let Some(transmit) = self.core.poll_transmit() {
+            let sent = transmit
+                .to
+                .to_peer_id()
+                .map_err(|error| error.to_string())
+                .and_then(|peer| {
+                    self.network
+                        .send_request(peer, transmit.bytes)
+                        .map_err(|error| error.to_string())
+                });
+            match sent {
+                Ok(outbound) => {
+                    self.requests.insert(outbound, transmit.request_id);
+                }
+                Err(error) => self
+                    .core
+                    .handle_request_failed(now, transmit.request_id, &error),
+            }
+        }
+        while let Some(event) = self.core.poll_event() {
+            self.on_core_event(event);
+        }
+        while self.hooks.try_join_next().is_some() {}
+        Ok(())
+    }
+
+    fn on_network(&mut self, event: NetworkEvent) {
+        let now = Timestamp::now();
+        match event {
+            NetworkEvent::Listening { address } => {
+                info!(%address, "listening");
+                self.listen_addresses.push(address.to_string());
+            }
+            NetworkEvent::Connected { peer } => {
+                if let Some(node) = NodeId::from_peer_id(&peer) {
+                    self.connected.insert(node);
+                    self.core.handle_peer_seen(now, node);
+                }
+            }
+            NetworkEvent::Disconnected { peer } => {
+                if let Some(node) = NodeId::from_peer_id(&peer) {
+                    self.connected.remove(&node);
+                }
+            }
+            NetworkEvent::InboundRequest {
+                peer,
+                frame,
+                channel,
+            } => {
+                let Some(node) = NodeId::from_peer_id(&peer)
+                    .filter(|node| self.core.roster().member(node).is_some())
+                else {
+                    warn!(%peer, "request from a peer outside the roster dropped");
+                    return;
+                };
+                let response = self.core.handle_request(now, node, &frame);
+                self.pending_responses.push((channel, response));
+            }
+            NetworkEvent::Response {
+                request_id, frame, ..
+            } => {
+                if let Some(core_id) = self.requests.remove(&request_id) {
+                    self.core.handle_response(now, core_id, &frame);
+                }
+            }
+            NetworkEvent::OutboundFailure {
+                peer,
+                request_id,
+                error,
+            } => {
+                if let Some(core_id) = self.requests.remove(&request_id) {
+                    info!(%peer, %error, "request failed; will retry");
+                    self.core.handle_request_failed(now, core_id, &error);
+                }
+            }
+            NetworkEvent::RejectedPeer { peer, reason } => {
+                warn!(%peer, %reason, "connection from a non-member refused");
+            }
+        }
+    }
+
+    fn on_core_event(&mut self, event: Event) {
+        let roster = self.core.roster();
+        let country = |node: &NodeId| {
+            roster
+                .member(node)
+                .map_or_else(|| "??".to_string(), |member| member.country.to_string())
+        };
+        match &event {
+            Event::Accepted {
+                message_id,
+                recipient,
+                priority,
+            } => {
+                info!(%message_id, to = %country(recipient), %priority, "accepted");
+            }
+            Event::Sent {
+                message_id,
+                to,
+                via_relay,
+            } => {
+                info!(%message_id, to = %country(to), via_relay, "sent");
+            }
+            Event::Custody { message_id, relay } => {
+                info!(%message_id, relay = %relay, "relay took custody");
+            }
+            Event::Delivered {
+                message_id,
+                recipient,
+                received_at,
+                latency_ms,
+            } => {
+                info!(%message_id, to = %country(recipient), %received_at, latency_ms, "delivered");
+                let message_id = *message_id;
+                if let Some(waiters) = self.waiters.remove(&message_id) {
+                    let response = self.delivered_response(&message_id);
+                    for waiter in waiters {
+                        let _ = waiter.send(response.clone());
+                    }
+                }
+            }
+            Event::Expired {
+                message_id,
+                recipient,
+                priority,
+            } => {
+                error!(%message_id, to = %country(recipient), %priority, "EXPIRED UNDELIVERED: contact the recipient by phone");
+                self.alert(
+                    "expired",
+                    Some(*message_id),
+                    Some(*priority),
+                    Some(*recipient),
+                    "expired without a delivery receipt",
+                );
+            }
+            Event::Rejected {
+                message_id,
+                by,
+                reason,
+            } => {
+                error!(%message_id, by = %country(by), %reason, "REFUSED by the recipient");
+                self.alert("rejected", Some(*message_id), None, Some(*by), reason);
+            }
+            Event::Received {
+                sender,
+                message_id,
+                priority,
+                kind,
+                via_relay,
+            } => {
+                info!(%message_id, from = %country(sender), %priority, %kind, relayed = via_relay.is_some(), "NEW REQUEST in the inbox");
+                self.alert(
+                    "received",
+                    Some(*message_id),
+                    Some(*priority),
+                    Some(*sender),
+                    &kind.to_string(),
+                );
+            }
+            Event::StatusReceived {
+                references,
+                from,
+                status,
+            } => {
+                info!(%references, from = %country(from), ?status, "status update received");
+                self.alert(
+                    "status",
+                    Some(*references),
+                    None,
+                    Some(*from),
+                    &format!("{status:?}"),
+                );
+            }
+            Event::InboundRejected { from, reason } => {
+                warn!(from = %from, %reason, "refused inbound frame");
+            }
+            Event::ReceiptRejected {
+                message_id,
+                from,
+                reason,
+            } => {
+                warn!(%message_id, from = %from, %reason, "receipt did not verify");
+            }
+            Event::RelayHolding {
+                sender,
+                recipient,
+                message_id,
+            } => {
+                info!(%message_id, from = %country(sender), to = %country(recipient), "relay: holding");
+            }
+            Event::RelayDelivered {
+                sender,
+                recipient,
+                message_id,
+            } => {
+                info!(%message_id, from = %country(sender), to = %country(recipient), "relay: delivered");
+            }
+            Event::RelayFailed {
+                sender,
+                recipient,
+                message_id,
+                reason,
+            } => {
+                error!(%message_id, from = %country(sender), to = %country(recipient), %reason, "relay: gave up");
+                self.alert(
+                    "relay-failed",
+                    Some(*message_id),
+                    None,
+                    Some(*recipient),
+                    reason,
+                );
+            }
+            Event::RosterUpdated { serial } => {
+                info!(serial, "roster updated");
+                let peers = allowed_peers(self.core.roster(), self.core.node_id());
+                self.network.set_allowed_peers(peers);
+            }
+            Event::RosterRejected { from, reason } => {
+                warn!(from = %from, %reason, "roster offered by a peer refused");
+            }
+            Event::StoreFailed { reason } => {
+                error!(%reason, "store failure");
+                self.alert("store-failed", None, None, None, reason);
+            }
+        }
+    }
+
+    fn alert(
+        &mut self,
+        kind: &str,
+        message_id: Option<MessageId>,
+        priority: Option<quickfreeze_proto::Priority>,
+        peer: Option<NodeId>,
+        detail: &str,
+    ) {
+        let Some((program, args)) = self.alert_hook.split_first() else {
+            return;
+        };
+        if self.hooks.len() >= MAX_RUNNING_HOOKS {
+            error!(kind, "alert hook backlog: {MAX_RUNNING_HOOKS} hooks still running, this alert was not run");
+            return;
+        }
+        let mut command = tokio::process::Command::new(program);
+        command
+            .args(args)
+            .env("QF_EVENT", kind)
+            .env(
+                "QF_MESSAGE_ID",
+                message_id.map(|id| id.to_string()).unwrap_or_default(),
+            )
+            .env(
+                "QF_PRIORITY",
+                priority.map(|p| p.to_string()).unwrap_or_default(),
+            )
+            .env("QF_PEER", peer.map(|p| p.to_string()).unwrap_or_default())
+            .env("QF_DETAIL", detail)
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(false);
+        let program = program.clone();
+        self.hooks.spawn(async move {
+            match command.status().await {
+                Ok(status) if status.success() => {}
+                Ok(status) => error!(%program, %status, "alert hook failed"),
+                Err(error) => error!(%program, %error, "alert hook could not be started"),
+            }
+        });
+    }
+
+    fn resolve_recipient(&self, text: &str) -> Result<NodeId, String> {
+        let roster = self.core.roster();
+        if text.len() == 2 {
+            let country = CountryCode::parse(text)?;
+            return roster
+                .by_country(country)
+                .map(|member| member.node_id)
+                .ok_or_else(|| {
+                    format!(
+                        "no member for country {country} in roster serial {}",
+                        roster.serial
+                    )
+                });
+        }
+        let node: NodeId = text
+            .parse()
+            .map_err(|error: quickfreeze_keys::KeyError| error.to_string())?;
+        roster
+            .member(&node)
+            .map(|member| member.node_id)
+            .ok_or_else(|| format!("{node} is not in roster serial {}", roster.serial))
+    }
+
+    fn on_command(&mut self, command: Command) {
+        let Command { request, reply } = command;
+        let now = Timestamp::now();
+        let response = match request {
+            ControlRequest::Submit { recipient, payload } => {
+                match self.resolve_recipient(&recipient) {
+                    Err(message) => ControlResponse::Error { message },
+                    Ok(node) => match self.core.submit(now, node, payload) {
+                        Ok(message_id) => ControlResponse::Submitted {
+                            message_id: message_id.to_string(),
+                            recipient: node.to_string(),
+                            country: self.country(&node),
+                        },
+                        Err(error) => ControlResponse::Error {
+                            message: error.to_string(),
+                        },
+                    },
+                }
+            }
+            ControlRequest::Inbox { limit } => self.inbox(now, limit),
+            ControlRequest::Outbox { limit } => self.outbox(now, limit),
+            ControlRequest::Show { message_id } => self.show(&message_id),
+            ControlRequest::Ack {
+                message_id,
+                officer,
+            } => match self.find_inbox_sender(&message_id) {
+                Err(message) => ControlResponse::Error { message },
+                Ok((sender, id)) => match self.core.acknowledge(now, sender, id, &officer) {
+                    Ok(reply) => ControlResponse::Acknowledged {
+                        status_message_id: reply.map(|id| id.to_string()),
+                    },
+                    Err(error) => ControlResponse::Error {
+                        message: error.to_string(),
+                    },
+                },
+            },
+            ControlRequest::Reply {
+                message_id,
+                status,
+                note,
+                officer,
+            } => match self.find_inbox_sender(&message_id) {
+                Err(message) => ControlResponse::Error { message },
+                Ok((sender, id)) => match self.core.reply(now, sender, id, status, note, officer) {
+                    Ok(reply) => ControlResponse::Replied {
+                        status_message_id: reply.to_string(),
+                    },
+                    Err(error) => ControlResponse::Error {
+                        message: error.to_string(),
+                    },
+                },
+            },
+            ControlRequest::Peers => self.peers(),
+            ControlRequest::Status => self.status(now),
+            ControlRequest::WaitDelivered { message_id, .. } => {
+                let id = match message_id.parse::<MessageId>() {
+                    Ok(id) => id,
+                    Err(message) => {
+                        self.pending_replies
+                            .push((reply, ControlResponse::Error { message }));
+                        return;
+                    }
+                };
+                match self.core.store().get_outbox(&id) {
+                    Ok(Some(entry)) if matches!(entry.state, OutboxState::Delivered { .. }) => {
+                        self.delivered_response(&id)
+                    }
+                    Ok(Some(_)) => {
+                        self.waiters.retain(|_, list| {
+                            list.retain(|sender| !sender.is_closed());
+                            !list.is_empty()
+                        });
+                        let waiting: usize = self.waiters.values().map(Vec::len).sum();
+                        if waiting >= MAX_WAITERS {
+                            ControlResponse::Error {
+                                message: format!(
+                                    "{MAX_WAITERS} consoles are already waiting; try again later"
+                                ),
+                            }
+                        } else {
+                            self.waiters.entry(id).or_default().push(reply);
+                            return;
+                        }
+                    }
+                    Ok(None) => ControlResponse::Error {
+                        message: format!("no message {id} in the outbox"),
+                    },
+                    Err(error) => ControlResponse::Error {
+                        message: error.to_string(),
+                    },
+                }
+            }
+        };
+        self.pending_replies.push((reply, response));
+    }
+
+    fn country(&self, node: &NodeId) -> String {
+        self.core
+            .roster()
+            .member(node)
+            .map_or_else(|| "??".to_string(), |member| member.country.to_string())
+    }
+
+    fn receipt_view(&self, receipt: &Receipt) -> ReceiptView {
+        ReceiptView {
+            kind: match receipt.body.kind {
+                ReceiptKind::Delivered => "delivered".into(),
+                ReceiptKind::Custody => "custody".into(),
+            },
+            signer: receipt.body.signer.to_string(),
+            signer_country: self.country(&receipt.body.signer),
+            received_at: receipt.body.received_at.to_rfc3339(),
+            envelope_digest: receipt.body.envelope_digest.to_string(),
+            verified: receipt.verify(self.core.roster()).is_ok(),
+        }
+    }
+
+    fn delivered_response(&self, message_id: &MessageId) -> ControlResponse {
+        match self.core.store().get_outbox(message_id) {
+            Ok(Some(entry)) => match (&entry.state, &entry.delivery_receipt) {
+                (OutboxState::Delivered { .. }, Some(receipt)) => ControlResponse::Delivered {
+                    message_id: message_id.to_string(),
+                    receipt: self.receipt_view(receipt),
+                    latency_ms: receipt.body.received_at.millis_since(entry.created_at),
+                },
+                (state, _) => ControlResponse::NotYetDelivered {
+                    message_id: message_id.to_string(),
+                    state: state.name().into(),
+                },
+            },
+            Ok(None) => ControlResponse::Error {
+                message: format!("no message {message_id} in the outbox"),
+            },
+            Err(error) => ControlResponse::Error {
+                message: error.to_string(),
+            },
+        }
+    }
+
+    fn find_inbox_sender(&self, text: &str) -> Result<(NodeId, MessageId), String> {
+        let id: MessageId = text.parse()?;
+        let entries = self
+            .core
+            .store()
+            .inbox_entries()
+            .map_err(|error| error.to_string())?;
+        entries
+            .iter()
+            .find(|entry| entry.message_id == id)
+            .map(|entry| (entry.sender, id))
+            .ok_or_else(|| format!("no message {id} in the inbox"))
+    }
+
+    fn inbox(&self, now: Timestamp, limit: usize) -> ControlResponse {
+        let mut entries = match self.core.store().inbox_entries() {
+            Ok(entries) => entries,
+            Err(error) => {
+                return ControlResponse::Error {
+                    message: error.to_string(),
+                }
+            }
+        };
+        entries.sort_by(|a, b| b.received_at.cmp(&a.received_at));
+        let rows = entries
+            .iter()
+            .take(limit)
+            .map(|entry| InboxRow {
+                message_id: entry.message_id.to_string(),
+                sender: entry.sender.to_string(),
+                country: self.country(&entry.sender),
+                kind: entry.payload.kind().to_string(),
+                priority: entry.priority.to_string(),
+                received_at: entry.received_at.to_rfc3339(),
+                age_s: now.millis_since(entry.received_at) / 1000,
+                acknowledged: entry.acknowledged_at.is_some(),
+                summary: entry.payload.summary(),
+                via_relay: entry.via_relay.map(|relay| relay.to_string()),
+            })
+            .collect();
+        ControlResponse::Inbox { rows }
+    }
+
+    fn outbox(&self, now: Timestamp, limit: usize) -> ControlResponse {
+        let mut entries = match self.core.store().outbox_entries() {
+            Ok(entries) => entries,
+            Err(error) => {
+                return ControlResponse::Error {
+                    message: error.to_string(),
+                }
+            }
+        };
+        entries.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+        let rows = entries
+            .iter()
+            .take(limit)
+            .map(|entry| OutboxRow {
+                message_id: entry.message_id.to_string(),
+                recipient: entry.recipient.to_string(),
+                country: self.country(&entry.recipient),
+                kind: entry.kind.to_string(),
+                priority: entry.priority.to_string(),
+                state: entry.state.name().into(),
+                created_at: entry.created_at.to_rfc3339(),
+                age_s: now.millis_since(entry.created_at) / 1000,
+                attempts: entry.attempts,
+                summary: entry.summary.clone(),
+                last_error: entry.last_error.clone(),
+                latest_status: entry
+                    .status_history
+                    .last()
+                    .map(|record| format!("{:?}", record.update.status)),
+            })
+            .collect();
+        ControlResponse::Outbox { rows }
+    }
+
+    fn show(&self, text: &str) -> ControlResponse {
+        let id: MessageId = match text.parse() {
+            Ok(id) => id,
+            Err(message) => return ControlResponse::Error { message },
+        };
+        let store = self.core.store();
+        if let Ok(Some(entry)) = store.get_outbox(&id) {
+            let payload = Some(entry.payload.clone());
+            let mut receipts = Vec::new();
+            if let Some(receipt) = &entry.custody_receipt {
+                receipts.push(self.receipt_view(receipt));
+            }
+            if let Some(receipt) = &entry.delivery_receipt {
+                receipts.push(self.receipt_view(receipt));
+            }
+            return ControlResponse::Message {
+                detail: Box::new(MessageDetail {
+                    direction: "outbound".into(),
+                    message_id: id.to_string(),
+                    peer: entry.recipient.to_string(),
+                    country: self.country(&entry.recipient),
+                    priority: entry.priority.to_string(),
+                    state: entry.state.name().into(),
+                    payload,
+                    receipts,
+                    status_history: entry
+                        .status_history
+                        .iter()
+                        .map(|record| StatusView {
+                            received_at: record.received_at.to_rfc3339(),
+                            status: record.update.status.clone(),
+                            note: record.update.note.clone(),
+                            officer: record.update.officer.clone(),
+                        })
+                        .collect(),
+                    replies: Vec::new(),
+                    last_error: entry.last_error.clone(),
+                }),
+            };
+        }
+        let entries = match store.inbox_entries() {
+            Ok(entries) => entries,
+            Err(error) => {
+                return ControlResponse::Error {
+                    message: error.to_string(),
+                }
+            }
+        };
+        match entries.into_iter().find(|entry| entry.message_id == id) {
+            Some(entry) => ControlResponse::Message {
+                detail: Box::new(MessageDetail {
+                    direction: "inbound".into(),
+                    message_id: id.to_string(),
+                    peer: entry.sender.to_string(),
+                    country: self.country(&entry.sender),
+                    priority: entry.priority.to_string(),
+                    state: if entry.acknowledged_at.is_some() {
+                        "acknowledged"
+                    } else {
+                        "new"
+                    }
+                    .into(),
+                    receipts: vec![self.receipt_view(&entry.receipt)],
+                    payload: Some(entry.payload),
+                    status_history: Vec::new(),
+                    replies: entry.replies.iter().map(ToString::to_string).collect(),
+                    last_error: None,
+                }),
+            },
+            None => ControlResponse::Error {
+                message: format!("no message {id} in the outbox or inbox"),
+            },
+        }
+    }
+
+    fn peers(&self) -> ControlResponse {
+        let me = self.core.node_id();
+        let backoff: BTreeMap<NodeId, (u32, Timestamp)> = self
+            .core
+            .peer_backoff()
+            .into_iter()
+            .map(|(peer, failures, at)| (peer, (failures, at)))
+            .collect();
+        let now = Timestamp::now();
+        let rows = self
+            .core
+            .roster()
+            .members
+            .iter()
+            .filter(|member| member.node_id != me)
+            .map(|member| {
+                let (failures, retry_at) = backoff
+                    .get(&member.node_id)
+                    .copied()
+                    .unwrap_or((0, Timestamp(0)));
+                PeerRow {
+                    node_id: member.node_id.to_string(),
+                    country: member.country.to_string(),
+                    authority_name: member.authority_name.clone(),
+                    role: member.role.to_string(),
+                    connected: self.connected.contains(&member.node_id),
+                    consecutive_failures: failures,
+                    retry_at: (retry_at > now).then(|| retry_at.to_rfc3339()),
+                }
+            })
+            .collect();
+        ControlResponse::Peers { rows }
+    }
+
+    fn status(&self, now: Timestamp) -> ControlResponse {
+        let roster = self.core.roster();
+        let me = self.core.node_id();
+        let member = roster.member(&me);
+        let sizes = self.core.queue_sizes();
+        let (inbox_total, inbox_unacknowledged) = match self.core.store().inbox_entries() {
+            Ok(entries) => (
+                entries.len(),
+                entries
+                    .iter()
+                    .filter(|entry| entry.acknowledged_at.is_none())
+                    .count(),
+            ),
+            Err(_) => (0, 0),
+        };
+        const WEEK_MS: u64 = 7 * 24 * 3600 * 1000;
+        ControlResponse::Status {
+            report: Box::new(StatusReport {
+                node_id: me.to_string(),
+                fingerprint: self.fingerprint.clone(),
+                country: member.map_or_else(String::new, |member| member.country.to_string()),
+                role: member
+                    .map_or(Role::PointOfContact, |member| member.role)
+                    .to_string(),
+                network: roster.network.clone(),
+                roster_serial: roster.serial,
+                roster_expires_at: roster.expires_at.to_rfc3339(),
+                roster_expires_soon: roster.expires_at.millis_since(now) < WEEK_MS,
+                outbox_pending: [
+                    sizes.outbox_pending[2],
+                    sizes.outbox_pending[1],
+                    sizes.outbox_pending[0],
+                ],
+                inbox_total,
+                inbox_unacknowledged,
+                relay_pending: sizes.relay_pending,
+                relay_bytes: sizes.relay_bytes,
+                connected_peers: self.connected.len(),
+                listen_addresses: self.listen_addresses.clone(),
+                store_flushes: self.core.store().stats().flushes,
+            }),
+        }
+    }
+}
+
+fn bind_control_socket(path: &Path) -> Result<UnixListener, DaemonError> {
+    use std::os::unix::fs::PermissionsExt;
+    let socket_error = |message: String| DaemonError::Socket {
+        path: path.to_path_buf(),
+        message,
+    };
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(socket_error(
+                "another quickfreeze node is already running with this data directory".into(),
+            ));
+        }
+        std::fs::remove_file(path)
+            .map_err(|error| socket_error(format!("cannot remove the stale socket: {error}")))?;
+    }
+    let listener = UnixListener::bind(path).map_err(|error| socket_error(error.to_string()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .map_err(|error| socket_error(error.to_string()))?;
+    Ok(listener)
+}
+
+async fn accept_console(
+    listener: UnixListener,
+    commands: mpsc::Sender<Command>,
+    limit: Arc<Semaphore>,
+    me: NodeId,
+) {
+    let mut connections = JoinSet::new();
+    loop {
+        while connections.try_join_next().is_some() {}
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        match limit.clone().try_acquire_owned() {
+            Ok(permit) => {
+                let commands = commands.clone();
+                connections.spawn(async move {
+                    if let Err(error) = serve_console(stream, commands, me).await {
+                        info!(%error, "console connection ended");
+                    }
+                    drop(permit);
+                });
+            }
+            Err(_) => {
+                let mut stream = stream;
+                let reply = HelloReply {
+                    version: CONTROL_PROTOCOL_VERSION,
+                    node_id: me.to_string(),
+                    error: Some("too many console connections; try again".into()),
+                };
+                if let Ok(mut line) = serde_json::to_vec(&reply) {
+                    line.push(b'\n');
+                    let _ = stream.write_all(&line).await;
+                }
+            }
+        }
+    }
+}
+
+async fn read_line(
+    reader: &mut BufReader<tokio::net::unix::OwnedReadHalf>,
+) -> std::io::Result<Option<Vec<u8>>> {
+    let mut line = Vec::new();
+    let read = reader
+        .take(MAX_CONTROL_LINE_BYTES as u64 + 1)
+        .read_until(b'\n', &mut line)
+        .await?;
+    if read == 0 {
+        return Ok(None);
+    }
+    if line.len() > MAX_CONTROL_LINE_BYTES {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "control line too long",
+        ));
+    }
+    Ok(Some(line))
+}
+
+async fn write_json<T: serde::Serialize>(
+    writer: &mut tokio::net::unix::OwnedWriteHalf,
+    value: &T,
+) -> std::io::Result<()> {
+    let mut line = serde_json::to_vec(value).map_err(std::io::Error::other)?;
+    line.push(b'\n');
+    writer.write_all(&line).await
+}
+
+async fn serve_console(
+    stream: UnixStream,
+    commands: mpsc::Sender<Command>,
+    me: NodeId,
+) -> std::io::Result<()> {
+    let (read_half, mut write_half) = stream.into_split();
+    let mut reader = BufReader::new(read_half);
+    let Some(line) = read_line(&mut reader).await? else {
+        return Ok(());
+    };
+    let hello: Result<Hello, _> = serde_json::from_slice(&line);
+    let error = match &hello {
+        Ok(hello) if hello.protocol == CONTROL_PROTOCOL_NAME && hello.version == CONTROL_PROTOCOL_VERSION => None,
+        Ok(hello) => Some(format!(
+            "console speaks {} version {}, this node speaks {CONTROL_PROTOCOL_NAME} version {CONTROL_PROTOCOL_VERSION}; use the quickfreeze binary of the same release",
+            hello.protocol, hello.version
+        )),
+        Err(error) => Some(format!("expected a hello line: {error}")),
+    };
+    write_json(
+        &mut write_half,
+        &HelloReply {
+            version: CONTROL_PROTOCOL_VERSION,
+            node_id: me.to_string(),
+            error: error.clone(),
+        },
+    )
+    .await?;
+    if error.is_some() {
+        return Ok(());
+    }
+    while let Some(line) = read_line(&mut reader).await? {
+        let response = match serde_json::from_slice::<ControlRequest>(&line) {
+            Err(error) => ControlResponse::Error {
+                message: format!("malformed request: {error}"),
+            },
+            Ok(request) => {
+                let wait = match &request {
+                    ControlRequest::WaitDelivered {
+                        message_id,
+                        timeout_ms,
+                    } => Some((message_id.clone(), *timeout_ms)),
+                    _ => None,
+                };
+                let (reply, answer) = oneshot::channel();
+                if commands.send(Command { request, reply }).await.is_err() {
+                    return Ok(());
+                }
+                match wait {
+                    None => answer.await.unwrap_or(ControlResponse::Error {
+                        message: "the node is shutting down".into(),
+                    }),
+                    Some((message_id, timeout_ms)) => {
+                        match tokio::time::timeout(Duration::from_millis(timeout_ms), answer).await
+                        {
+                            Ok(answer) => answer.unwrap_or(ControlResponse::Error {
+                                message: "the node is shutting down".into(),
+                            }),
+                            Err(_) => ControlResponse::NotYetDelivered {
+                                message_id,
+                                state: "not delivered within the wait".into(),
+                            },
+                        }
+                    }
+                }
+            }
+        };
+        write_json(&mut write_half, &response).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,736 @@
+//! [`SledStore`]: the durable implementation of the delivery core's [`Store`] trait, one sled
+//! database per node.
+//!
+//! # What "flushed" promises
+//!
+//! The core writes through the [`Store`] trait as it works; those writes are visible to later
+//! reads at once but are not yet safe. [`Store::flush`] is the *group commit*: when it returns
+//! `Ok`, every write made before it is durable in the sense of the configured [`SyncMode`]:
+//!
+//! - [`SyncMode::Flush`] survives the death of the **process** (`kill -9`, a panic, the OOM
+//!   killer). sled's `flush()` hands the log to the kernel (`write` + `sync_file_range`), so once
+//!   it returns the data lives in the operating system's page cache and reaches the disk even if
+//!   the process never runs another instruction. It does **not** survive a power cut, a kernel
+//!   crash or a VM being reset: `sync_file_range` commits neither file metadata nor the drive's
+//!   volatile cache, so records acknowledged as flushed can still vanish.
+//! - [`SyncMode::FlushAndSyncData`] (the default) survives that too. After sled's `flush()` the
+//!   store calls `sync_data()` (`fdatasync`) on sled's `db` file, and on every new file in its
+//!   `blobs` directory (sled writes values larger than about 128 KiB, such as big envelopes, to
+//!   separate blob files that it never syncs itself) together with that directory. Once this
+//!   returns, the data is on stable storage as far as the operating system and the drive report.
+//!
+//! The node acknowledges nothing (console "accepted", delivery receipts, custody receipts,
+//! "delivered") before the flush that covers it has returned `Ok`: that is invariant 1,
+//! "durable before acknowledged".
+//!
+//! # Why one flush per loop turn
+//!
+//! An `fdatasync` costs a fraction of a millisecond on a good SSD and several milliseconds on
+//! slow or networked disks; one per message would cap throughput at a few hundred or thousand
+//! messages per second per node and burn IO for nothing. The daemon instead lets the core do all
+//! the work of one turn of its event loop (every request, response and timer that is ready),
+//! then calls [`Store::flush`] **once**, and only then releases the responses, receipts and
+//! console answers of that turn. The cost of the sync is shared by everything in the batch, and
+//! under load batches grow by themselves (more work is ready while the previous sync runs).
+//! A flush with nothing written since the last one does no IO at all.
+//!
+//! Flushes come from one caller only: sled 0.34's `flush_async` deadlocks under concurrent
+//! callers (sled #1308), so this type only ever uses the blocking `flush()`, and `flush` takes
+//! `&mut self`. From async code, call it inside `spawn_blocking`.
+//!
+//! # Layout
+//!
+//! Trees ([`TREE_OUTBOX`], [`TREE_INBOX`], [`TREE_RELAY`], [`TREE_META`]):
+//!
+//! - outbox: key = message id (16 bytes);
+//! - inbox and relay: key = sender node id (32 bytes) ‖ message id (16 bytes), so the entries of
+//!   one sender are one contiguous range;
+//! - meta: [`KEY_ROSTER`] (the signed roster, raw bytes) and [`KEY_FORMAT_VERSION`] (a codec
+//!   encoded `u32`, [`FORMAT_VERSION`]).
+//!
+//! Values are entries encoded with [`quickfreeze_keys::codec`], limited to
+//! [`MAX_STORED_VALUE_BYTES`]. A value that does not decode, or decodes to an entry whose ids do
+//! not match its key, is reported as a [`StoreError`] naming the tree and the key in hex; a
+//! database sled reports as corrupt when opening is a [`StoreOpenError::Corrupt`] that tells the
+//! operator what to do. Neither ever panics.
+
+use std::collections::HashSet;
+use std::ffi::OsString;
+use std::fmt;
+use std::fs::{self, File};
+use std::io;
+use std::panic::{self, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use quickfreeze_keys::codec;
+use quickfreeze_keys::NodeId;
+use quickfreeze_proto::core::{InboxEntry, OutboxEntry, RelayEntry, Store, StoreError};
+use quickfreeze_proto::MessageId;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+/// The on-disk format this code reads and writes. A store with another version is refused.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Largest encoded value the store writes or decodes (an inbox entry holds an envelope of up to
+/// about 1 MiB plus its decrypted payload, so this is generous).
+pub const MAX_STORED_VALUE_BYTES: u64 = 8 * 1024 * 1024;
+
+/// Default sled cache: small, because dozens of nodes run in one simulation.
+pub const DEFAULT_CACHE_CAPACITY_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Name of the outbox tree (messages this node sent).
+pub const TREE_OUTBOX: &str = "outbox";
+/// Name of the inbox tree (messages this node received).
+pub const TREE_INBOX: &str = "inbox";
+/// Name of the relay tree (messages this node holds for its members).
+pub const TREE_RELAY: &str = "relay";
+/// Name of the meta tree (roster, format version).
+pub const TREE_META: &str = "meta";
+/// Key of the signed roster in [`TREE_META`].
+pub const KEY_ROSTER: &[u8] = b"roster";
+/// Key of the format version in [`TREE_META`].
+pub const KEY_FORMAT_VERSION: &[u8] = b"format_version";
+
+/// sled's background flusher interval.
+///
+/// We keep the flusher (sled's default, 500 ms) rather than `flush_every_ms(None)`, although our
+/// durability comes only from the explicit group commit in [`Store::flush`]:
+/// - in sled 0.34.7 that thread is the only caller of segment garbage collection
+///   (`PageCache::attempt_gc`); without it the `db` file never reclaims space from overwritten
+///   entries and grows without bound;
+/// - it is harmless to correctness: it only moves data to disk sooner (and `sync_all`s), and it
+///   is not the `flush_async` path that deadlocks (sled #1308);
+/// - its cost is one mostly sleeping thread per database, acceptable even with dozens of nodes in
+///   one simulation.
+const BACKGROUND_FLUSH_MS: u64 = 500;
+
+/// How far [`Store::flush`] goes. Appears in the node's TOML config as `flush` or
+/// `flush-and-sync-data`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SyncMode {
+    /// sled's `flush()` only: flushed writes survive a process crash (`kill -9`) but not a power
+    /// loss or kernel crash.
+    Flush,
+    /// sled's `flush()`, then `sync_data()` on its files: flushed writes also survive a power
+    /// loss. The default.
+    #[default]
+    FlushAndSyncData,
+}
+
+/// How to open a [`SledStore`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreOptions {
+    /// sled's page cache size in bytes (default [`DEFAULT_CACHE_CAPACITY_BYTES`], 16 MiB). It
+    /// bounds the cache, not the process's memory use.
+    pub cache_capacity_bytes: u64,
+    /// Durability of each flush (default [`SyncMode::FlushAndSyncData`]).
+    pub sync: SyncMode,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            cache_capacity_bytes: DEFAULT_CACHE_CAPACITY_BYTES,
+            sync: SyncMode::default(),
+        }
+    }
+}
+
+/// Why a store could not be opened. Every message says which directory and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreOpenError {
+    /// sled found damaged data (or crashed) while recovering the database.
+    #[error(
+        "the message store in {} is damaged: {detail}. Stop the node and do not delete or edit \
+         that directory: keep a copy of it exactly as it is, then restore the directory from \
+         your latest backup, or contact support and give them the copy",
+        path.display()
+    )]
+    Corrupt {
+        /// The store's directory.
+        path: PathBuf,
+        /// What was found.
+        detail: String,
+    },
+    /// The store was written by a release with another on-disk format.
+    #[error(
+        "the message store in {} has format version {found}, but this quickfreeze release reads \
+         only format version {supported}. Run the release that wrote it, or migrate the store; \
+         the node did not change anything in that directory",
+        path.display()
+    )]
+    UnsupportedVersion {
+        /// The store's directory.
+        path: PathBuf,
+        /// The version found on disk.
+        found: u32,
+        /// The version this code reads.
+        supported: u32,
+    },
+    /// Another process holds the database.
+    #[error(
+        "the message store in {} is in use by another process (is another quickfreeze node \
+         running with this data directory?): {detail}",
+        path.display()
+    )]
+    Locked {
+        /// The store's directory.
+        path: PathBuf,
+        /// sled's message.
+        detail: String,
+    },
+    /// Any other failure (permissions, disk full, not a directory…).
+    #[error("cannot open the message store in {}: {detail}", path.display())]
+    Io {
+        /// The store's directory.
+        path: PathBuf,
+        /// What failed.
+        detail: String,
+    },
+}
+
+/// Counters of the group commits done so far (since this store was opened).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct StoreStats {
+    /// Flushes that wrote something (each one group commit).
+    pub flushes: u64,
+    /// Calls to [`Store::flush`] with nothing written since the previous one (no IO done).
+    pub idle_flushes: u64,
+    /// Total time spent in the flushes that wrote something, in microseconds.
+    pub flush_micros_total: u64,
+    /// Duration of the latest flush that wrote something, in microseconds.
+    pub last_flush_micros: u64,
+}
+
+/// A message found by [`SledStore::find_message`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Found {
+    /// A message this node sent.
+    Outbox(Box<OutboxEntry>),
+    /// A message this node received.
+    Inbox(Box<InboxEntry>),
+}
+
+/// The durable store of one node: a sled database in one directory. See the module docs for
+/// what each flush guarantees.
+pub struct SledStore {
+    path: PathBuf,
+    db: sled::Db,
+    outbox: sled::Tree,
+    inbox: sled::Tree,
+    relay: sled::Tree,
+    meta: sled::Tree,
+    /// sled's `db` file, opened again for `sync_data` (only in [`SyncMode::FlushAndSyncData`]).
+    db_file: Option<File>,
+    sync: SyncMode,
+    /// Blob files already synced (only in [`SyncMode::FlushAndSyncData`]).
+    synced_blobs: HashSet<OsString>,
+    /// Something was written since the last successful flush.
+    dirty: bool,
+    stats: StoreStats,
+}
+
+impl fmt::Debug for SledStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SledStore")
+            .field("path", &self.path)
+            .field("sync", &self.sync)
+            .field("dirty", &self.dirty)
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An entry type kept in one tree under a key derived from its own ids.
+trait StoredEntry: Serialize + DeserializeOwned {
+    const TREE: &'static str;
+    fn key(&self) -> Vec<u8>;
+}
+
+impl StoredEntry for OutboxEntry {
+    const TREE: &'static str = TREE_OUTBOX;
+    fn key(&self) -> Vec<u8> {
+        outbox_key(&self.message_id).to_vec()
+    }
+}
+
+impl StoredEntry for InboxEntry {
+    const TREE: &'static str = TREE_INBOX;
+    fn key(&self) -> Vec<u8> {
+        sender_key(&self.sender, &self.message_id).to_vec()
+    }
+}
+
+impl StoredEntry for RelayEntry {
+    const TREE: &'static str = TREE_RELAY;
+    fn key(&self) -> Vec<u8> {
+        sender_key(&self.sender, &self.message_id).to_vec()
+    }
+}
+
+fn outbox_key(message_id: &MessageId) -> [u8; 16] {
+    message_id.0
+}
+
+fn sender_key(sender: &NodeId, message_id: &MessageId) -> [u8; 48] {
+    let mut key = [0u8; 48];
+    key[..32].copy_from_slice(&sender.0);
+    key[32..].copy_from_slice(&message_id.0);
+    key
+}
+
+const OPERATOR_ADVICE: &str = "stop the node, keep a copy of the data directory as it is, and \
+     restore it from a backup or contact support";
+
+/// A sled failure during `operation` on `tree`, as a [`StoreError`].
+fn sled_error(operation: &str, tree: &str, error: sled::Error) -> StoreError {
+    match error {
+        sled::Error::Corruption { at, .. } => {
+            tracing::error!(tree, ?at, "sled reports corrupt data during {operation}");
+            StoreError(format!(
+                "{operation} in tree `{tree}`: sled found corrupt data (at {at:?}); {OPERATOR_ADVICE}"
+            ))
+        }
+        other => StoreError(format!("{operation} in tree `{tree}`: {other}")),
+    }
+}
+
+/// Decodes the value stored under `key` and checks that it belongs there.
+fn decode_entry<T: StoredEntry>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
+    let corrupt = |what: String| {
+        tracing::error!(tree = T::TREE, key = %hex::encode(key), "{what}");
+        StoreError(format!(
+            "corrupt value in tree `{}` under key {}: {what}; {OPERATOR_ADVICE}",
+            T::TREE,
+            hex::encode(key)
+        ))
+    };
+    let entry: T = codec::decode(bytes, MAX_STORED_VALUE_BYTES)
+        .map_err(|error| corrupt(format!("{} bytes do not decode: {error}", bytes.len())))?;
+    if entry.key() != key {
+        return Err(corrupt(format!(
+            "the entry decodes but belongs under key {}",
+            hex::encode(entry.key())
+        )));
+    }
+    Ok(entry)
+}
+
+fn get_entry<T: StoredEntry>(tree: &sled::Tree, key: &[u8]) -> Result<Option<T>, StoreError> {
+    match tree
+        .get(key)
+        .map_err(|error| sled_error("read", T::TREE, error))?
+    {
+        Some(bytes) => decode_entry(key, &bytes).map(Some),
+        None => Ok(None),
+    }
+}
+
+fn list_entries<T: StoredEntry>(
+    entries: impl Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>,
+) -> Result<Vec<T>, StoreError> {
+    entries
+        .map(|item| {
+            let (key, value) = item.map_err(|error| sled_error("scan", T::TREE, error))?;
+            decode_entry(&key, &value)
+        })
+        .collect()
+}
+
+/// Maps sled's open errors to what the operator needs to know.
+fn open_error(path: &Path, error: sled::Error) -> StoreOpenError {
+    let path = path.to_path_buf();
+    match error {
+        sled::Error::Corruption { at, .. } => StoreOpenError::Corrupt {
+            path,
+            detail: format!("sled found corrupt data at {at:?}"),
+        },
+        sled::Error::Io(io_error) if io_error.to_string().contains("could not acquire lock") => {
+            StoreOpenError::Locked {
+                path,
+                detail: io_error.to_string(),
+            }
+        }
+        other => StoreOpenError::Io {
+            path,
+            detail: other.to_string(),
+        },
+    }
+}
+
+fn io_open_error(path: &Path, what: &str, error: io::Error) -> StoreOpenError {
+    StoreOpenError::Io {
+        path: path.to_path_buf(),
+        detail: format!("{what}: {error}"),
+    }
+}
+
+fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(text) = payload.downcast_ref::<&str>() {
+        (*text).to_owned()
+    } else if let Some(text) = payload.downcast_ref::<String>() {
+        text.clone()
+    } else {
+        String::from("(no message)")
+    }
+}
+
+fn micros_since(start: Instant) -> u64 {
+    u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX)
+}
+
+impl SledStore {
+    /// Opens (or creates) the store in `dir`.
+    ///
+    /// A new store is stamped with [`FORMAT_VERSION`]; an existing one must carry exactly that
+    /// version. Recovery after a crash happens here (sled replays its log); damage found while
+    /// doing so is [`StoreOpenError::Corrupt`], never a panic.
+    pub fn open(dir: &Path, options: &StoreOptions) -> Result<SledStore, StoreOpenError> {
+        let config = sled::Config::new()
+            .path(dir)
+            .cache_capacity(options.cache_capacity_bytes)
+            .flush_every_ms(Some(BACKGROUND_FLUSH_MS));
+        // sled 0.34 has assertions on its recovery path; a database damaged in a way it does not
+        // expect can panic there instead of returning `Corruption`. Report that the same way.
+        let db = match panic::catch_unwind(AssertUnwindSafe(|| config.open())) {
+            Ok(Ok(db)) => db,
+            Ok(Err(error)) => return Err(open_error(dir, error)),
+            Err(payload) => {
+                return Err(StoreOpenError::Corrupt {
+                    path: dir.to_path_buf(),
+                    detail: format!(
+                        "sled stopped with an internal error while recovering: {}",
+                        panic_text(payload.as_ref())
+                    ),
+                })
+            }
+        };
+        let open_tree = |name: &str| db.open_tree(name).map_err(|error| open_error(dir, error));
+        let outbox = open_tree(TREE_OUTBOX)?;
+        let inbox = open_tree(TREE_INBOX)?;
+        let relay = open_tree(TREE_RELAY)?;
+        let meta = open_tree(TREE_META)?;
+
+        let db_file = match options.sync {
+            SyncMode::Flush => None,
+            SyncMode::FlushAndSyncData => {
+                Some(File::open(dir.join("db")).map_err(|error| {
+                    io_open_error(dir, "opening sled's db file to sync it", error)
+                })?)
+            }
+        };
+        let mut store = SledStore {
+            path: dir.to_path_buf(),
+            db,
+            outbox,
+            inbox,
+            relay,
+            meta,
+            db_file,
+            sync: options.sync,
+            synced_blobs: HashSet::new(),
+            dirty: false,
+            stats: StoreStats::default(),
+        };
+        store.check_format_version()?;
+        if store.sync == SyncMode::FlushAndSyncData {
+            // Make the directory entries sled created (db, conf, blobs) durable, once.
+            File::open(dir)
+                .and_then(|directory| directory.sync_all())
+                .map_err(|error| io_open_error(dir, "syncing the store directory", error))?;
+        }
+        tracing::info!(
+            path = %dir.display(),
+            recovered = store.db.was_recovered(),
+            sync = ?store.sync,
+            "message store opened"
+        );
+        Ok(store)
+    }
+
+    fn check_format_version(&mut self) -> Result<(), StoreOpenError> {
+        let path = self.path.clone();
+        let stored = self
+            .meta
+            .get(KEY_FORMAT_VERSION)
+            .map_err(|error| open_error(&path, error))?;
+        match stored {
+            Some(bytes) => {
+                let found: u32 =
+                    codec::decode(&bytes, 16).map_err(|error| StoreOpenError::Corrupt {
+                        path: path.clone(),
+                        detail: format!(
+                            "the format version ({}) does not decode: {error}",
+                            hex::encode(&bytes)
+                        ),
+                    })?;
+                if found == FORMAT_VERSION {
+                    Ok(())
+                } else {
+                    Err(StoreOpenError::UnsupportedVersion {
+                        path,
+                        found,
+                        supported: FORMAT_VERSION,
+                    })
+                }
+            }
+            None => {
+                let empty = [&self.outbox, &self.inbox, &self.relay, &self.meta]
+                    .iter()
+                    .all(|tree| tree.is_empty());
+                if !empty {
+                    return Err(StoreOpenError::Corrupt {
+                        path,
+                        detail: String::from("it holds data but no format version"),
+                    });
+                }
+                let bytes = codec::encode(&FORMAT_VERSION, 16).map_err(|error| {
+                    io_open_error(
+                        &path,
+                        "encoding the format version",
+                        io::Error::other(error),
+                    )
+                })?;
+                self.meta
+                    .insert(KEY_FORMAT_VERSION, bytes)
+                    .map_err(|error| open_error(&path, error))?;
+                self.dirty = true;
+                self.flush().map_err(|error| StoreOpenError::Io {
+                    path,
+                    detail: error.0,
+                })
+            }
+        }
+    }
+
+    /// The store's directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The durability of each flush.
+    pub fn sync_mode(&self) -> SyncMode {
+        self.sync
+    }
+
+    /// Flush counters since opening.
+    pub fn stats(&self) -> StoreStats {
+        self.stats
+    }
+
+    /// Bytes sled uses on disk (its log and blobs; typically 2–3× the raw data).
+    pub fn size_on_disk(&self) -> Result<u64, StoreError> {
+        self.db
+            .size_on_disk()
+            .map_err(|error| sled_error("size_on_disk", "*", error))
+    }
+
+    /// The `limit` newest outbox entries, newest first by `created_at` (ties by message id).
+    ///
+    /// Loads and sorts the whole outbox: fine for the console at the sizes a point of contact
+    /// sees; an index by time can replace it if outboxes grow large.
+    pub fn outbox_page(&self, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
+        let mut entries = self.outbox_entries()?;
+        entries.sort_by(|a, b| {
+            b.created_at
+                .cmp(&a.created_at)
+                .then_with(|| a.message_id.cmp(&b.message_id))
+        });
+        entries.truncate(limit);
+        Ok(entries)
+    }
+
+    /// The `limit` newest inbox entries, newest first by `received_at` (ties by sender, then
+    /// message id). Loads and sorts the whole inbox, like [`SledStore::outbox_page`].
+    pub fn inbox_page(&self, limit: usize) -> Result<Vec<InboxEntry>, StoreError> {
+        let mut entries = self.inbox_entries()?;
+        entries.sort_by(|a, b| {
+            b.received_at
+                .cmp(&a.received_at)
+                .then_with(|| (a.sender, a.message_id).cmp(&(b.sender, b.message_id)))
+        });
+        entries.truncate(limit);
+        Ok(entries)
+    }
+
+    /// A message by id: the outbox entry if this node sent it, else the first inbox entry (in
+    /// sender order) with that id, else `None`. The inbox lookup scans the inbox's keys.
+    pub fn find_message(&self, message_id: &MessageId) -> Result<Option<Found>, StoreError> {
+        if let Some(entry) = self.get_outbox(message_id)? {
+            return Ok(Some(Found::Outbox(Box::new(entry))));
+        }
+        for item in self.inbox.iter() {
+            let (key, value) = item.map_err(|error| sled_error("scan", TREE_INBOX, error))?;
+            if key.len() == 48 && key[32..] == message_id.0 {
+                let entry = decode_entry::<InboxEntry>(&key, &value)?;
+                return Ok(Some(Found::Inbox(Box::new(entry))));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The relay entries held for messages from `sender` (one range scan over the relay tree),
+    /// in message id order. For per-sender storage limits.
+    pub fn relay_entries_from(&self, sender: &NodeId) -> Result<Vec<RelayEntry>, StoreError> {
+        list_entries(self.relay.scan_prefix(sender.0))
+    }
+
+    /// The inbox entries received from `sender` (one range scan), in message id order.
+    pub fn inbox_entries_from(&self, sender: &NodeId) -> Result<Vec<InboxEntry>, StoreError> {
+        list_entries(self.inbox.scan_prefix(sender.0))
+    }
+
+    fn put_entry<T: StoredEntry>(
+        &mut self,
+        tree_of: fn(&Self) -> &sled::Tree,
+        entry: &T,
+    ) -> Result<(), StoreError> {
+        let key = entry.key();
+        let bytes = codec::encode(entry, MAX_STORED_VALUE_BYTES).map_err(|error| {
+            StoreError(format!(
+                "cannot store the entry for key {} in tree `{}`: {error}",
+                hex::encode(&key),
+                T::TREE
+            ))
+        })?;
+        self.dirty = true;
+        tree_of(self)
+            .insert(key, bytes)
+            .map_err(|error| sled_error("write", T::TREE, error))?;
+        Ok(())
+    }
+
+    /// Syncs blob files written since the last sync, then the blob directory if any were new.
+    fn sync_new_blobs(&mut self) -> io::Result<()> {
+        let blobs_dir = self.path.join("blobs");
+        let mut present = HashSet::new();
+        let mut synced_any = false;
+        for item in fs::read_dir(&blobs_dir)? {
+            let item = item?;
+            let name = item.file_name();
+            if !self.synced_blobs.contains(&name) {
+                match File::open(item.path()) {
+                    Ok(file) => file.sync_data()?,
+                    // sled's garbage collector removed it meanwhile.
+                    Err(error) if error.kind() == io::ErrorKind::NotFound => continue,
+                    Err(error) => return Err(error),
+                }
+                synced_any = true;
+            }
+            present.insert(name);
+        }
+        if synced_any {
+            File::open(&blobs_dir)?.sync_all()?;
+        }
+        self.synced_blobs = present;
+        Ok(())
+    }
+}
+
+impl Store for SledStore {
+    fn put_outbox(&mut self, entry: &OutboxEntry) -> Result<(), StoreError> {
+        self.put_entry(|store| &store.outbox, entry)
+    }
+
+    fn get_outbox(&self, message_id: &MessageId) -> Result<Option<OutboxEntry>, StoreError> {
+        get_entry(&self.outbox, &outbox_key(message_id))
+    }
+
+    fn outbox_entries(&self) -> Result<Vec<OutboxEntry>, StoreError> {
+        list_entries(self.outbox.iter())
+    }
+
+    fn put_inbox(&mut self, entry: &InboxEntry) -> Result<(), StoreError> {
+        self.put_entry(|store| &store.inbox, entry)
+    }
+
+    fn get_inbox(
+        &self,
+        sender: &NodeId,
+        message_id: &MessageId,
+    ) -> Result<Option<InboxEntry>, StoreError> {
+        get_entry(&self.inbox, &sender_key(sender, message_id))
+    }
+
+    fn inbox_entries(&self) -> Result<Vec<InboxEntry>, StoreError> {
+        list_entries(self.inbox.iter())
+    }
+
+    fn put_relay(&mut self, entry: &RelayEntry) -> Result<(), StoreError> {
+        self.put_entry(|store| &store.relay, entry)
+    }
+
+    fn get_relay(
+        &self,
+        sender: &NodeId,
+        message_id: &MessageId,
+    ) -> Result<Option<RelayEntry>, StoreError> {
+        get_entry(&self.relay, &sender_key(sender, message_id))
+    }
+
+    fn remove_relay(&mut self, sender: &NodeId, message_id: &MessageId) -> Result<(), StoreError> {
+        self.dirty = true;
+        self.relay
+            .remove(sender_key(sender, message_id))
+            .map_err(|error| sled_error("remove", TREE_RELAY, error))?;
+        Ok(())
+    }
+
+    fn relay_entries(&self) -> Result<Vec<RelayEntry>, StoreError> {
+        list_entries(self.relay.iter())
+    }
+
+    fn put_roster(&mut self, signed: &[u8]) -> Result<(), StoreError> {
+        if signed.len() as u64 > MAX_STORED_VALUE_BYTES {
+            return Err(StoreError(format!(
+                "cannot store a roster of {} bytes (limit {MAX_STORED_VALUE_BYTES})",
+                signed.len()
+            )));
+        }
+        self.dirty = true;
+        self.meta
+            .insert(KEY_ROSTER, signed)
+            .map_err(|error| sled_error("write", TREE_META, error))?;
+        Ok(())
+    }
+
+    fn get_roster(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        let stored = self
+            .meta
+            .get(KEY_ROSTER)
+            .map_err(|error| sled_error("read", TREE_META, error))?;
+        Ok(stored.map(|bytes| bytes.to_vec()))
+    }
+
+    /// The group commit: sled's `flush()` and, in [`SyncMode::FlushAndSyncData`], `sync_data()`
+    /// on sled's files. Does nothing if nothing was written since the last successful flush.
+    fn flush(&mut self) -> Result<(), StoreError> {
+        if !self.dirty {
+            self.stats.idle_flushes += 1;
+            return Ok(());
+        }
+        let start = Instant::now();
+        self.db
+            .flush()
+            .map_err(|error| sled_error("flush", "*", error))?;
+        if self.db_file.is_some() {
+            // Blobs first: the log may refer to them.
+            self.sync_new_blobs()
+                .map_err(|error| StoreError(format!("syncing sled's blob files: {error}")))?;
+        }
+        if let Some(file) = &self.db_file {
+            file.sync_data()
+                .map_err(|error| StoreError(format!("syncing sled's db file: {error}")))?;
+        }
+        self.dirty = false;
+        let micros = micros_since(start);
+        self.stats.flushes += 1;
+        self.stats.last_flush_micros = micros;
+        self.stats.flush_micros_total = self.stats.flush_micros_total.saturating_add(micros);
+        Ok(())
+    }
+}

@@ -1,0 +1,743 @@
+//! Tests of [`SledStore`]: a model-based comparison with [`MemoryStore`] across flushes and
+//! restarts, a real `kill -9` of a writing process, and clear errors for a foreign format
+//! version, hand-corrupted values and a damaged database.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use quickfreeze_keys::codec;
+use quickfreeze_keys::{Digest32, NodeId, Signature, Timestamp};
+use quickfreeze_node::store::{
+    Found, SledStore, StoreOpenError, StoreOptions, SyncMode, FORMAT_VERSION, KEY_FORMAT_VERSION,
+    TREE_INBOX, TREE_META, TREE_OUTBOX,
+};
+use quickfreeze_proto::core::{
+    InboxEntry, MemoryStore, OutboxEntry, OutboxState, RelayEntry, RelayState, Store,
+};
+use quickfreeze_proto::payload::{example_free_text, Payload, PayloadKind};
+use quickfreeze_proto::receipt::{Receipt, ReceiptBody, ReceiptKind};
+use quickfreeze_proto::{MessageId, Priority};
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// Large enough to land in one of sled's blob files (over ~128 KiB).
+const BLOB_SIZED: usize = 200 * 1024;
+
+fn temp_dir() -> tempfile::TempDir {
+    // On the real disk (not a tmpfs), so syncs cost what they cost.
+    tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("create a temporary directory")
+}
+
+fn options(sync: SyncMode) -> StoreOptions {
+    StoreOptions {
+        sync,
+        ..StoreOptions::default()
+    }
+}
+
+fn open(dir: &Path, sync: SyncMode) -> SledStore {
+    SledStore::open(dir, &options(sync)).expect("open the store")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Entries built from the real types (the store does not interpret envelopes or digests).
+
+fn receipt(message_id: MessageId, sender: NodeId, kind: ReceiptKind, at: u64) -> Receipt {
+    Receipt {
+        body: ReceiptBody {
+            message_id,
+            envelope_digest: Digest32([3; 32]),
+            sender,
+            recipient: NodeId([4; 32]),
+            signer: NodeId([5; 32]),
+            received_at: Timestamp(at),
+            kind,
+        },
+        signature: Signature([0; 64]),
+    }
+}
+
+fn random_bytes(rng: &mut ChaCha8Rng, len: usize) -> Vec<u8> {
+    (0..len).map(|_| rng.random_range(0..=255u8)).collect()
+}
+
+fn random_envelope(rng: &mut ChaCha8Rng) -> Vec<u8> {
+    let len = if rng.random_range(0..40u32) == 0 {
+        BLOB_SIZED
+    } else {
+        rng.random_range(0..600usize)
+    };
+    let fill = rng.random_range(0..=255u8);
+    let mut bytes = vec![fill; len];
+    if let Some(first) = bytes.first_mut() {
+        *first = rng.random_range(0..=255u8);
+    }
+    bytes
+}
+
+fn random_outbox(rng: &mut ChaCha8Rng, message_id: MessageId) -> OutboxEntry {
+    let at = Timestamp(rng.random_range(0..1_000_000u64));
+    let state = match rng.random_range(0..6u32) {
+        0 => OutboxState::Accepted,
+        1 => OutboxState::Sent,
+        2 => OutboxState::Custody {
+            relay: NodeId([9; 32]),
+            at,
+        },
+        3 => OutboxState::Delivered { at },
+        4 => OutboxState::Expired { at },
+        _ => OutboxState::Rejected {
+            at,
+            reason: String::from("not competent"),
+        },
+    };
+    OutboxEntry {
+        message_id,
+        recipient: NodeId([rng.random_range(0..=255u8); 32]),
+        priority: Priority::Urgent,
+        kind: PayloadKind::Preservation,
+        summary: format!("summary {}", rng.random_range(0..1000u32)),
+        created_at: Timestamp(rng.random_range(0..1_000_000u64)),
+        expires_at: Timestamp(2_000_000),
+        envelope: random_envelope(rng),
+        digest: Digest32([rng.random_range(0..=255u8); 32]),
+        state,
+        attempts: rng.random_range(0..10u32),
+        direct_failures: rng.random_range(0..10u32),
+        relay_attempts: rng.random_range(0..3u32),
+        custody_receipt: rng
+            .random_bool(0.3)
+            .then(|| receipt(message_id, NodeId([1; 32]), ReceiptKind::Custody, 17)),
+        delivery_receipt: rng
+            .random_bool(0.3)
+            .then(|| receipt(message_id, NodeId([1; 32]), ReceiptKind::Delivered, 18)),
+        status_history: Vec::new(),
+        last_error: rng
+            .random_bool(0.2)
+            .then(|| String::from("connection refused")),
+    }
+}
+
+fn random_inbox(rng: &mut ChaCha8Rng, sender: NodeId, message_id: MessageId) -> InboxEntry {
+    InboxEntry {
+        sender,
+        message_id,
+        priority: Priority::Routine,
+        received_at: Timestamp(rng.random_range(0..1_000_000u64)),
+        created_at: Timestamp(rng.random_range(0..1_000_000u64)),
+        via_relay: rng.random_bool(0.3).then_some(NodeId([8; 32])),
+        envelope: random_envelope(rng),
+        digest: Digest32([rng.random_range(0..=255u8); 32]),
+        payload: Payload::FreeText(example_free_text()),
+        receipt: receipt(message_id, sender, ReceiptKind::Delivered, 42),
+        acknowledged_at: rng
+            .random_bool(0.5)
+            .then(|| Timestamp(rng.random_range(0..1_000_000u64))),
+        replies: Vec::new(),
+    }
+}
+
+fn random_relay(rng: &mut ChaCha8Rng, sender: NodeId, message_id: MessageId) -> RelayEntry {
+    let state = match rng.random_range(0..4u32) {
+        0 => RelayState::Holding,
+        1 => RelayState::ReceiptPending {
+            receipt: receipt(message_id, sender, ReceiptKind::Delivered, 7),
+        },
+        2 => RelayState::Done,
+        _ => RelayState::Failed {
+            reason: String::from("expired"),
+        },
+    };
+    RelayEntry {
+        sender,
+        message_id,
+        recipient: NodeId([6; 32]),
+        priority: Priority::Emergency,
+        received_at: Timestamp(rng.random_range(0..1_000_000u64)),
+        expires_at: Timestamp(2_000_000),
+        envelope: rng.random_bool(0.7).then(|| random_envelope(rng)),
+        digest: Digest32([rng.random_range(0..=255u8); 32]),
+        custody_receipt: receipt(message_id, sender, ReceiptKind::Custody, 6),
+        state,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. Model-based: SledStore must behave exactly like MemoryStore.
+
+const ID_POOL: u8 = 20;
+const SENDER_POOL: u8 = 4;
+
+fn pick_id(rng: &mut ChaCha8Rng) -> MessageId {
+    let mut bytes = [0xA5; 16];
+    bytes[15] = rng.random_range(0..ID_POOL);
+    MessageId(bytes)
+}
+
+fn pick_sender(rng: &mut ChaCha8Rng) -> NodeId {
+    NodeId([rng.random_range(1..=SENDER_POOL); 32])
+}
+
+fn assert_same(model: &MemoryStore, sled: &SledStore, rng: &mut ChaCha8Rng, context: &str) {
+    let mut outbox_model = model.outbox_entries().expect("model outbox");
+    let mut outbox_sled = sled.outbox_entries().expect("sled outbox");
+    outbox_model.sort_by_key(|entry| entry.message_id);
+    outbox_sled.sort_by_key(|entry| entry.message_id);
+    assert_eq!(outbox_model, outbox_sled, "outbox differs {context}");
+
+    let mut inbox_model = model.inbox_entries().expect("model inbox");
+    let mut inbox_sled = sled.inbox_entries().expect("sled inbox");
+    inbox_model.sort_by_key(|entry| (entry.sender, entry.message_id));
+    inbox_sled.sort_by_key(|entry| (entry.sender, entry.message_id));
+    assert_eq!(inbox_model, inbox_sled, "inbox differs {context}");
+
+    let mut relay_model = model.relay_entries().expect("model relay");
+    let mut relay_sled = sled.relay_entries().expect("sled relay");
+    relay_model.sort_by_key(|entry| (entry.sender, entry.message_id));
+    relay_sled.sort_by_key(|entry| (entry.sender, entry.message_id));
+    assert_eq!(relay_model, relay_sled, "relay differs {context}");
+
+    assert_eq!(
+        model.get_roster().expect("model roster"),
+        sled.get_roster().expect("sled roster"),
+        "roster differs {context}"
+    );
+
+    // Point lookups, hits and misses alike.
+    for _ in 0..3 {
+        let id = pick_id(rng);
+        let sender = pick_sender(rng);
+        assert_eq!(
+            model.get_outbox(&id).expect("model get"),
+            sled.get_outbox(&id).expect("sled get"),
+            "get_outbox {id} {context}"
+        );
+        assert_eq!(
+            model.get_inbox(&sender, &id).expect("model get"),
+            sled.get_inbox(&sender, &id).expect("sled get"),
+            "get_inbox {context}"
+        );
+        assert_eq!(
+            model.get_relay(&sender, &id).expect("model get"),
+            sled.get_relay(&sender, &id).expect("sled get"),
+            "get_relay {context}"
+        );
+    }
+}
+
+/// The console helpers agree with the model's data.
+fn assert_helpers(model: &MemoryStore, sled: &SledStore) {
+    let mut outbox = model.outbox_entries().expect("model outbox");
+    outbox.sort_by(|a, b| {
+        b.created_at
+            .cmp(&a.created_at)
+            .then_with(|| a.message_id.cmp(&b.message_id))
+    });
+    outbox.truncate(5);
+    assert_eq!(sled.outbox_page(5).expect("outbox page"), outbox);
+
+    let page = sled.inbox_page(7).expect("inbox page");
+    assert!(page.len() <= 7);
+    assert!(page
+        .windows(2)
+        .all(|pair| pair[0].received_at >= pair[1].received_at));
+    assert_eq!(
+        page.len(),
+        model.inbox_entries().expect("model inbox").len().min(7)
+    );
+
+    for n in 0..ID_POOL {
+        let mut bytes = [0xA5; 16];
+        bytes[15] = n;
+        let id = MessageId(bytes);
+        let expected = match model.get_outbox(&id).expect("model get") {
+            Some(entry) => Some(Found::Outbox(Box::new(entry))),
+            None => model
+                .inbox_entries()
+                .expect("model inbox")
+                .into_iter()
+                .find(|entry| entry.message_id == id)
+                .map(|entry| Found::Inbox(Box::new(entry))),
+        };
+        assert_eq!(sled.find_message(&id).expect("find"), expected, "find {id}");
+    }
+
+    for sender in 1..=SENDER_POOL {
+        let sender = NodeId([sender; 32]);
+        let relay: Vec<_> = model
+            .relay_entries()
+            .expect("model relay")
+            .into_iter()
+            .filter(|entry| entry.sender == sender)
+            .collect();
+        assert_eq!(sled.relay_entries_from(&sender).expect("relay from"), relay);
+        let inbox: Vec<_> = model
+            .inbox_entries()
+            .expect("model inbox")
+            .into_iter()
+            .filter(|entry| entry.sender == sender)
+            .collect();
+        assert_eq!(sled.inbox_entries_from(&sender).expect("inbox from"), inbox);
+    }
+}
+
+fn run_model(seed: u64, operations: usize, sync: SyncMode) {
+    let dir = temp_dir();
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut model = MemoryStore::new();
+    let mut sled = open(dir.path(), sync);
+    let mut restarts = 0;
+    for step in 0..operations {
+        let choice = rng.random_range(0..100u32);
+        let what = match choice {
+            0..=24 => {
+                let entry = random_outbox(&mut rng, pick_id(&mut rng));
+                model.put_outbox(&entry).expect("model put");
+                sled.put_outbox(&entry).expect("sled put");
+                "put_outbox"
+            }
+            25..=49 => {
+                let (sender, id) = (pick_sender(&mut rng), pick_id(&mut rng));
+                let entry = random_inbox(&mut rng, sender, id);
+                model.put_inbox(&entry).expect("model put");
+                sled.put_inbox(&entry).expect("sled put");
+                "put_inbox"
+            }
+            50..=69 => {
+                let (sender, id) = (pick_sender(&mut rng), pick_id(&mut rng));
+                let entry = random_relay(&mut rng, sender, id);
+                model.put_relay(&entry).expect("model put");
+                sled.put_relay(&entry).expect("sled put");
+                "put_relay"
+            }
+            70..=79 => {
+                let (sender, id) = (pick_sender(&mut rng), pick_id(&mut rng));
+                model.remove_relay(&sender, &id).expect("model remove");
+                sled.remove_relay(&sender, &id).expect("sled remove");
+                "remove_relay"
+            }
+            80..=84 => {
+                let len = rng.random_range(0..2000usize);
+                let roster = random_bytes(&mut rng, len);
+                model.put_roster(&roster).expect("model roster");
+                sled.put_roster(&roster).expect("sled roster");
+                "put_roster"
+            }
+            85..=94 => {
+                model.flush().expect("model flush");
+                sled.flush().expect("sled flush");
+                "flush"
+            }
+            _ => {
+                // Restart only right after a flush: then sled and the model agree on what
+                // survives (the model keeps exactly the flushed state).
+                model.flush().expect("model flush");
+                sled.flush().expect("sled flush");
+                assert_eq!(model.unflushed_writes(), 0);
+                drop(sled);
+                model.crash();
+                sled = open(dir.path(), sync);
+                restarts += 1;
+                "restart"
+            }
+        };
+        assert_same(
+            &model,
+            &sled,
+            &mut rng,
+            &format!("after step {step} ({what}), seed {seed}"),
+        );
+    }
+    assert_helpers(&model, &sled);
+    assert!(restarts > 0, "seed {seed} never restarted");
+}
+
+#[test]
+fn behaves_like_the_memory_model_across_flushes_and_restarts() {
+    let start = Instant::now();
+    for seed in 0..6u64 {
+        let sync = if seed % 2 == 0 {
+            SyncMode::FlushAndSyncData
+        } else {
+            SyncMode::Flush
+        };
+        run_model(seed, 300, sync);
+    }
+    println!(
+        "model test: 6 seeds × 300 operations in {:?}",
+        start.elapsed()
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. A real kill -9 of a process that writes and flushes.
+
+const CHILD_DIR_ENV: &str = "QF_STORE_CHILD";
+const CHILD_START_ENV: &str = "QF_STORE_CHILD_START";
+const CHILD_SYNC_ENV: &str = "QF_STORE_CHILD_SYNC";
+const CHILD_TEST: &str = "kill_test_child_writer";
+
+fn numbered_id(n: u64) -> MessageId {
+    let mut bytes = [0x5A; 16];
+    bytes[..8].copy_from_slice(&n.to_be_bytes());
+    MessageId(bytes)
+}
+
+fn numbered_sender(n: u64) -> NodeId {
+    NodeId([(n % 5) as u8 + 1; 32])
+}
+
+/// Entry `n` of the kill test: outbox, inbox or relay by `n % 3`, every 50th blob-sized.
+enum Numbered {
+    Outbox(OutboxEntry),
+    Inbox(InboxEntry),
+    Relay(RelayEntry),
+}
+
+fn numbered_entry(n: u64) -> Numbered {
+    let mut rng = ChaCha8Rng::seed_from_u64(n);
+    let id = numbered_id(n);
+    let sender = numbered_sender(n);
+    let envelope = if n % 50 == 7 {
+        vec![(n % 251) as u8; BLOB_SIZED]
+    } else {
+        vec![(n % 251) as u8; 300]
+    };
+    match n % 3 {
+        0 => {
+            let mut entry = random_outbox(&mut rng, id);
+            entry.envelope = envelope;
+            Numbered::Outbox(entry)
+        }
+        1 => {
+            let mut entry = random_inbox(&mut rng, sender, id);
+            entry.envelope = envelope;
+            Numbered::Inbox(entry)
+        }
+        _ => {
+            let mut entry = random_relay(&mut rng, sender, id);
+            entry.envelope = Some(envelope);
+            Numbered::Relay(entry)
+        }
+    }
+}
+
+fn put_numbered(store: &mut SledStore, n: u64) {
+    match numbered_entry(n) {
+        Numbered::Outbox(entry) => store.put_outbox(&entry),
+        Numbered::Inbox(entry) => store.put_inbox(&entry),
+        Numbered::Relay(entry) => store.put_relay(&entry),
+    }
+    .expect("write a numbered entry");
+}
+
+fn assert_numbered_present(store: &SledStore, n: u64) {
+    let id = numbered_id(n);
+    let sender = numbered_sender(n);
+    match numbered_entry(n) {
+        Numbered::Outbox(entry) => assert_eq!(
+            store.get_outbox(&id).expect("read back"),
+            Some(entry),
+            "outbox entry {n} lost"
+        ),
+        Numbered::Inbox(entry) => assert_eq!(
+            store.get_inbox(&sender, &id).expect("read back"),
+            Some(entry),
+            "inbox entry {n} lost"
+        ),
+        Numbered::Relay(entry) => assert_eq!(
+            store.get_relay(&sender, &id).expect("read back"),
+            Some(entry),
+            "relay entry {n} lost"
+        ),
+    }
+}
+
+/// Runs only as the child of `kill_minus_nine_loses_nothing_flushed`: writes numbered entries,
+/// flushes every 10 and reports each flushed count on stdout, until killed.
+#[test]
+fn kill_test_child_writer() {
+    let Ok(dir) = std::env::var(CHILD_DIR_ENV) else {
+        return;
+    };
+    let start: u64 = std::env::var(CHILD_START_ENV)
+        .expect("start env var")
+        .parse()
+        .expect("start is a number");
+    let sync = match std::env::var(CHILD_SYNC_ENV).as_deref() {
+        Ok("flush") => SyncMode::Flush,
+        _ => SyncMode::FlushAndSyncData,
+    };
+    let mut store = open(Path::new(&dir), sync);
+    let mut stdout = std::io::stdout();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut n = start;
+    // Bounded, in case the parent died without killing us.
+    while Instant::now() < deadline {
+        for _ in 0..10 {
+            put_numbered(&mut store, n);
+            n += 1;
+        }
+        store.flush().expect("flush");
+        writeln!(stdout, "flushed {}", n - start).expect("report");
+        stdout.flush().expect("flush stdout");
+    }
+}
+
+#[test]
+fn kill_minus_nine_loses_nothing_flushed() {
+    if std::env::var_os(CHILD_DIR_ENV).is_some() {
+        return;
+    }
+    let started = Instant::now();
+    let dir = temp_dir();
+    let exe = std::env::current_exe().expect("path of this test binary");
+    let mut rng = ChaCha8Rng::seed_from_u64(0x9_4111);
+    // Ranges of entry numbers acknowledged as flushed, over all rounds.
+    let mut confirmed: Vec<std::ops::Range<u64>> = Vec::new();
+    for round in 0..6u64 {
+        let start = round * 1_000_000;
+        let kill_after = rng.random_range(1..=30u64) * 10;
+        let extra_delay = Duration::from_micros(rng.random_range(0..3000u64));
+        let sync = if round % 2 == 0 {
+            "flush-and-sync-data"
+        } else {
+            "flush"
+        };
+        let mut child = Command::new(&exe)
+            .args(["--exact", CHILD_TEST, "--nocapture", "--test-threads=1"])
+            .env(CHILD_DIR_ENV, dir.path())
+            .env(CHILD_START_ENV, start.to_string())
+            .env(CHILD_SYNC_ENV, sync)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the child writer");
+        let stdout = child.stdout.take().expect("child stdout");
+        let mut flushed = 0;
+        for line in BufReader::new(stdout).lines() {
+            let line = line.expect("read child stdout");
+            if let Some(count) = line.strip_prefix("flushed ") {
+                flushed = count.parse().expect("a count");
+                if flushed >= kill_after {
+                    break;
+                }
+            }
+        }
+        assert!(
+            flushed >= kill_after,
+            "round {round}: the child stopped after reporting {flushed} flushed entries"
+        );
+        // Land the kill somewhere in the middle of the next batches.
+        std::thread::sleep(extra_delay);
+        child.kill().expect("SIGKILL the child");
+        let status = child.wait().expect("reap the child");
+        assert!(!status.success(), "the child was killed, not finished");
+        confirmed.push(start..start + flushed);
+
+        let store = SledStore::open(dir.path(), &options(SyncMode::Flush))
+            .unwrap_or_else(|error| panic!("round {round}: reopen after kill -9 failed: {error}"));
+        for range in &confirmed {
+            for n in range.clone() {
+                assert_numbered_present(&store, n);
+            }
+        }
+        // Whatever else survived (unflushed writes may or may not) must decode too.
+        let total = store.outbox_entries().expect("outbox decodes").len()
+            + store.inbox_entries().expect("inbox decodes").len()
+            + store.relay_entries().expect("relay decodes").len();
+        let expected: u64 = confirmed.iter().map(|range| range.end - range.start).sum();
+        assert!(total as u64 >= expected);
+        println!(
+            "round {round} ({sync}): killed after {flushed} flushed (+{extra_delay:?}); \
+             {expected} confirmed, {total} present"
+        );
+    }
+    println!("kill -9 test: {:?}", started.elapsed());
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. Clear errors, never panics.
+
+#[test]
+fn a_different_format_version_is_refused_clearly() {
+    let dir = temp_dir();
+    drop(open(dir.path(), SyncMode::Flush));
+    {
+        let raw = sled::open(dir.path()).expect("raw sled");
+        let meta = raw.open_tree(TREE_META).expect("meta tree");
+        let stored = meta
+            .get(KEY_FORMAT_VERSION)
+            .expect("read")
+            .expect("a new store is stamped");
+        assert_eq!(
+            codec::decode::<u32>(&stored, 16).expect("a u32"),
+            FORMAT_VERSION
+        );
+        let other = codec::encode(&(FORMAT_VERSION + 6), 16).expect("encode");
+        meta.insert(KEY_FORMAT_VERSION, other).expect("write");
+        raw.flush().expect("flush");
+    }
+    let error = SledStore::open(dir.path(), &StoreOptions::default()).expect_err("refused");
+    assert!(
+        matches!(error, StoreOpenError::UnsupportedVersion { found, supported, .. }
+            if found == FORMAT_VERSION + 6 && supported == FORMAT_VERSION),
+        "{error:?}"
+    );
+    let message = error.to_string();
+    assert!(
+        message.contains(&format!("format version {}", FORMAT_VERSION + 6)),
+        "{message}"
+    );
+    assert!(
+        message.contains(&dir.path().display().to_string()),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_corrupted_value_is_an_error_naming_tree_and_key() {
+    let dir = temp_dir();
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let id = MessageId([0x11; 16]);
+    let other_id = MessageId([0x22; 16]);
+    let sender = NodeId([7; 32]);
+    {
+        let mut store = open(dir.path(), SyncMode::Flush);
+        store.put_outbox(&random_outbox(&mut rng, id)).expect("put");
+        store
+            .put_outbox(&random_outbox(&mut rng, other_id))
+            .expect("put");
+        store
+            .put_inbox(&random_inbox(&mut rng, sender, id))
+            .expect("put");
+        store.flush().expect("flush");
+    }
+    {
+        let raw = sled::open(dir.path()).expect("raw sled");
+        // Garbage under a valid outbox key.
+        raw.open_tree(TREE_OUTBOX)
+            .expect("outbox tree")
+            .insert(id.0, &b"\xffgarbage, not an entry"[..])
+            .expect("write");
+        // A valid inbox entry stored under the wrong key.
+        let inbox = raw.open_tree(TREE_INBOX).expect("inbox tree");
+        let mut wrong_key = [0u8; 48];
+        wrong_key[..32].copy_from_slice(&[8; 32]);
+        wrong_key[32..].copy_from_slice(&other_id.0);
+        let valid = inbox.iter().next().expect("one entry").expect("read").1;
+        inbox.insert(wrong_key, valid).expect("write");
+        raw.flush().expect("flush");
+    }
+    let store = open(dir.path(), SyncMode::Flush);
+    let error = store.get_outbox(&id).expect_err("corrupt value");
+    assert!(error.0.contains("`outbox`"), "{error}");
+    assert!(error.0.contains(&hex::encode(id.0)), "{error}");
+    let error = store.outbox_entries().expect_err("listing hits it too");
+    assert!(error.0.contains("`outbox`"), "{error}");
+    assert!(store.find_message(&id).is_err());
+    // The untouched entry still reads.
+    assert!(store.get_outbox(&other_id).expect("intact").is_some());
+
+    let error = store.inbox_entries().expect_err("misplaced entry");
+    assert!(error.0.contains("`inbox`"), "{error}");
+    assert!(error.0.contains("belongs under key"), "{error}");
+    assert!(store.get_inbox(&sender, &id).expect("intact").is_some());
+}
+
+#[test]
+fn a_damaged_database_is_reported_with_operator_advice() {
+    let dir = temp_dir();
+    drop(open(dir.path(), SyncMode::Flush));
+    // sled's `conf` file, damaged: sled reports `Corruption` when it reads it back.
+    std::fs::write(
+        dir.path().join("conf"),
+        b"this is not sled's config\n\0\0\0\0",
+    )
+    .expect("damage conf");
+    let error = SledStore::open(dir.path(), &StoreOptions::default()).expect_err("refused");
+    assert!(matches!(error, StoreOpenError::Corrupt { .. }), "{error:?}");
+    let message = error.to_string();
+    for advice in ["Stop the node", "keep a copy", "backup", "support"] {
+        assert!(
+            message.contains(advice),
+            "`{advice}` missing from: {message}"
+        );
+    }
+}
+
+#[test]
+fn a_second_opener_is_told_the_store_is_in_use() {
+    let dir = temp_dir();
+    let _first = open(dir.path(), SyncMode::Flush);
+    let error = SledStore::open(dir.path(), &StoreOptions::default()).expect_err("locked");
+    assert!(matches!(error, StoreOpenError::Locked { .. }), "{error:?}");
+}
+
+#[test]
+fn options_read_from_toml() {
+    let options: StoreOptions =
+        toml::from_str("sync = \"flush\"\ncache_capacity_bytes = 1048576").expect("parse");
+    assert_eq!(options.sync, SyncMode::Flush);
+    assert_eq!(options.cache_capacity_bytes, 1 << 20);
+    let defaults: StoreOptions = toml::from_str("").expect("parse");
+    assert_eq!(defaults, StoreOptions::default());
+    assert_eq!(defaults.sync, SyncMode::FlushAndSyncData);
+    let synced: StoreOptions = toml::from_str("sync = \"flush-and-sync-data\"").expect("parse");
+    assert_eq!(synced.sync, SyncMode::FlushAndSyncData);
+    assert!(toml::from_str::<StoreOptions>("sync = \"fsync\"").is_err());
+}
+
+#[test]
+fn idle_flushes_do_no_io_and_stats_count_commits() {
+    let dir = temp_dir();
+    let mut store = open(dir.path(), SyncMode::FlushAndSyncData);
+    let before = store.stats();
+    store.flush().expect("idle flush");
+    assert_eq!(store.stats().flushes, before.flushes);
+    assert_eq!(store.stats().idle_flushes, before.idle_flushes + 1);
+    store.put_roster(b"signed roster").expect("put");
+    store.flush().expect("flush");
+    assert_eq!(store.stats().flushes, before.flushes + 1);
+    assert!(store.size_on_disk().expect("size") > 0);
+}
+
+/// Not a pass/fail test: prints the cost of one group commit of 10 entries in each mode
+/// (run with `--nocapture` to see it).
+#[test]
+fn report_flush_cost_per_batch() {
+    for sync in [SyncMode::Flush, SyncMode::FlushAndSyncData] {
+        let dir = temp_dir();
+        let mut store = open(dir.path(), sync);
+        let mut rng = ChaCha8Rng::seed_from_u64(11);
+        let batches = 100u64;
+        let mut flush_time = Duration::ZERO;
+        let mut samples = Vec::new();
+        for batch in 0..batches {
+            for n in 0..10u64 {
+                let mut bytes = [0u8; 16];
+                bytes[..8].copy_from_slice(&(batch * 10 + n).to_be_bytes());
+                let mut entry = random_outbox(&mut rng, MessageId(bytes));
+                entry.envelope = vec![1; 2000];
+                store.put_outbox(&entry).expect("put");
+            }
+            let start = Instant::now();
+            store.flush().expect("flush");
+            let took = start.elapsed();
+            flush_time += took;
+            samples.push(took);
+        }
+        samples.sort();
+        let stats = store.stats();
+        println!(
+            "{sync:?}: {batches} batches of 10 × ~2.4 KB: mean {:?}, p50 {:?}, p90 {:?} per \
+             flush; store stats mean {} µs",
+            flush_time / batches as u32,
+            samples[samples.len() / 2],
+            samples[samples.len() * 9 / 10],
+            stats.flush_micros_total / stats.flushes.max(1),
+        );
+    }
+}
