@@ -323,12 +323,13 @@ pub fn execute(cli: Cli) -> Result<()> {
         Command::Authority(AuthorityCommand::Keygen { out }) => {
             let key = AuthorityKey::generate(&mut rand::rng());
             key.write_key_file(&out)?;
-            println!(
+            // The public key alone on stdout, so scripts can capture it; the rest is for people.
+            eprintln!(
                 "authority key written to {} (mode 0600); keep it offline",
                 out.display()
             );
-            println!("public key:  {}", key.public());
-            println!("fingerprint: {}", key.public().fingerprint());
+            eprintln!("fingerprint: {}", key.public().fingerprint());
+            println!("{}", key.public());
             Ok(())
         }
         Command::Roster(command) => roster(command),
@@ -888,7 +889,13 @@ fn roster(command: RosterCommand) -> Result<()> {
                 "# quickfreeze roster, serial {}. Append the [[members]] entries printed by `quickfreeze init`,\n\
                  # set each member's `relays`, then sign with `quickfreeze roster sign`.\n{}",
                 roster.serial,
-                roster.to_toml()
+                // Members are appended as [[members]] tables, so no inline `members = []`.
+                roster
+                    .to_toml()
+                    .lines()
+                    .filter(|line| line.trim() != "members = []")
+                    .map(|line| format!("{line}\n"))
+                    .collect::<String>()
             );
             std::fs::write(&out, text)
                 .with_context(|| format!("{}: cannot write", out.display()))?;

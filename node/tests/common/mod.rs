@@ -1,0 +1,107 @@
+//! Helpers shared by the integration tests that run the real `quickfreeze` binary.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use quickfreeze_node::control::{ControlClient, ControlRequest, ControlResponse};
+
+/// The binary under test.
+pub(crate) fn binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_quickfreeze"))
+}
+
+/// A loopback port that was free a moment ago.
+pub(crate) fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+    listener.local_addr().expect("local addr").port()
+}
+
+/// Runs `quickfreeze ARGS` in `dir` and returns its output.
+pub(crate) fn run(dir: &Path, args: &[&str]) -> Output {
+    Command::new(binary())
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run quickfreeze")
+}
+
+/// Runs and asserts success; returns stdout.
+pub(crate) fn run_ok(dir: &Path, args: &[&str]) -> String {
+    let output = run(dir, args);
+    assert!(
+        output.status.success(),
+        "quickfreeze {args:?} failed:\nstdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// A `quickfreeze run` child process.
+pub(crate) struct NodeProcess {
+    pub(crate) data_dir: PathBuf,
+    pub(crate) child: Child,
+}
+
+impl NodeProcess {
+    /// Starts the daemon for `data_dir` and waits until its console answers.
+    pub(crate) fn start(data_dir: &Path) -> NodeProcess {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(data_dir.join("node.log"))
+            .expect("log file");
+        let child = Command::new(binary())
+            .args(["run", "--data-dir"])
+            .arg(data_dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn node");
+        let node = NodeProcess {
+            data_dir: data_dir.to_path_buf(),
+            child,
+        };
+        node.wait_ready();
+        node
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if ControlClient::connect(&self.data_dir, Duration::from_secs(5)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let log = std::fs::read_to_string(self.data_dir.join("node.log")).unwrap_or_default();
+        panic!(
+            "node in {} did not come up; log:\n{log}",
+            self.data_dir.display()
+        );
+    }
+
+    /// SIGKILL, no clean shutdown.
+    pub(crate) fn kill9(mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("reap");
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One console request to the node in `data_dir`.
+pub(crate) fn console(data_dir: &Path, request: &ControlRequest) -> ControlResponse {
+    let mut client =
+        ControlClient::connect(data_dir, Duration::from_secs(30)).expect("console connects");
+    client.request(request).expect("console answer")
+}
