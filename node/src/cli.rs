@@ -677,7 +677,7 @@ fn send(
         target,
         &ControlRequest::Submit {
             recipient: to.to_string(),
-            payload,
+            payload: Box::new(payload),
         },
     )?;
     let ControlResponse::Submitted {

@@ -49,8 +49,8 @@ pub enum ControlRequest {
     Submit {
         /// Country code (the point of contact) or node id.
         recipient: String,
-        /// The message.
-        payload: Payload,
+        /// The message (boxed: it dwarfs every other request).
+        payload: Box<Payload>,
     },
     /// Newest inbox entries.
     Inbox {

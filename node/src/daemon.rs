@@ -684,7 +684,7 @@ impl Daemon {
             ControlRequest::Submit { recipient, payload } => {
                 match self.resolve_recipient(&recipient) {
                     Err(message) => ControlResponse::Error { message },
-                    Ok(node) => match self.core.submit(now, node, payload) {
+                    Ok(node) => match self.core.submit(now, node, *payload) {
                         Ok(message_id) => ControlResponse::Submitted {
                             message_id: message_id.to_string(),
                             recipient: node.to_string(),
@@ -839,7 +839,7 @@ impl Daemon {
                 }
             }
         };
-        entries.sort_by(|a, b| b.received_at.cmp(&a.received_at));
+        entries.sort_by_key(|entry| std::cmp::Reverse(entry.received_at));
         let rows = entries
             .iter()
             .take(limit)
@@ -868,7 +868,7 @@ impl Daemon {
                 }
             }
         };
-        entries.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+        entries.sort_by_key(|entry| std::cmp::Reverse(entry.created_at));
         let rows = entries
             .iter()
             .take(limit)

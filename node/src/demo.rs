@@ -63,7 +63,7 @@ fn client(dir: &Path) -> Result<ControlClient> {
 fn submit(dir: &Path, to: &str, payload: Payload) -> Result<String> {
     match client(dir)?.request(&ControlRequest::Submit {
         recipient: to.into(),
-        payload,
+        payload: Box::new(payload),
     })? {
         ControlResponse::Submitted { message_id, .. } => Ok(message_id),
         ControlResponse::Error { message } => bail!("submit refused: {message}"),

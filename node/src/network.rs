@@ -50,6 +50,10 @@ const LENGTH_PREFIX_BYTES: usize = 4;
 /// that announces a large frame and then stalls does not make us hold the full size per stream.
 const INITIAL_READ_CAPACITY_BYTES: usize = 64 * 1024;
 
+/// Addresses kept per member: each is tried on every dial, so a roster entry with hundreds would
+/// turn one dial into hundreds of connection attempts.
+const MAX_ADDRESSES_PER_PEER: usize = 16;
+
 /// Connection limits. Two connections per peer, not one: when two members dial each other at the
 /// same moment both connections complete, and refusing the second would fail requests queued on it.
 const MAX_ESTABLISHED_PER_PEER: u32 = 2;
@@ -380,7 +384,8 @@ impl Network {
     /// addresses to dial each at. Connections to peers no longer in the set are closed.
     ///
     /// An address carrying a `/p2p/` component for a different peer is a roster error; it is
-    /// skipped (with a warning) rather than dialled, since the dial could only fail.
+    /// skipped (with a warning) rather than dialled, since the dial could only fail. At most 16
+    /// addresses per peer are kept; the rest are skipped with a warning.
     pub fn set_allowed_peers(&mut self, peers: impl IntoIterator<Item = (PeerId, Vec<Multiaddr>)>) {
         let mut new_allowed: BTreeMap<PeerId, Vec<Multiaddr>> = BTreeMap::new();
         for (peer, addresses) in peers {
@@ -389,11 +394,11 @@ impl Network {
                 // Normalise to `…/p2p/<peer>`: libp2p's address books store that form, and the
                 // same socket written two ways would be dialled twice.
                 match address.with_p2p(peer) {
-                    Ok(address) => {
-                        if !entry.contains(&address) {
-                            entry.push(address);
-                        }
+                    Ok(address) if entry.contains(&address) => {}
+                    Ok(address) if entry.len() >= MAX_ADDRESSES_PER_PEER => {
+                        tracing::warn!(%peer, %address, "too many roster addresses; skipped")
                     }
+                    Ok(address) => entry.push(address),
                     Err(address) => {
                         tracing::warn!(%peer, %address, "roster address names another peer; skipped")
                     }

@@ -99,7 +99,7 @@ fn try_submit(dir: &Path, index: usize) -> Option<String> {
     match client
         .request(&ControlRequest::Submit {
             recipient: "FR".into(),
-            payload: Payload::FreeText(text),
+            payload: Box::new(Payload::FreeText(text)),
         })
         .ok()?
     {

@@ -51,11 +51,11 @@ fn net_with(points_of_contact: usize, config: CoreConfig) -> Net {
     let countries = ["BE", "DE", "FR", "JP", "US", "BR", "KE", "NO"];
     let relay = identity(0);
     let mut members = Vec::new();
-    for index in 0..=points_of_contact {
+    for (index, country) in countries.iter().enumerate().take(points_of_contact + 1) {
         let who = identity(index);
         members.push(Member {
             node_id: who.node_id(),
-            country: CountryCode::parse(countries[index]).expect("valid"),
+            country: CountryCode::parse(country).expect("valid"),
             authority_name: format!("node {index}"),
             role: if index == 0 {
                 Role::Relay
