@@ -372,3 +372,27 @@ pub fn open_bytes<'r>(
         .map_err(|_| OpenError::DecryptionFailed)?;
     Ok((sender, Zeroizing::new(plaintext)))
 }
+
+/// Decrypts without checking the signature, membership or expiry. Exists only so that the
+/// simulator can prove its forgery checker catches a core that skips verification
+/// ([`crate::core::InjectedBugs::skip_signature_check`]); never call it elsewhere.
+#[doc(hidden)]
+pub fn open_bytes_unverified(
+    me: &Identity,
+    envelope: &Envelope,
+) -> Result<((), Zeroizing<Vec<u8>>), OpenError> {
+    let header_encoded = header_bytes(&envelope.header);
+    let shared = me.diffie_hellman(&envelope.header.ephemeral_key.0);
+    let key = derive_key(&shared, &header_encoded, &me.encryption_public());
+    let cipher = ChaCha20Poly1305::new(&Key::from(*key));
+    let plaintext = cipher
+        .decrypt(
+            &Nonce::default(),
+            AeadPayload {
+                msg: &envelope.ciphertext,
+                aad: &header_encoded,
+            },
+        )
+        .map_err(|_| OpenError::DecryptionFailed)?;
+    Ok(((), Zeroizing::new(plaintext)))
+}

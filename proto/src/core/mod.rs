@@ -66,6 +66,21 @@ pub struct CoreConfig {
     pub accept: AcceptPolicy,
     /// Events kept for the shell before the oldest are dropped (default 100,000).
     pub max_queued_events: usize,
+    /// Deliberate bugs, for proving that the simulator's invariant checkers can fail. All off by
+    /// default; nothing but tests sets them.
+    pub injected_bugs: InjectedBugs,
+}
+
+/// Deliberate bugs a test can switch on to show that a checker catches them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct InjectedBugs {
+    /// Treat every delivered envelope as new (no de-duplication on message id).
+    pub skip_dedup: bool,
+    /// Sign and return the receipt, but write the inbox entry only at the next input, so a crash
+    /// in between loses a message whose receipt the sender holds.
+    pub receipt_before_store: bool,
+    /// Accept envelopes whose signature does not verify.
+    pub skip_signature_check: bool,
 }
 
 impl Default for CoreConfig {
@@ -87,6 +102,7 @@ impl Default for CoreConfig {
             receipt_grace_ms: 7 * 24 * HOUR_MS,
             accept: AcceptPolicy::default(),
             max_queued_events: 100_000,
+            injected_bugs: InjectedBugs::default(),
         }
     }
 }
@@ -348,6 +364,7 @@ pub struct Core<S: Store> {
     next_request_id: u64,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
+    deferred_inbox: Vec<InboxEntry>,
 }
 
 impl<S: Store> Core<S> {
@@ -385,6 +402,7 @@ impl<S: Store> Core<S> {
             next_request_id: 1,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
+            deferred_inbox: Vec::new(),
         };
         if core.store.get_roster()?.as_deref() != Some(core.signed_roster.as_slice()) {
             let bytes = core.signed_roster.clone();
@@ -646,6 +664,7 @@ impl<S: Store> Core<S> {
     /// Handles a request batch from `from` (a roster member, authenticated by the transport).
     /// Returns the response bytes, which the shell sends only after flushing the store.
     pub fn handle_request(&mut self, now: Timestamp, from: NodeId, bytes: &[u8]) -> Vec<u8> {
+        self.write_deferred();
         let batch = match Batch::from_bytes(bytes) {
             Ok(batch) => batch,
             Err(error) => {
@@ -717,6 +736,7 @@ impl<S: Store> Core<S> {
 
     /// Advances time: expires what is overdue and transmits what is due.
     pub fn handle_timeout(&mut self, now: Timestamp) {
+        self.write_deferred();
         let mut ready: Vec<(Reverse<Priority>, Timestamp, Job)> = Vec::new();
         while let Some(&(at, priority, job)) = self.due.first() {
             if at > now {
@@ -800,6 +820,17 @@ impl<S: Store> Core<S> {
     }
 
     // ----- internals ---------------------------------------------------------------------
+
+    /// Only used by [`InjectedBugs::receipt_before_store`].
+    fn write_deferred(&mut self) {
+        for entry in std::mem::take(&mut self.deferred_inbox) {
+            if let Err(error) = self.store.put_inbox(&entry) {
+                self.push_event(Event::StoreFailed {
+                    reason: error.to_string(),
+                });
+            }
+        }
+    }
 
     fn push_event(&mut self, event: Event) {
         if self.events.len() >= self.config.max_queued_events {
@@ -1484,7 +1515,12 @@ impl<S: Store> Core<S> {
         let header = envelope.header.clone();
         let bytes = envelope.to_bytes();
         let digest = digest_bytes(&bytes);
-        match self.store.get_inbox(&header.sender, &header.message_id) {
+        let existing = if self.config.injected_bugs.skip_dedup {
+            Ok(None)
+        } else {
+            self.store.get_inbox(&header.sender, &header.message_id)
+        };
+        match existing {
             Ok(Some(existing)) => {
                 if existing.digest == digest {
                     // A retry or a second path: answer with the original receipt, store nothing.
@@ -1501,14 +1537,25 @@ impl<S: Store> Core<S> {
             Ok(None) => {}
             Err(error) => return self.store_failed(header.message_id, error),
         }
-        let payload = match envelope::open(
+        let opened = envelope::open(
             &self.identity,
             &self.roster,
             &envelope,
             now,
             &self.config.accept,
-        ) {
+        );
+        let payload = match opened {
             Ok((_, payload)) => payload,
+            Err(OpenError::BadSignature(_)) if self.config.injected_bugs.skip_signature_check => {
+                let Ok((_, plaintext)) = envelope::open_bytes_unverified(&self.identity, &envelope)
+                else {
+                    return Frame::refused(header.message_id, true, "does not decrypt");
+                };
+                match Payload::from_bytes(&plaintext) {
+                    Ok(payload) => payload,
+                    Err(_) => return Frame::refused(header.message_id, true, "payload malformed"),
+                }
+            }
             Err(error) => return self.reject_inbound(from, header.message_id, &error),
         };
         let via_relay = (from != header.sender).then_some(from);
@@ -1543,7 +1590,9 @@ impl<S: Store> Core<S> {
             acknowledged_at: None,
             replies: Vec::new(),
         };
-        if let Err(error) = self.store.put_inbox(&entry) {
+        if self.config.injected_bugs.receipt_before_store {
+            self.deferred_inbox.push(entry);
+        } else if let Err(error) = self.store.put_inbox(&entry) {
             return self.store_failed(header.message_id, error);
         }
         self.push_event(Event::Received {
