@@ -616,7 +616,7 @@ fn print_detail(detail: &MessageDetail) {
         println!("status history:");
         for status in &detail.status_history {
             println!(
-                "  {}  {:?}  by {}  {}",
+                "  {}  {}  by {}  {}",
                 status.received_at, status.status, status.officer, status.note
             );
         }

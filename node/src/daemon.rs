@@ -550,13 +550,13 @@ impl Daemon {
                 from,
                 status,
             } => {
-                info!(%references, from = %country(from), ?status, "status update received");
+                info!(%references, from = %country(from), %status, "status update received");
                 self.alert(
                     "status",
                     Some(*references),
                     None,
                     Some(*from),
-                    &format!("{status:?}"),
+                    &status.to_string(),
                 );
             }
             Event::InboundRejected { from, reason } => {
@@ -887,7 +887,7 @@ impl Daemon {
                 latest_status: entry
                     .status_history
                     .last()
-                    .map(|record| format!("{:?}", record.update.status)),
+                    .map(|record| record.update.status.to_string()),
             })
             .collect();
         ControlResponse::Outbox { rows }

@@ -3,9 +3,10 @@
 //! Four nodes run in this process on loopback TCP, each with its own key file, sled database and
 //! control socket: points of contact for DE, FR and NL, and a relay run by a central authority in
 //! BE. The demo signs a roster, starts the nodes, and drives them through the same console client
-//! the `quickfreeze` commands use: DE sends a preservation request to FR and waits for FR's signed
-//! delivery receipt; FR's officer acknowledges it; then NL goes offline, DE sends an emergency
-//! request that the relay takes into custody, NL comes back, and the relay delivers it.
+//! the `quickfreeze` commands use: DE sends an emergency request to FR and shows FR's signed
+//! delivery receipt; then, with NL offline, DE sends a preservation request that the relay takes
+//! into custody (custody receipt), NL comes back, the relay delivers it (NL's delivery receipt
+//! reaches DE through the relay), and NL's officer replies that the data is preserved.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -13,10 +14,10 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context, Result};
 use quickfreeze_keys::roster::{Member, Role, Roster, SignedRoster};
 use quickfreeze_keys::{AuthorityKey, CountryCode, EncryptionKey, Identity, NodeId, Timestamp};
-use quickfreeze_proto::payload::{example_emergency, example_preservation, Payload};
+use quickfreeze_proto::payload::{example_emergency, example_preservation, Payload, Status};
 
 use crate::config::{files, NodeConfig};
-use crate::control::{ControlClient, ControlRequest, ControlResponse, ReceiptView};
+use crate::control::{ControlClient, ControlRequest, ControlResponse, MessageDetail, ReceiptView};
 use crate::daemon::{self, RunningNode};
 
 const DAY_MS: u64 = 24 * 3600 * 1000;
@@ -87,13 +88,24 @@ fn wait_delivered(dir: &Path, message_id: &str, seconds: u64) -> Result<(Receipt
     }
 }
 
-fn outbox_state(dir: &Path, message_id: &str) -> Result<String> {
-    match client(dir)?.request(&ControlRequest::Show {
-        message_id: message_id.into(),
-    })? {
-        ControlResponse::Message { detail } => Ok(detail.state),
-        other => bail!("unexpected answer: {other:?}"),
+fn wait_for_detail(
+    dir: &Path,
+    message_id: &str,
+    done: impl Fn(&MessageDetail) -> bool,
+) -> Result<MessageDetail> {
+    for _ in 0..300 {
+        if let ControlResponse::Message { detail } =
+            client(dir)?.request(&ControlRequest::Show {
+                message_id: message_id.into(),
+            })?
+        {
+            if done(&detail) {
+                return Ok(*detail);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
     }
+    bail!("message {message_id} did not reach the expected state within 30 s")
 }
 
 fn print_receipt(receipt: &ReceiptView, latency_ms: u64) {
@@ -226,81 +238,55 @@ pub fn run_demo(dir: Option<PathBuf>) -> Result<()> {
     let result = (|| -> Result<()> {
         let (de, fr, nl) = (&nodes[1], &nodes[2], &nodes[3]);
 
-        println!(
-            "\n1. DE sends an urgent preservation request (Budapest Convention Art. 29) to FR"
-        );
-        let message_id = submit(&de.dir, "FR", Payload::Preservation(example_preservation()))?;
+        println!("\n1. DE sends an emergency disclosure request (CETS 224 Art. 9) to FR, which is online");
+        let message_id = submit(&de.dir, "FR", Payload::Emergency(example_emergency()))?;
         println!(
             "    accepted as {message_id} (stored durably at DE before this line was printed)"
         );
         let (receipt, latency_ms) = wait_delivered(&de.dir, &message_id, 30)?;
         print_receipt(&receipt, latency_ms);
-
-        println!("\n2. FR's duty officer acknowledges it; DE sees the status");
         match client(&fr.dir)?.request(&ControlRequest::Ack {
             message_id: message_id.clone(),
             officer: "Officer Martin".into(),
         })? {
-            ControlResponse::Acknowledged { .. } => {}
+            ControlResponse::Acknowledged { .. } => {
+                println!("    FR's officer on duty acknowledges it")
+            }
             other => bail!("acknowledge failed: {other:?}"),
         }
-        let mut acknowledged = false;
-        for _ in 0..100 {
-            if let ControlResponse::Message { detail } =
-                client(&de.dir)?.request(&ControlRequest::Show {
-                    message_id: message_id.clone(),
-                })?
-            {
-                if let Some(status) = detail.status_history.last() {
-                    println!(
-                        "    DE outbox: {:?} by {} at {}",
-                        status.status, status.officer, status.received_at
-                    );
-                    acknowledged = true;
-                    break;
-                }
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        if !acknowledged {
-            bail!("DE never saw FR's acknowledgement");
-        }
 
-        println!("\n3. NL goes offline; DE sends an emergency request (CETS 224 Art. 9) to NL");
+        println!(
+            "\n2. NL is offline; DE sends an urgent preservation request (Budapest Art. 29) to NL"
+        );
         let nl_index = 3;
         if let Some(node) = running[nl_index].take() {
             runtime.block_on(node.stop())?;
         }
-        let emergency = submit(&de.dir, "NL", Payload::Emergency(example_emergency()))?;
-        println!("    accepted as {emergency}");
-        let mut state = String::new();
-        for _ in 0..200 {
-            state = outbox_state(&de.dir, &emergency)?;
-            if state == "custody" {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        println!("    DE outbox state: {state} (the BE relay holds the sealed envelope; it cannot read it)");
-        if state != "custody" {
-            bail!("the relay did not take custody");
+        let preservation = submit(&de.dir, "NL", Payload::Preservation(example_preservation()))?;
+        println!("    accepted as {preservation}");
+        let custody = wait_for_detail(&de.dir, &preservation, |detail| {
+            detail.receipts.iter().any(|r| r.kind == "custody")
+        })?;
+        println!("    direct delivery fails; the BE relay takes custody of the sealed envelope (it cannot read it):");
+        for receipt in custody.receipts.iter().filter(|r| r.kind == "custody") {
+            print_receipt(receipt, 0);
         }
 
-        println!("\n4. NL comes back; the relay delivers and carries NL's receipt back to DE");
+        println!("\n3. NL comes back; the relay delivers and carries NL's receipt back to DE");
         running[nl_index] = Some(runtime.block_on(async { daemon::start(config_for(nl)).await })?);
-        let (receipt, latency_ms) = wait_delivered(&de.dir, &emergency, 60)?;
+        let (receipt, latency_ms) = wait_delivered(&de.dir, &preservation, 60)?;
         print_receipt(&receipt, latency_ms);
         match client(&nl.dir)?.request(&ControlRequest::Inbox { limit: 10 })? {
             ControlResponse::Inbox { rows } => {
                 for row in rows {
                     println!(
-                        "    NL inbox: {} {} from {} ({}){}",
+                        "    NL inbox: {} {} from {}: {}{}",
                         row.priority,
                         row.kind,
                         row.country,
                         row.summary,
                         if row.via_relay.is_some() {
-                            ", via relay"
+                            " (via relay)"
                         } else {
                             ""
                         }
@@ -308,6 +294,31 @@ pub fn run_demo(dir: Option<PathBuf>) -> Result<()> {
                 }
             }
             other => bail!("unexpected answer: {other:?}"),
+        }
+
+        println!("\n4. NL's officer preserves the data and replies; DE sees the status");
+        let until = Timestamp::now().plus_ms(90 * DAY_MS);
+        match client(&nl.dir)?.request(&ControlRequest::Reply {
+            message_id: preservation.clone(),
+            status: Status::Preserved {
+                reference: "NL-PRES-2026-0412".into(),
+                expires_at: until,
+            },
+            note: "Preserved at the hosting provider; awaiting your MLA request.".into(),
+            officer: "Officer de Vries".into(),
+        })? {
+            ControlResponse::Replied { .. } => {}
+            other => bail!("reply failed: {other:?}"),
+        }
+        let detail = wait_for_detail(&de.dir, &preservation, |detail| {
+            !detail.status_history.is_empty()
+        })?;
+        for status in &detail.status_history {
+            println!("    DE outbox: {}", status.status);
+            println!(
+                "      by {} at {}: {}",
+                status.officer, status.received_at, status.note
+            );
         }
         Ok(())
     })();

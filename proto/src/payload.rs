@@ -565,6 +565,37 @@ pub enum RefusalGround {
     Other,
 }
 
+impl fmt::Display for Status {
+    /// One line for tables and logs.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Status::AcknowledgedByOfficer => write!(f, "acknowledged by officer"),
+            Status::Preserved {
+                reference,
+                expires_at,
+            } => {
+                write!(f, "preserved (reference {reference}, until {expires_at})")
+            }
+            Status::PartiallyExecuted { explanation } => {
+                write!(f, "partially executed: {explanation}")
+            }
+            Status::Refused {
+                ground,
+                explanation,
+            } => write!(f, "refused ({ground}): {explanation}"),
+            Status::MoreInformationNeeded { questions } => {
+                write!(f, "more information needed: {questions}")
+            }
+            Status::ForwardedToCentralAuthority { authority } => {
+                write!(f, "forwarded to central authority {authority}")
+            }
+            Status::DataNotAvailable { explanation } => {
+                write!(f, "data not available: {explanation}")
+            }
+        }
+    }
+}
+
 impl fmt::Display for RefusalGround {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
