@@ -1,0 +1,406 @@
+//! Daemons started in this process (real libp2p on loopback, real sled in temp dirs): roster
+//! spread, hostile members, the alert hook, and the demo scenario as a test.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use libp2p::Multiaddr;
+use quickfreeze_keys::roster::{Member, Role, Roster};
+use quickfreeze_keys::{
+    AuthorityKey, CountryCode, EncryptionKey, Identity, SignedRoster, Timestamp,
+};
+use quickfreeze_node::config::{files, NodeConfig};
+use quickfreeze_node::control::{ControlClient, ControlRequest, ControlResponse};
+use quickfreeze_node::daemon::{self, RunningNode};
+use quickfreeze_node::network::{Network, NetworkConfig, NetworkEvent};
+use quickfreeze_proto::envelope::Envelope;
+use quickfreeze_proto::frame::{Batch, Frame};
+use quickfreeze_proto::payload::{example_free_text, example_preservation, Payload};
+
+use common::free_port;
+
+const DAY_MS: u64 = 24 * 3600 * 1000;
+
+struct Fixture {
+    _root: tempfile::TempDir,
+    authority: AuthorityKey,
+    roster: Roster,
+    dirs: Vec<PathBuf>,
+    identities: Vec<Identity>,
+    addresses: Vec<String>,
+}
+
+/// One member per country, each with a data dir, key file, config and the signed roster.
+fn fixture(countries: &[&str], alert_hook: Vec<String>) -> Fixture {
+    let root = tempfile::tempdir().expect("tempdir");
+    let mut rng = rand::rng();
+    let authority = AuthorityKey::generate(&mut rng);
+    let now = Timestamp::now();
+    let mut members = Vec::new();
+    let mut dirs = Vec::new();
+    let mut identities = Vec::new();
+    let mut addresses = Vec::new();
+    for country in countries {
+        let dir = root.path().join(country.to_lowercase());
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let identity = Identity::generate(&mut rng);
+        identity.write_key_file(&dir.join(files::KEY)).expect("key");
+        let address = format!("/ip4/127.0.0.1/tcp/{}", free_port());
+        let mut config = NodeConfig {
+            data_dir: dir.clone(),
+            listen: vec![address.clone()],
+            alert_hook: alert_hook.clone(),
+            ..NodeConfig::default()
+        };
+        config.retry.base_ms = 100;
+        config.retry.cap_ms = 1_000;
+        std::fs::write(
+            dir.join(files::CONFIG),
+            toml::to_string(&config).expect("config"),
+        )
+        .expect("config");
+        members.push(Member {
+            node_id: identity.node_id(),
+            country: CountryCode::parse(country).expect("country"),
+            authority_name: format!("{country} point of contact"),
+            role: Role::PointOfContact,
+            encryption_key: EncryptionKey(identity.encryption_public()),
+            addresses: vec![address.clone()],
+            relays: vec![],
+            valid_from: Timestamp(now.0 - DAY_MS),
+            valid_until: now.plus_ms(30 * DAY_MS),
+            on_duty_contact: "duty@example.org".into(),
+        });
+        dirs.push(dir);
+        identities.push(identity);
+        addresses.push(address);
+    }
+    let roster = Roster {
+        network: "daemon-tests".into(),
+        serial: 1,
+        issued_at: now,
+        expires_at: now.plus_ms(30 * DAY_MS),
+        threshold: 1,
+        authorities: vec![authority.public()],
+        members,
+    };
+    let fixture = Fixture {
+        _root: root,
+        authority,
+        roster,
+        dirs,
+        identities,
+        addresses,
+    };
+    fixture.install(&fixture.roster.clone(), None);
+    fixture
+}
+
+impl Fixture {
+    fn signed(&self, roster: &Roster) -> Vec<u8> {
+        let mut signed = SignedRoster::new(roster).expect("roster");
+        signed.sign(&self.authority, None).expect("sign");
+        signed.to_bytes().expect("encode")
+    }
+
+    fn install(&self, roster: &Roster, only: Option<usize>) {
+        let bytes = self.signed(roster);
+        for (index, dir) in self.dirs.iter().enumerate() {
+            if only.is_some_and(|only| only != index) {
+                continue;
+            }
+            std::fs::write(dir.join(files::ROSTER), &bytes).expect("roster");
+            std::fs::write(
+                dir.join(files::PIN),
+                roster.authority_set_fingerprint().to_string(),
+            )
+            .expect("pin");
+        }
+    }
+
+    async fn start(&self, index: usize) -> RunningNode {
+        let config = NodeConfig::load(&self.dirs[index].join(files::CONFIG)).expect("config");
+        daemon::start(config).await.expect("node starts")
+    }
+}
+
+async fn ask(dir: &Path, request: ControlRequest) -> ControlResponse {
+    let dir = dir.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        for _ in 0..200 {
+            if let Ok(mut client) = ControlClient::connect(&dir, Duration::from_secs(30)) {
+                return client.request(&request).expect("answer");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("console of {} never answered", dir.display());
+    })
+    .await
+    .expect("join")
+}
+
+async fn send_and_wait(dir: &Path, to: &str, payload: Payload) -> String {
+    let ControlResponse::Submitted { message_id, .. } = ask(
+        dir,
+        ControlRequest::Submit {
+            recipient: to.into(),
+            payload: Box::new(payload),
+        },
+    )
+    .await
+    else {
+        panic!("submit refused");
+    };
+    match ask(
+        dir,
+        ControlRequest::WaitDelivered {
+            message_id: message_id.clone(),
+            timeout_ms: 30_000,
+        },
+    )
+    .await
+    {
+        ControlResponse::Delivered { receipt, .. } => assert!(receipt.verified),
+        other => panic!("not delivered: {other:?}"),
+    }
+    message_id
+}
+
+async fn roster_serial(dir: &Path) -> u64 {
+    match ask(dir, ControlRequest::Status).await {
+        ControlResponse::Status { report } => report.roster_serial,
+        other => panic!("status failed: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_roster_update_spreads_to_every_node() {
+    let fixture = fixture(&["DE", "FR", "NL"], vec![]);
+    let mut nodes = Vec::new();
+    for index in 0..3 {
+        nodes.push(fixture.start(index).await);
+    }
+    // DE's operator installs serial 2 and restarts DE; FR and NL learn it from traffic alone.
+    let mut newer = fixture.roster.clone();
+    newer.serial = 2;
+    fixture.install(&newer, Some(0));
+    let de = nodes.remove(0);
+    de.stop().await.expect("stop");
+    let de = fixture.start(0).await;
+    assert_eq!(roster_serial(&fixture.dirs[0]).await, 2);
+    send_and_wait(
+        &fixture.dirs[0],
+        "FR",
+        Payload::FreeText(example_free_text()),
+    )
+    .await;
+    // FR, now at serial 2, passes it on to NL.
+    send_and_wait(
+        &fixture.dirs[1],
+        "NL",
+        Payload::FreeText(example_free_text()),
+    )
+    .await;
+    for dir in &fixture.dirs {
+        let mut serial = 0;
+        for _ in 0..100 {
+            serial = roster_serial(dir).await;
+            if serial == 2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(serial, 2, "{} did not pick up serial 2", dir.display());
+    }
+    de.stop().await.expect("stop");
+    for node in nodes {
+        node.stop().await.expect("stop");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_member_is_refused_and_the_node_keeps_serving() {
+    // Three members: DE and FR run daemons; XX (here BR) is a member whose node misbehaves.
+    let fixture = fixture(&["DE", "FR", "BR"], vec![]);
+    let de = fixture.start(0).await;
+    let fr = fixture.start(1).await;
+    let first = send_and_wait(
+        &fixture.dirs[0],
+        "FR",
+        Payload::Preservation(example_preservation()),
+    )
+    .await;
+
+    let hostile_identity = &fixture.identities[2];
+    let mut hostile = Network::new(
+        hostile_identity.to_libp2p_keypair(),
+        NetworkConfig {
+            listen_addresses: vec![fixture.addresses[2].parse::<Multiaddr>().expect("address")],
+            ..NetworkConfig::default()
+        },
+    )
+    .expect("network");
+    let fr_peer = fixture.roster.members[1]
+        .node_id
+        .to_peer_id()
+        .expect("peer");
+    let fr_address: Multiaddr = fixture.addresses[1].parse().expect("address");
+    hostile.set_allowed_peers([(fr_peer, vec![fr_address])]);
+
+    // 1: garbage bytes. 2: FR's own stored envelope from DE, replayed with one ciphertext bit
+    // flipped. 3: a truncated batch.
+    let stored = match ask(
+        &fixture.dirs[0],
+        ControlRequest::Show {
+            message_id: first.clone(),
+        },
+    )
+    .await
+    {
+        ControlResponse::Message { detail } => detail,
+        other => panic!("show failed: {other:?}"),
+    };
+    assert_eq!(stored.direction, "outbound");
+    let sealed = {
+        // Seal a fresh envelope from the hostile member to FR, then tamper with it.
+        let fr_member = fixture.roster.members[1].clone();
+        let params = quickfreeze_proto::envelope::SealParams {
+            message_id: quickfreeze_proto::MessageId([7; 16]),
+            created_at: Timestamp::now(),
+            expires_at: Timestamp::now().plus_ms(DAY_MS),
+            priority: quickfreeze_proto::Priority::Urgent,
+        };
+        let mut envelope = quickfreeze_proto::envelope::seal(
+            hostile_identity,
+            &fr_member,
+            &Payload::FreeText(example_free_text()),
+            params,
+            &mut rand::rng(),
+        )
+        .expect("seal");
+        let last = envelope.ciphertext.len() - 1;
+        envelope.ciphertext[last] ^= 1;
+        envelope
+    };
+    let tampered = Batch::new(1, vec![Frame::Deliver(sealed.clone())])
+        .to_bytes()
+        .expect("encode");
+    let mut truncated = tampered.clone();
+    truncated.truncate(truncated.len() / 2);
+    let frames = vec![vec![0xFFu8; 512], tampered, truncated];
+    let mut answers = Vec::new();
+    for frame in frames {
+        hostile.send_request(fr_peer, frame).expect("send");
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while answers.len() < 3 {
+        let event = tokio::time::timeout_at(deadline, hostile.next_event())
+            .await
+            .expect("answers in time");
+        match event {
+            NetworkEvent::Response { frame, .. } => {
+                answers.push(Batch::from_bytes(&frame).expect("a refusal is a batch"))
+            }
+            NetworkEvent::OutboundFailure { error, .. } => {
+                panic!("hostile request failed instead of being refused: {error}")
+            }
+            _ => {}
+        }
+    }
+    for answer in &answers {
+        assert!(
+            matches!(
+                answer.frames.as_slice(),
+                [Frame::Refused {
+                    permanent: true,
+                    ..
+                }]
+            ),
+            "expected a permanent refusal, got {answer:?}"
+        );
+    }
+    // Nothing from the hostile member reached FR's inbox; FR still serves DE.
+    let ControlResponse::Inbox { rows } =
+        ask(&fixture.dirs[1], ControlRequest::Inbox { limit: 100 }).await
+    else {
+        panic!("inbox failed");
+    };
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].country, "DE");
+    assert!(Envelope::from_bytes(&sealed.to_bytes()).is_ok());
+    send_and_wait(
+        &fixture.dirs[0],
+        "FR",
+        Payload::FreeText(example_free_text()),
+    )
+    .await;
+    drop(hostile);
+    de.stop().await.expect("stop");
+    fr.stop().await.expect("stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_alert_hook_runs_for_a_new_request() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let log = root.path().join("alerts.log");
+    let hook = vec![
+        "sh".to_string(),
+        "-c".to_string(),
+        format!(
+            "echo \"$QF_EVENT $QF_PRIORITY $QF_MESSAGE_ID\" >> {}",
+            log.display()
+        ),
+    ];
+    let fixture = fixture(&["DE", "FR"], hook);
+    let de = fixture.start(0).await;
+    let fr = fixture.start(1).await;
+    let id = send_and_wait(
+        &fixture.dirs[0],
+        "FR",
+        Payload::Preservation(example_preservation()),
+    )
+    .await;
+    let mut text = String::new();
+    for _ in 0..100 {
+        text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.contains(&id) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        text.contains(&format!("received urgent {id}")),
+        "alert log: {text:?}"
+    );
+    de.stop().await.expect("stop");
+    fr.stop().await.expect("stop");
+}
+
+#[test]
+fn the_demo_shows_custody_delivery_and_status() {
+    let output = std::process::Command::new(common::binary())
+        .arg("demo")
+        .output()
+        .expect("demo runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "demo failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("signed custody receipt from BE"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("signed delivered receipt from NL"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("DE outbox: preserved (reference NL-PRES-2026-0412"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("(via relay)"), "{stdout}");
+}
