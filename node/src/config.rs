@@ -91,6 +91,9 @@ pub struct StoreSection {
     /// `flush-and-sync-data` (survives power loss; default) or `flush` (survives a crash of the
     /// process only; faster).
     pub sync: SyncMode,
+    /// Group commit: flush once for everything that arrived together (default). `false` flushes
+    /// after every single input; it exists to measure what group commit buys.
+    pub group_commit: bool,
 }
 
 impl Default for StoreSection {
@@ -99,6 +102,7 @@ impl Default for StoreSection {
         StoreSection {
             cache_capacity_bytes: options.cache_capacity_bytes,
             sync: options.sync,
+            group_commit: true,
         }
     }
 }
@@ -233,6 +237,8 @@ cache_capacity_bytes = {cache}
 # "flush-and-sync-data": an accepted message survives power loss (default).
 # "flush": survives a crash of the process, not of the machine; faster.
 sync = "flush-and-sync-data"
+# Flush once for everything that arrived together (true), or after every single input (false).
+group_commit = true
 
 [retry]
 # First retry delay; doubles per consecutive failure, with jitter.

@@ -89,6 +89,11 @@ pub enum ControlRequest {
     Peers,
     /// The node at a glance.
     Status,
+    /// Delivery latency and store figures since start (or the last reset).
+    Metrics {
+        /// Clear the figures after reading them.
+        reset: bool,
+    },
     /// Wait until an outbox message is delivered (or the timeout passes).
     WaitDelivered {
         /// Message id (hex).
@@ -265,6 +270,35 @@ pub struct StatusReport {
     pub store_flushes: u64,
 }
 
+/// Delivery figures measured inside the daemon.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Metrics {
+    /// Messages accepted from the console.
+    pub accepted: u64,
+    /// Delivery receipts verified.
+    pub delivered: u64,
+    /// Messages expired undelivered.
+    pub expired: u64,
+    /// Inbound messages stored.
+    pub received: u64,
+    /// Accepted → verified delivery receipt, microseconds: median.
+    pub latency_p50_us: u64,
+    /// 90th percentile.
+    pub latency_p90_us: u64,
+    /// 99th percentile.
+    pub latency_p99_us: u64,
+    /// Maximum.
+    pub latency_max_us: u64,
+    /// Latency samples behind the percentiles (the most recent ones, bounded).
+    pub latency_samples: u64,
+    /// Group commits that wrote something.
+    pub store_flushes: u64,
+    /// Time spent flushing, microseconds.
+    pub store_flush_micros: u64,
+    /// Loop turns (each ends with one flush call).
+    pub loop_turns: u64,
+}
+
 /// The daemon's answer.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(tag = "result", rename_all = "kebab-case")]
@@ -328,6 +362,11 @@ pub enum ControlResponse {
         message_id: String,
         /// Its state.
         state: String,
+    },
+    /// Figures since start or the last reset.
+    Metrics {
+        /// The figures.
+        metrics: Metrics,
     },
     /// The request failed.
     Error {

@@ -31,8 +31,8 @@ use tracing::{error, info, warn};
 
 use crate::config::{files, NodeConfig};
 use crate::control::{
-    ControlRequest, ControlResponse, Hello, HelloReply, InboxRow, MessageDetail, OutboxRow,
-    PeerRow, ReceiptView, StatusReport, StatusView, CONTROL_PROTOCOL_NAME,
+    ControlRequest, ControlResponse, Hello, HelloReply, InboxRow, MessageDetail, Metrics,
+    OutboxRow, PeerRow, ReceiptView, StatusReport, StatusView, CONTROL_PROTOCOL_NAME,
     CONTROL_PROTOCOL_VERSION, MAX_CONTROL_LINE_BYTES,
 };
 use crate::network::{Network, NetworkConfig, NetworkEvent};
@@ -214,7 +214,17 @@ struct Daemon {
     connected: BTreeSet<NodeId>,
     listen_addresses: Vec<String>,
     hooks: JoinSet<()>,
+    group_commit: bool,
+    metrics: Metrics,
+    /// When each undelivered message was accepted, for submit → receipt latency.
+    accepted_at: BTreeMap<MessageId, std::time::Instant>,
+    latencies_us: std::collections::VecDeque<u64>,
 }
+
+/// Latency samples kept for the percentiles.
+const MAX_LATENCY_SAMPLES: usize = 200_000;
+/// Undelivered messages whose acceptance instant is tracked (the outbox limit is lower).
+const MAX_TRACKED_ACCEPTED: usize = 100_000;
 
 const MAX_WAITERS: usize = 1024;
 const MAX_RUNNING_HOOKS: usize = 8;
@@ -299,6 +309,10 @@ impl Daemon {
             connected: BTreeSet::new(),
             listen_addresses: Vec::new(),
             hooks: JoinSet::new(),
+            group_commit: config.store.group_commit,
+            metrics: Metrics::default(),
+            accepted_at: BTreeMap::new(),
+            latencies_us: std::collections::VecDeque::new(),
         })
     }
 
@@ -335,7 +349,8 @@ impl Daemon {
                 () = sleep => {}
             }
             // Group commit: take whatever else is ready, then flush once for all of it.
-            for _ in 0..256 {
+            let extra_inputs = if self.group_commit { 256 } else { 0 };
+            for _ in 0..extra_inputs {
                 if let Ok(command) = command_rx.try_recv() {
                     self.on_command(command);
                     continue;
@@ -370,6 +385,7 @@ impl Daemon {
     }
 
     fn flush_and_release(&mut self) -> Result<(), DaemonError> {
+        self.metrics.loop_turns += 1;
         let flushed = tokio::task::block_in_place(|| self.core.store_mut().flush());
         if let Err(error) = flushed {
             // Nothing produced in this turn may leave: that would acknowledge what is not durable.
@@ -480,6 +496,11 @@ impl Daemon {
                 recipient,
                 priority,
             } => {
+                self.metrics.accepted += 1;
+                if self.accepted_at.len() < MAX_TRACKED_ACCEPTED {
+                    self.accepted_at
+                        .insert(*message_id, std::time::Instant::now());
+                }
                 info!(%message_id, to = %country(recipient), %priority, "accepted");
             }
             Event::Sent {
@@ -500,6 +521,14 @@ impl Daemon {
             } => {
                 info!(%message_id, to = %country(recipient), %received_at, latency_ms, "delivered");
                 let message_id = *message_id;
+                self.metrics.delivered += 1;
+                if let Some(at) = self.accepted_at.remove(&message_id) {
+                    if self.latencies_us.len() >= MAX_LATENCY_SAMPLES {
+                        self.latencies_us.pop_front();
+                    }
+                    self.latencies_us
+                        .push_back(u64::try_from(at.elapsed().as_micros()).unwrap_or(u64::MAX));
+                }
                 if let Some(waiters) = self.waiters.remove(&message_id) {
                     let response = self.delivered_response(&message_id);
                     for waiter in waiters {
@@ -512,6 +541,8 @@ impl Daemon {
                 recipient,
                 priority,
             } => {
+                self.metrics.expired += 1;
+                self.accepted_at.remove(message_id);
                 error!(%message_id, to = %country(recipient), %priority, "EXPIRED UNDELIVERED: contact the recipient by phone");
                 self.alert(
                     "expired",
@@ -536,6 +567,7 @@ impl Daemon {
                 kind,
                 via_relay,
             } => {
+                self.metrics.received += 1;
                 info!(%message_id, from = %country(sender), %priority, %kind, relayed = via_relay.is_some(), "NEW REQUEST in the inbox");
                 self.alert(
                     "received",
@@ -730,6 +762,7 @@ impl Daemon {
                 },
             },
             ControlRequest::Peers => self.peers(),
+            ControlRequest::Metrics { reset } => self.metrics_report(reset),
             ControlRequest::Status => self.status(now),
             ControlRequest::WaitDelivered { message_id, .. } => {
                 let id = match message_id.parse::<MessageId>() {
@@ -771,6 +804,32 @@ impl Daemon {
             }
         };
         self.pending_replies.push((reply, response));
+    }
+
+    fn metrics_report(&mut self, reset: bool) -> ControlResponse {
+        let mut samples: Vec<u64> = self.latencies_us.iter().copied().collect();
+        samples.sort_unstable();
+        let percentile = |p: usize| -> u64 {
+            if samples.is_empty() {
+                0
+            } else {
+                samples[((samples.len() - 1) * p) / 100]
+            }
+        };
+        let stats = self.core.store().stats();
+        let mut metrics = self.metrics.clone();
+        metrics.latency_p50_us = percentile(50);
+        metrics.latency_p90_us = percentile(90);
+        metrics.latency_p99_us = percentile(99);
+        metrics.latency_max_us = samples.last().copied().unwrap_or(0);
+        metrics.latency_samples = samples.len() as u64;
+        metrics.store_flushes = stats.flushes;
+        metrics.store_flush_micros = stats.flush_micros_total;
+        if reset {
+            self.metrics = Metrics::default();
+            self.latencies_us.clear();
+        }
+        ControlResponse::Metrics { metrics }
     }
 
     fn country(&self, node: &NodeId) -> String {
