@@ -160,7 +160,7 @@ pub enum StoreOpenError {
     #[error(
         "the message store in {} has format version {found}, but this quickfreeze release reads \
          only format version {supported}. Run the release that wrote it, or migrate the store; \
-         the node did not change anything in that directory",
+         this node wrote no data to it",
         path.display()
     )]
     UnsupportedVersion {
@@ -217,6 +217,10 @@ pub enum Found {
 
 /// The durable store of one node: a sled database in one directory. See the module docs for
 /// what each flush guarantees.
+///
+/// A failed flush is final for this instance: after an `fsync` error Linux may already have
+/// dropped the unwritten pages, so a retry could report success for data that is gone. Every
+/// later [`Store::flush`] therefore fails, and the daemon must stop acknowledging and restart.
 pub struct SledStore {
     path: PathBuf,
     db: sled::Db,
@@ -231,6 +235,9 @@ pub struct SledStore {
     synced_blobs: HashSet<OsString>,
     /// Something was written since the last successful flush.
     dirty: bool,
+    /// Why a flush failed. After a failed `fsync` the kernel may have dropped the dirty pages and
+    /// a retry would "succeed" without the data, so every later flush fails with this reason.
+    failed: Option<String>,
     stats: StoreStats,
 }
 
@@ -434,6 +441,7 @@ impl SledStore {
             sync: options.sync,
             synced_blobs: HashSet::new(),
             dirty: false,
+            failed: None,
             stats: StoreStats::default(),
         };
         store.check_format_version()?;
@@ -604,6 +612,23 @@ impl SledStore {
         Ok(())
     }
 
+    /// sled's `flush()`, then (in [`SyncMode::FlushAndSyncData`]) blobs and the `db` file.
+    fn commit(&mut self) -> Result<(), StoreError> {
+        self.db
+            .flush()
+            .map_err(|error| sled_error("flush", "*", error))?;
+        if self.db_file.is_some() {
+            // Blobs first: the log may refer to them.
+            self.sync_new_blobs()
+                .map_err(|error| StoreError(format!("syncing sled's blob files: {error}")))?;
+        }
+        if let Some(file) = &self.db_file {
+            file.sync_data()
+                .map_err(|error| StoreError(format!("syncing sled's db file: {error}")))?;
+        }
+        Ok(())
+    }
+
     /// Syncs blob files written since the last sync, then the blob directory if any were new.
     fn sync_new_blobs(&mut self) -> io::Result<()> {
         let blobs_dir = self.path.join("blobs");
@@ -708,23 +733,25 @@ impl Store for SledStore {
 
     /// The group commit: sled's `flush()` and, in [`SyncMode::FlushAndSyncData`], `sync_data()`
     /// on sled's files. Does nothing if nothing was written since the last successful flush.
+    ///
+    /// Once a flush has failed, every later one fails too (see [`SledStore`]): the node must stop
+    /// acknowledging and be restarted, which recovers exactly what reached the disk.
     fn flush(&mut self) -> Result<(), StoreError> {
+        if let Some(reason) = &self.failed {
+            return Err(StoreError(format!(
+                "an earlier flush failed ({reason}); nothing written since can be made durable \
+                 by this process: restart the node"
+            )));
+        }
         if !self.dirty {
             self.stats.idle_flushes += 1;
             return Ok(());
         }
         let start = Instant::now();
-        self.db
-            .flush()
-            .map_err(|error| sled_error("flush", "*", error))?;
-        if self.db_file.is_some() {
-            // Blobs first: the log may refer to them.
-            self.sync_new_blobs()
-                .map_err(|error| StoreError(format!("syncing sled's blob files: {error}")))?;
-        }
-        if let Some(file) = &self.db_file {
-            file.sync_data()
-                .map_err(|error| StoreError(format!("syncing sled's db file: {error}")))?;
+        if let Err(error) = self.commit() {
+            tracing::error!(path = %self.path.display(), %error, "group commit failed");
+            self.failed = Some(error.0.clone());
+            return Err(error);
         }
         self.dirty = false;
         let micros = micros_since(start);
