@@ -420,8 +420,7 @@ impl<S: Store> Core<S> {
                 RelayState::Holding => Job::RelayDeliver(key.0, key.1),
                 RelayState::ReceiptPending { .. } => Job::RelayReceipt(key.0, key.1),
                 RelayState::Done | RelayState::Failed { .. } => {
-                    // Kept only to answer duplicates until expiry; no work.
-                    core.relay.insert(key, entry);
+                    // Finished: the store keeps it to answer duplicates; memory holds only work.
                     continue;
                 }
             };
@@ -1170,7 +1169,7 @@ impl<S: Store> Core<S> {
             message_id,
             reason,
         });
-        self.relay.insert(key, entry);
+        self.relay.remove(&key);
     }
 
     fn account_relay(&mut self, entry: &RelayEntry, add: bool) {
@@ -1318,7 +1317,7 @@ impl<S: Store> Core<S> {
                             reason: error.to_string(),
                         });
                     }
-                    self.relay.insert((sender, message_id), entry);
+                    self.relay.remove(&(sender, message_id));
                 }
             }
             (Item::RosterRequest, Frame::Roster(bytes)) => {
