@@ -255,6 +255,9 @@ pub enum RosterError {
         /// Signatures by keys not in the set.
         ignored: usize,
     },
+    /// The same authority signed twice.
+    #[error("authority {0} appears twice among the signatures")]
+    DuplicateSignature(Fingerprint),
     /// Signing with a key that is neither in this roster's set.
     #[error("key {0} is not an authority of this roster")]
     NotAnAuthority(Fingerprint),
@@ -512,7 +515,19 @@ impl SignedRoster {
     fn signers(&self) -> Result<BTreeSet<AuthorityPublicKey>, RosterError> {
         let message = signing_message(&self.body);
         let mut signers = BTreeSet::new();
+        if self.signatures.len() > MAX_AUTHORITIES * 2 {
+            return Err(RosterError::TooMany {
+                what: "signatures",
+                count: self.signatures.len(),
+                limit: MAX_AUTHORITIES * 2,
+            });
+        }
         for entry in &self.signatures {
+            if signers.contains(&entry.authority) {
+                return Err(RosterError::DuplicateSignature(
+                    entry.authority.fingerprint(),
+                ));
+            }
             if !entry.authority.verify(&message, &entry.signature.0) {
                 return Err(RosterError::BadSignature {
                     signer: entry.authority.fingerprint(),

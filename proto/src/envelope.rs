@@ -155,9 +155,10 @@ impl Default for AcceptPolicy {
 impl Envelope {
     /// Canonical bytes.
     pub fn to_bytes(&self) -> Vec<u8> {
-        // Envelopes are only constructed by `seal` (bounded payload) or decoded within the limit,
-        // so encoding within twice the limit cannot fail; fall back to an empty vector regardless.
-        codec::encode(self, 2 * MAX_ENVELOPE_BYTES).unwrap_or_default()
+        // Envelopes come from `seal` (bounded payload) or from a decoded batch (bounded by the
+        // batch limit, far below this one), so encoding cannot hit the limit. Receivers refuse
+        // any envelope whose bytes exceed MAX_ENVELOPE_BYTES.
+        codec::encode(self, 64 * MAX_ENVELOPE_BYTES).unwrap_or_default()
     }
 
     /// Decodes an envelope from untrusted bytes (size-limited, trailing bytes rejected).

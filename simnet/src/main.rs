@@ -49,9 +49,23 @@ struct SimArgs {
     /// expired messages (with their events) instead of requiring 100 % delivery.
     #[arg(long)]
     lifetime_ms: Option<u64>,
+    /// Share of members without addresses, reachable only through their relays.
+    #[arg(long, default_value_t = 0.04)]
+    relay_only_fraction: f64,
+    /// Draw the relays of members without addresses at random instead of giving them all the
+    /// same relays (exposes the relay-only receipt gap; see the crate docs).
+    #[arg(long)]
+    relay_only_random_relays: bool,
+    /// Let anyone reach members without addresses (turns off the dial-limit model).
+    #[arg(long)]
+    no_dial_limits: bool,
     /// Write the report as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Demonstration only: run a deliberately broken shell that answers before flushing, to
+    /// see the durability checker catch it.
+    #[arg(long, hide = true)]
+    bug_skip_flush_before_respond: bool,
 }
 
 fn main() -> anyhow::Result<ExitCode> {
@@ -75,6 +89,10 @@ fn run_sim(args: SimArgs) -> anyhow::Result<ExitCode> {
         config.message_lifetime_ms = Some(lifetime_ms);
         config.expect_all_delivered = false;
     }
+    config.bug_skip_flush_before_respond = args.bug_skip_flush_before_respond;
+    config.relay_only_fraction = args.relay_only_fraction;
+    config.model_dial_limits = !args.no_dial_limits;
+    config.relay_only_share_relays = !args.relay_only_random_relays;
     eprintln!("seed={seed}");
     let (report, code) = match sim::run(&config) {
         Ok(report) => (report, ExitCode::SUCCESS),

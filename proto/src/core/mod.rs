@@ -1326,6 +1326,21 @@ impl<S: Store> Core<S> {
                 }
                 self.offered_roster(now, peer, &bytes);
             }
+            (
+                Item::RelayReceipt(sender, message_id),
+                Frame::Refused {
+                    permanent: true,
+                    reason,
+                    ..
+                },
+            ) => {
+                self.busy.remove(&Job::RelayReceipt(sender, message_id));
+                self.relay_fail(
+                    sender,
+                    message_id,
+                    format!("sender refused the receipt: {reason}"),
+                );
+            }
             (item, other) => {
                 let reason = match other {
                     Frame::Refused { reason, .. } => reason,
@@ -1513,6 +1528,13 @@ impl<S: Store> Core<S> {
     fn receive_envelope(&mut self, now: Timestamp, from: NodeId, envelope: Envelope) -> Frame {
         let header = envelope.header.clone();
         let bytes = envelope.to_bytes();
+        if bytes.is_empty() || bytes.len() as u64 > envelope::MAX_ENVELOPE_BYTES {
+            return Frame::refused(
+                header.message_id,
+                true,
+                "envelope larger than the protocol limit",
+            );
+        }
         let digest = digest_bytes(&bytes);
         let existing = if self.config.injected_bugs.skip_dedup {
             Ok(None)
@@ -1691,6 +1713,13 @@ impl<S: Store> Core<S> {
         }
         let key = (header.sender, header.message_id);
         let bytes = envelope.to_bytes();
+        if bytes.is_empty() || bytes.len() as u64 > envelope::MAX_ENVELOPE_BYTES {
+            return Frame::refused(
+                header.message_id,
+                true,
+                "envelope larger than the protocol limit",
+            );
+        }
         let digest = digest_bytes(&bytes);
         let existing = match self.relay.get(&key) {
             Some(entry) => Some(entry.clone()),

@@ -9,6 +9,7 @@
 use std::fmt;
 use std::str::FromStr;
 
+use quickfreeze_proto::core::InjectedBugs;
 use serde::Serialize;
 
 /// How hostile the simulated network is.
@@ -170,7 +171,7 @@ impl FaultProfile {
 }
 
 /// Everything one run needs. One seed derives every random choice.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug)]
 pub struct SimConfig {
     /// The seed: same seed and config, same run, same digest.
     pub seed: u64,
@@ -192,6 +193,19 @@ pub struct SimConfig {
     pub quiesce_ms: u64,
     /// After this long without a response the simulated transport reports the request failed.
     pub request_timeout_ms: u64,
+    /// Share of members without addresses (at least one when there are relays and 5+ nodes).
+    pub relay_only_fraction: f64,
+    /// Workaround for a core gap (see the crate docs): give every member without
+    /// addresses the same relays, so whichever relay takes custody of a message between two of
+    /// them can carry the delivery receipt back. Off: relays are drawn at random and messages
+    /// between two such members can stay in custody until they expire.
+    pub relay_only_share_relays: bool,
+    /// Model what a transport can dial: a member without addresses is reachable only over a
+    /// connection it opened itself (the ones it keeps to its own relays, or one it used within
+    /// `connection_idle_ms`). Off: anyone can reach anyone, as if every member were dialable.
+    pub model_dial_limits: bool,
+    /// How long a connection a member opened stays usable after its last request.
+    pub connection_idle_ms: u64,
     /// Overrides every message lifetime (emergency, urgent, routine) when set, to exercise expiry.
     pub message_lifetime_ms: Option<u64>,
     /// Probability that an officer acknowledges a received request (sends a status update back).
@@ -202,6 +216,9 @@ pub struct SimConfig {
     pub expect_all_delivered: bool,
     /// Upper bound on simulation events, so a livelock ends the run instead of hanging it.
     pub max_events: u64,
+    /// TEST ONLY: deliberate bugs inside the core (passed through to `CoreConfig`), to prove
+    /// the checkers catch a core that skips de-duplication, signature checks or the store write.
+    pub injected_bugs: InjectedBugs,
     /// TEST ONLY: a deliberately broken shell that sends responses (and shows events) before it
     /// flushes the store. The durability checker must catch it.
     pub bug_skip_flush_before_respond: bool,
@@ -227,11 +244,16 @@ impl SimConfig {
             liveness_max_ms: 600_000,
             quiesce_ms: 300_000,
             request_timeout_ms: 10_000,
+            relay_only_fraction: 0.04,
+            relay_only_share_relays: true,
+            model_dial_limits: true,
+            connection_idle_ms: 30_000,
             message_lifetime_ms: None,
             acknowledge_probability: 0.3,
             check_interval_ms: 30_000,
             expect_all_delivered: true,
             max_events: 50_000_000,
+            injected_bugs: InjectedBugs::default(),
             bug_skip_flush_before_respond: false,
         }
     }
@@ -259,6 +281,33 @@ impl SimConfig {
             return Err("latency_min_ms is above latency_max_ms".into());
         }
         Ok(())
+    }
+
+    /// The `simnet sim` command line that replays this configuration (options the CLI has).
+    pub fn command_line(&self) -> String {
+        let mut line = format!(
+            "simnet sim --seed {} --nodes {} --relays {} --messages {} --faults {} --duration-ms {}",
+            self.seed, self.nodes, self.relays, self.messages, self.faults, self.duration_ms
+        );
+        if let Some(lifetime_ms) = self.message_lifetime_ms {
+            line.push_str(&format!(" --lifetime-ms {lifetime_ms}"));
+        }
+        if self.relay_only_fraction != 0.04 {
+            line.push_str(&format!(
+                " --relay-only-fraction {}",
+                self.relay_only_fraction
+            ));
+        }
+        if !self.relay_only_share_relays {
+            line.push_str(" --relay-only-random-relays");
+        }
+        if !self.model_dial_limits {
+            line.push_str(" --no-dial-limits");
+        }
+        if self.bug_skip_flush_before_respond {
+            line.push_str(" --bug-skip-flush-before-respond");
+        }
+        line
     }
 
     /// Whether the run has a hostile member.

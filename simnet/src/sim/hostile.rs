@@ -5,8 +5,8 @@
 //! sees some ciphertext on the wire ([`Hostile::observe_envelope`], [`Hostile::observe_receipt`]:
 //! a compromised relay operator or an on-path observer would), and it abuses what it sees:
 //! garbage and oversized batches, envelopes with a flipped byte, envelopes re-signed under its
-//! own name (stolen ciphertext, re-addressed), envelopes forged in another member's name,
-//! envelopes from the future or already expired, hand-offs that are not its to make, forged and
+//! own name (stolen ciphertext, re-addressed), envelopes forged in another member's name
+//! (including decryptable ones that only the signature check stops), envelopes from the future or already expired, hand-offs that are not its to make, forged and
 //! tampered receipts, a roster-serial bait followed by a forged roster, and replays of genuine
 //! envelopes and receipts (which must be harmless: de-duplicated, never a second inbox entry).
 //!
@@ -46,6 +46,10 @@ pub(crate) struct Attack {
 pub(crate) struct Hostile {
     pub(crate) index: usize,
     identity: Identity,
+    /// The run seed, to seal "in another member's name": sealing needs only the recipient's
+    /// public key, so the hostile can produce a well-formed envelope claiming any sender; only
+    /// the signature is out of its reach.
+    seed: u64,
     envelopes: VecDeque<Envelope>,
     receipts: VecDeque<Receipt>,
     observed: u64,
@@ -57,10 +61,11 @@ pub(crate) struct Hostile {
 }
 
 impl Hostile {
-    pub(crate) fn new(index: usize, identity: Identity) -> Hostile {
+    pub(crate) fn new(index: usize, identity: Identity, seed: u64) -> Hostile {
         Hostile {
             index,
             identity,
+            seed,
             envelopes: VecDeque::new(),
             receipts: VecDeque::new(),
             observed: 0,
@@ -77,7 +82,7 @@ impl Hostile {
     /// Keeps some of the envelopes that cross the network.
     pub(crate) fn observe_envelope(&mut self, envelope: &Envelope) {
         self.observed += 1;
-        if self.observed % 4 != 0 {
+        if !self.observed.is_multiple_of(4) {
             return;
         }
         if self.envelopes.len() >= RING_CAPACITY {
@@ -177,7 +182,7 @@ impl Hostile {
         let serial = world.roster.serial;
         let captured = (!self.envelopes.is_empty())
             .then(|| self.envelopes[rng.random_range(0..self.envelopes.len())].clone());
-        let roll = rng.random_range(0..16u32);
+        let roll = rng.random_range(0..17u32);
         let attack = match (roll, captured) {
             (0, _) | (1..=9, None) => {
                 let mut bytes = vec![0u8; rng.random_range(0..2_000)];
@@ -384,6 +389,34 @@ impl Hostile {
                     bytes: Self::batch(serial, vec![Frame::Receipt(receipt)]),
                     kind: "replay-receipt",
                     must_be_refused: false,
+                }
+            }
+            (16, _) => {
+                // A perfectly decryptable envelope "from" another member with a signature that
+                // is not theirs: only the signature check stands between it and the inbox.
+                let to = Self::random_member(rng, world);
+                let victim = Self::random_member(rng, world);
+                if victim == to {
+                    return None;
+                }
+                let member = world.roster.member(&world.ids[to])?;
+                let mut text = example_free_text();
+                text.case_reference = Some("HOSTILE-FORGERY".into());
+                let params = SealParams {
+                    message_id: MessageId::random(rng),
+                    created_at: now,
+                    expires_at: now.plus_ms(HOUR_MS),
+                    priority: Priority::Routine,
+                };
+                let sealer = super::world::identity(self.seed, victim);
+                let mut envelope =
+                    envelope::seal(&sealer, member, &Payload::FreeText(text), params, rng).ok()?;
+                envelope.signature = Signature(self.identity.sign(&envelope.ciphertext));
+                Attack {
+                    to,
+                    bytes: Self::batch(serial, vec![Frame::Deliver(envelope)]),
+                    kind: "decryptable-forgery",
+                    must_be_refused: true,
                 }
             }
             _ => return None,

@@ -26,7 +26,7 @@ use std::fmt;
 
 use quickfreeze_keys::{Digest32, NodeId, Timestamp};
 use quickfreeze_proto::core::{InboxEntry, MemoryStore, OutboxState, Store};
-use quickfreeze_proto::MessageId;
+use quickfreeze_proto::{MessageId, Priority};
 use serde::Serialize;
 
 use super::workload::MARKER_PREFIX;
@@ -108,11 +108,11 @@ pub(crate) struct MessageTruth {
     pub(crate) sender: usize,
     pub(crate) recipient: usize,
     pub(crate) digest: Digest32,
+    pub(crate) priority: Priority,
     pub(crate) submitted_at_ms: u64,
     pub(crate) expires_at: Timestamp,
     /// The sender's store was flushed after `submit`: the officer heard "accepted".
     pub(crate) accepted: bool,
-    pub(crate) is_status: bool,
     /// The recipient's officer was shown `Received`.
     pub(crate) received: bool,
     /// When the sender's officer was first shown `Delivered`.

@@ -34,18 +34,19 @@ pub mod report;
 mod workload;
 mod world;
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Instant;
 
 use quickfreeze_keys::roster::Role;
 use quickfreeze_keys::{NodeId, SignedRoster, Timestamp};
 use quickfreeze_proto::core::{
-    Core, CoreConfig, Event, MemoryStore, OutboxState, Store, SubmitError,
+    Core, CoreConfig, Event, MemoryStore, OutboxState, RelayState, Store, SubmitError,
 };
 use quickfreeze_proto::frame::{Batch, Frame};
 use quickfreeze_proto::payload::PayloadKind;
 use quickfreeze_proto::receipt::ReceiptKind;
-use quickfreeze_proto::MessageId;
+use quickfreeze_proto::{MessageId, Priority};
 use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
 use sha2::{Digest, Sha256};
@@ -77,25 +78,16 @@ pub struct SimFailure {
     pub violation: Violation,
     /// The report up to the failure.
     pub report: Box<SimReport>,
+    /// The command line that replays the run.
+    pub reproduce: String,
 }
 
 impl fmt::Display for SimFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let report = &self.report;
-        let faults = report
-            .faults
-            .map_or_else(|| "none".to_string(), |faults| faults.to_string());
         write!(
             f,
-            "seed={} {}\nreproduce: simnet sim --seed {} --nodes {} --relays {} --messages {} --faults {} --duration-ms {}",
-            self.seed,
-            self.violation,
-            self.seed,
-            report.nodes,
-            report.relays,
-            report.messages_planned,
-            faults,
-            report.duration_ms
+            "seed={} {}\nreproduce: {}",
+            self.seed, self.violation, self.reproduce
         )
     }
 }
@@ -115,6 +107,7 @@ pub fn run(config: &SimConfig) -> Result<SimReport, SimFailure> {
                     seed: config.seed,
                     ..SimReport::default()
                 }),
+                reproduce: config.command_line(),
             })
         }
     };
@@ -129,6 +122,7 @@ pub fn run(config: &SimConfig) -> Result<SimReport, SimFailure> {
                 seed: config.seed,
                 violation,
                 report: Box::new(report),
+                reproduce: config.command_line(),
             })
         }
     }
@@ -173,11 +167,14 @@ struct Simulator {
     hostile_rng: ChaCha8Rng,
     hostile: Option<Hostile>,
     truth: Truth,
+    /// Connections opened by members without addresses: (opener, peer) → usable until (ms).
+    connections: BTreeMap<(usize, usize), u64>,
     report: SimReport,
     digest: Sha256,
     converged_at_ms: Option<u64>,
     last_finished_at_ms: u64,
-    latencies_ms: Vec<u64>,
+    /// (priority, submit → delivered) of every delivered message.
+    latencies_ms: Vec<(Priority, u64)>,
 }
 
 fn harness(at_ms: u64, detail: impl Into<String>) -> Violation {
@@ -200,14 +197,17 @@ impl Simulator {
     fn new(config: SimConfig) -> Result<Simulator, Violation> {
         config.validate().map_err(|error| harness(0, error))?;
         let world = world::build_world(&config).map_err(|error| harness(0, error))?;
-        let mut core_config = CoreConfig::default();
+        let mut core_config = CoreConfig {
+            injected_bugs: config.injected_bugs.clone(),
+            ..CoreConfig::default()
+        };
         if let Some(lifetime_ms) = config.message_lifetime_ms {
             core_config.lifetime_emergency_ms = lifetime_ms;
             core_config.lifetime_urgent_ms = lifetime_ms;
             core_config.lifetime_routine_ms = lifetime_ms;
         }
         let mut fault_rng = world::stream(config.seed, "faults");
-        let skew_max = config.profile.clock_skew_ms as i64;
+        let skew_max = i64::try_from(config.profile.clock_skew_ms).unwrap_or(i64::MAX / 4);
         let mut nodes = Vec::with_capacity(world.kinds.len());
         for kind in &world.kinds {
             let skew_ms = if skew_max > 0 && *kind != NodeKind::Hostile {
@@ -234,7 +234,7 @@ impl Simulator {
         );
         let hostile = world
             .hostile
-            .map(|index| Hostile::new(index, world::identity(config.seed, index)));
+            .map(|index| Hostile::new(index, world::identity(config.seed, index), config.seed));
         let report = SimReport {
             seed: config.seed,
             nodes: config.nodes,
@@ -265,6 +265,7 @@ impl Simulator {
             pending_acknowledgements: 0,
             hostile,
             truth: Truth::new(node_count),
+            connections: BTreeMap::new(),
             report,
             digest: Sha256::new(),
             converged_at_ms: None,
@@ -427,13 +428,27 @@ impl Simulator {
     // ----- clocks ------------------------------------------------------------------------
 
     fn local_now(&self, node: usize) -> Timestamp {
-        let local = START.0 as i64 + self.now_ms as i64 + self.nodes[node].skew_ms;
-        Timestamp(local.max(0) as u64)
+        let local =
+            i128::from(START.0) + i128::from(self.now_ms) + i128::from(self.nodes[node].skew_ms);
+        Timestamp(u64::try_from(local.max(0)).unwrap_or(u64::MAX))
     }
 
     fn to_global_ms(&self, node: usize, at: Timestamp) -> u64 {
-        let global = at.0 as i64 - START.0 as i64 - self.nodes[node].skew_ms;
-        global.max(self.now_ms as i64) as u64
+        // i128: `at` may be far in the future (u64::MAX means "never" to some callers).
+        let global = i128::from(at.0) - i128::from(START.0) - i128::from(self.nodes[node].skew_ms);
+        u64::try_from(global.max(i128::from(self.now_ms))).unwrap_or(u64::MAX)
+    }
+
+    /// Whether `from` has a way to open a request to `to` (addresses, or a live connection
+    /// `to` opened: to its own relays always, to others for a while after it used them).
+    fn can_reach(&self, from: usize, to: usize) -> bool {
+        !self.config.model_dial_limits
+            || self.world.dialable[to]
+            || self.world.relays_of[to].contains(&from)
+            || self
+                .connections
+                .get(&(to, from))
+                .is_some_and(|until_ms| *until_ms >= self.now_ms)
     }
 
     fn latency_ms(&mut self, from: usize, to: usize) -> u64 {
@@ -581,6 +596,12 @@ impl Simulator {
         };
         self.report.requests_sent += 1;
         self.record(&[node as u64, to as u64, request_id, bytes.len() as u64]);
+        if !self.world.dialable[node] {
+            // The connection this node opens stays usable for a while after the exchange.
+            let until_ms =
+                self.now_ms + self.config.request_timeout_ms + self.config.connection_idle_ms;
+            self.connections.insert((node, to), until_ms);
+        }
         self.count_transmissions(node, &bytes)?;
         let incarnation = self.nodes[node].incarnation;
         let deadline_ms = self.now_ms + self.config.request_timeout_ms;
@@ -690,6 +711,11 @@ impl Simulator {
             return Ok(());
         }
         if self.nodes[to].core.is_none() || self.partitions.blocks(request.from, to) {
+            self.fail_request(&request);
+            return Ok(());
+        }
+        if !self.can_reach(request.from, to) {
+            self.report.requests_undialable += 1;
             self.fail_request(&request);
             return Ok(());
         }
@@ -916,10 +942,10 @@ impl Simulator {
                 sender,
                 recipient,
                 digest: entry.digest,
+                priority: entry.priority,
                 submitted_at_ms: self.now_ms,
                 expires_at: entry.expires_at,
                 accepted: false,
-                is_status,
                 received: false,
                 delivered_at_ms: None,
                 expired: false,
@@ -1032,6 +1058,16 @@ impl Simulator {
             Event::Delivered { message_id, .. } => self.on_delivered(node, message_id),
             Event::Expired { message_id, .. } => {
                 let key = (self.world.ids[node], message_id);
+                let now = self.local_now(node);
+                let expires_at = self.truth.messages.get(&key).map(|truth| truth.expires_at);
+                if let Some(expires_at) = expires_at.filter(|expires_at| now < *expires_at) {
+                    return Err(self.violation(
+                        Invariant::Liveness,
+                        format!(
+                            "node {node} expired {message_id} at {now}, before its expiry {expires_at}"
+                        ),
+                    ));
+                }
                 match self.truth.messages.get_mut(&key) {
                     Some(truth) => truth.expired = true,
                     None => {
@@ -1186,8 +1222,8 @@ impl Simulator {
         if let Some(truth) = self.truth.messages.get_mut(&key) {
             if truth.delivered_at_ms.is_none() {
                 truth.delivered_at_ms = Some(self.now_ms);
-                self.latencies_ms
-                    .push(self.now_ms.saturating_sub(truth.submitted_at_ms));
+                let latency_ms = self.now_ms.saturating_sub(truth.submitted_at_ms);
+                self.latencies_ms.push((truth.priority, latency_ms));
             }
         }
         if self.truth.finish(&key) {
@@ -1425,8 +1461,10 @@ impl Simulator {
             return Ok(());
         };
         let Some(bytes) = response else {
+            self.report.hostile_requests_failed += 1;
             return Ok(());
         };
+        self.report.hostile_requests_answered += 1;
         let Ok(batch) = Batch::from_bytes(&bytes) else {
             return Err(harness(
                 self.now_ms,
@@ -1501,17 +1539,36 @@ impl Simulator {
                     .map_or_else(
                         || "missing".to_string(),
                         |entry| {
+                            let custody = match &entry.state {
+                                OutboxState::Custody { relay, .. } => {
+                                    format!(" at relay {:?}", self.world.index_of.get(relay))
+                                }
+                                _ => String::new(),
+                            };
                             format!(
-                                "{} after {} attempts, last error {:?}",
+                                "{}{custody} after {} attempts, last error {:?}",
                                 entry.state.name(),
                                 entry.attempts,
                                 entry.last_error
                             )
                         },
                     );
+                let describe = |index: usize| {
+                    format!(
+                        "node {index} ({}, relays {:?})",
+                        if self.world.dialable[index] {
+                            "dialable"
+                        } else {
+                            "no addresses"
+                        },
+                        self.world.relays_of[index]
+                    )
+                };
                 format!(
-                    "{} node {} -> node {}: {state}",
-                    key.1, truth.sender, truth.recipient
+                    "{} {} -> {}: {state}",
+                    key.1,
+                    describe(truth.sender),
+                    describe(truth.recipient)
                 )
             })
             .collect();
@@ -1616,26 +1673,50 @@ impl Simulator {
                 ));
             }
         }
-        // Every node's outbox must be covered by the truth (nothing sent that nobody submitted).
+        // Quiescence: after the quiet period nothing is left to do, except receipts a relay
+        // cannot carry back because their sender has no addresses (see `relay_receipts_stranded`).
+        let mut stranded = 0;
         for (index, node) in self.nodes.iter().enumerate() {
             let Some(core) = node.core.as_ref() else {
                 continue;
             };
-            let sizes = core.queue_sizes();
-            let pending: usize = sizes.outbox_pending.iter().sum();
-            if pending > 0 || sizes.relay_pending > 0 {
+            let pending: usize = core.queue_sizes().outbox_pending.iter().sum();
+            let mut relay_pending = 0;
+            for entry in core
+                .store()
+                .relay_entries()
+                .map_err(|error| harness(self.now_ms, error.to_string()))?
+            {
+                match entry.state {
+                    RelayState::Holding => relay_pending += 1,
+                    RelayState::ReceiptPending { .. } => {
+                        let dialable = self
+                            .world
+                            .index_of
+                            .get(&entry.sender)
+                            .is_some_and(|sender| self.world.dialable[*sender]);
+                        if dialable {
+                            relay_pending += 1;
+                        } else {
+                            stranded += 1;
+                        }
+                    }
+                    RelayState::Done | RelayState::Failed { .. } => {}
+                }
+            }
+            if pending > 0 || relay_pending > 0 {
                 return Err(self.violation(
                     Invariant::Quiescence,
                     format!(
-                        "node {index} ({}) still has {pending} outbox and {} relay entries \
-                         pending {} ms after convergence",
+                        "node {index} ({}) still has {pending} outbox and {relay_pending} relay \
+                         entries pending {} ms after convergence",
                         role_name(&self.world, index),
-                        sizes.relay_pending,
                         self.config.quiesce_ms
                     ),
                 ));
             }
         }
+        self.report.relay_receipts_stranded = stranded;
         Ok(())
     }
 
@@ -1663,7 +1744,21 @@ impl Simulator {
                 .map(|(kind, count)| ((*kind).to_string(), *count))
                 .collect();
         }
-        report.latency = LatencySummary::from_samples(self.latencies_ms.clone());
+        report.latency =
+            LatencySummary::from_samples(self.latencies_ms.iter().map(|(_, ms)| *ms).collect());
+        for priority in [Priority::Emergency, Priority::Urgent, Priority::Routine] {
+            let samples: Vec<u64> = self
+                .latencies_ms
+                .iter()
+                .filter(|(of, _)| *of == priority)
+                .map(|(_, ms)| *ms)
+                .collect();
+            if !samples.is_empty() {
+                report
+                    .latency_by_priority
+                    .insert(priority.to_string(), LatencySummary::from_samples(samples));
+            }
+        }
         report.converged = self.converged_at_ms.is_some();
         report.convergence_after_heal_ms = self
             .converged_at_ms

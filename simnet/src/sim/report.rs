@@ -109,6 +109,10 @@ pub struct SimReport {
     pub relay_deliveries: u64,
     /// Relay entries given up (expired or refused).
     pub relay_failures: u64,
+    /// Delivery receipts relays still hold at the end for senders without addresses: the relay
+    /// cannot reach them and retries until expiry plus the grace period (the sender learned of
+    /// the delivery another way).
+    pub relay_receipts_stranded: u64,
 
     /// Attacks by the hostile member, by kind.
     pub hostile_attacks: BTreeMap<String, u64>,
@@ -116,6 +120,10 @@ pub struct SimReport {
     pub forgeries_rejected: u64,
     /// Frames of hostile attacks answered with a refusal.
     pub hostile_frames_refused: u64,
+    /// Hostile requests that got an answer.
+    pub hostile_requests_answered: u64,
+    /// Hostile requests that got none (target down or cut off, answer lost).
+    pub hostile_requests_failed: u64,
     /// Rejection events raised against honest peers (should be rare; samples below).
     pub honest_rejections: u64,
     /// Up to ten reasons of honest rejections and relay failures.
@@ -129,6 +137,8 @@ pub struct SimReport {
     pub responses_lost: u64,
     /// Requests the network delivered twice.
     pub requests_duplicated: u64,
+    /// Requests to a member without addresses from a peer it had no connection with.
+    pub requests_undialable: u64,
     /// Requests that ended in a failure (timeout) at their sender.
     pub requests_failed: u64,
     /// Outcomes dropped because their sender crashed in between.
@@ -149,6 +159,8 @@ pub struct SimReport {
 
     /// Submit → delivered, virtual.
     pub latency: LatencySummary,
+    /// The same by priority (emergency, urgent, routine).
+    pub latency_by_priority: BTreeMap<String, LatencySummary>,
     /// Virtual time of the heal (end of the safety phase).
     pub heal_at_ms: u64,
     /// Whether every accepted message finished in the liveness phase.
@@ -208,12 +220,13 @@ impl SimReport {
         );
         let _ = writeln!(
             out,
-            "  relays     hand-offs {}  custody taken {}  custody receipts {}  relay deliveries {}  relay failures {}",
+            "  relays     hand-offs {}  custody taken {}  custody receipts {}  relay deliveries {}  relay failures {}  receipts stranded {}",
             self.relay_handoffs,
             self.relay_custody_taken,
             self.custody_receipts,
             self.relay_deliveries,
-            self.relay_failures
+            self.relay_failures,
+            self.relay_receipts_stranded
         );
         let _ = writeln!(
             out,
@@ -223,19 +236,22 @@ impl SimReport {
         let attacks: u64 = self.hostile_attacks.values().sum();
         let _ = writeln!(
             out,
-            "  hostile    attacks {}  forgeries rejected (events) {}  frames refused {}  replays that delivered first {}",
+            "  hostile    attacks {} (answered {}, unanswered {})  forgeries rejected (events) {}  frames refused {}  replays that delivered first {}",
             attacks,
+            self.hostile_requests_answered,
+            self.hostile_requests_failed,
             self.forgeries_rejected,
             self.hostile_frames_refused,
             self.received_via_hostile_replay
         );
         let _ = writeln!(
             out,
-            "  network    requests {}  lost {}  responses lost {}  duplicated {}  failed {}  partitions {}",
+            "  network    requests {}  lost {}  responses lost {}  duplicated {}  undialable {}  failed {}  partitions {}",
             self.requests_sent,
             self.requests_lost,
             self.responses_lost,
             self.requests_duplicated,
+            self.requests_undialable,
             self.requests_failed,
             self.partitions
         );
@@ -257,6 +273,13 @@ impl SimReport {
             self.latency.max_ms,
             self.latency.samples
         );
+        for (priority, latency) in &self.latency_by_priority {
+            let _ = writeln!(
+                out,
+                "    {priority:<9} p50 {} ms  p95 {} ms  max {} ms  (n={})",
+                latency.p50_ms, latency.p95_ms, latency.max_ms, latency.samples
+            );
+        }
         let convergence = self
             .convergence_after_heal_ms
             .map_or_else(|| "never".to_string(), |ms| format!("{ms} ms"));

@@ -2,7 +2,8 @@
 //!
 //! [`plan`] draws the whole submission schedule up front from its own RNG stream (so changing
 //! the fault level leaves the workload unchanged): messages come in bursts (an incident makes
-//! one point of contact send several requests within seconds, while others keep working), with
+//! one point of contact send several requests within seconds, or many countries ask one
+//! country at once, while others keep working), with
 //! a realistic mix: mostly urgent preservation requests, some emergency disclosure requests,
 //! some urgent traffic-data disclosures and routine free text. Status updates are not planned;
 //! they arise when officers acknowledge what they receive.
@@ -51,18 +52,36 @@ pub(crate) fn plan(
 ) -> Vec<PlannedMessage> {
     let window_ms = (duration_ms * 4 / 5).max(1);
     let burst_count = messages.div_ceil(6).max(1);
-    let bursts: Vec<(u64, usize)> = (0..burst_count)
-        .map(|_| (rng.random_range(0..window_ms), rng.random_range(0..members)))
+    // Each burst has a hot sender (one office sending to many countries) and a hot recipient
+    // (many countries asking one country at once: its in-flight limits and batches fill up).
+    let bursts: Vec<(u64, usize, usize)> = (0..burst_count)
+        .map(|_| {
+            (
+                rng.random_range(0..window_ms),
+                rng.random_range(0..members),
+                rng.random_range(0..members),
+            )
+        })
         .collect();
     let mut planned: Vec<PlannedMessage> = (0..messages)
         .map(|index| {
-            let (burst_at_ms, hot_sender) = bursts[rng.random_range(0..bursts.len())];
-            let sender = if rng.random_bool(0.5) {
-                hot_sender
+            let (burst_at_ms, hot_sender, hot_recipient) =
+                bursts[rng.random_range(0..bursts.len())];
+            let roll = rng.random_range(0..10u32);
+            let (sender, recipient) = if roll < 4 {
+                (
+                    hot_sender,
+                    (hot_sender + rng.random_range(1..members)) % members,
+                )
+            } else if roll < 7 {
+                (
+                    (hot_recipient + rng.random_range(1..members)) % members,
+                    hot_recipient,
+                )
             } else {
-                rng.random_range(0..members)
+                let sender = rng.random_range(0..members);
+                (sender, (sender + rng.random_range(1..members)) % members)
             };
-            let recipient = (sender + rng.random_range(1..members)) % members;
             let roll = rng.random_range(0..100u32);
             let kind = match roll {
                 0..70 => WorkKind::Preservation,

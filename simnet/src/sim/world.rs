@@ -4,7 +4,8 @@
 //! that crashes is rebuilt with the same keys, exactly as a real node reloads its key file. The
 //! roster gives each member node a country (one point of contact per ISO country, central
 //! authorities beyond that), names one or two relays for it, leaves a few members *relay-only*
-//! (no addresses, so all mail goes through their relays), and adds the hostile member when the
+//! (no addresses, so all mail goes through their relays; by default they share the same relays,
+//! see `SimConfig::relay_only_share_relays`), and adds the hostile member when the
 //! fault profile has one. A generated authority key signs it.
 //!
 //! Index layout, used by every other module: `0..nodes` are members, then `relays` relays, then
@@ -26,7 +27,7 @@ use sha2::{Digest, Sha256};
 use super::config::SimConfig;
 
 /// Virtual time zero: every run starts at this wall-clock instant (late November 2026).
-pub const START: Timestamp = Timestamp(1_795_000_000_000);
+pub(crate) const START: Timestamp = Timestamp(1_795_000_000_000);
 const DAY_MS: u64 = 24 * 3600 * 1000;
 
 /// 32 bytes for seeding an RNG, derived from the run seed, a label and an index. Distinct labels
@@ -77,6 +78,10 @@ pub(crate) struct World {
     pub(crate) signed_roster: Vec<u8>,
     pub(crate) pinned: Fingerprint,
     pub(crate) relay_only: usize,
+    /// Whether each node lists listen addresses (relay-only members do not: nobody can dial them).
+    pub(crate) dialable: Vec<bool>,
+    /// Each node's relays, as indexes.
+    pub(crate) relays_of: Vec<Vec<usize>>,
     pub(crate) hostile: Option<usize>,
 }
 
@@ -118,7 +123,8 @@ pub(crate) fn build_world(config: &SimConfig) -> Result<World, String> {
     let relay_only_count = if relay_ids.is_empty() || config.nodes < 5 {
         0
     } else {
-        (config.nodes / 25).max(1)
+        ((config.nodes as f64 * config.relay_only_fraction).round() as usize)
+            .clamp(1, config.nodes - 2)
     };
     let mut relay_only: Vec<usize> = (0..config.nodes).collect();
     relay_only.shuffle(&mut rng);
@@ -135,8 +141,11 @@ pub(crate) fn build_world(config: &SimConfig) -> Result<World, String> {
             ),
             NodeKind::Hostile => (Role::CentralAuthority, countries[0]),
         };
+        let shared = config.relay_only_share_relays && relay_only.contains(&index);
         let relays = if kind == NodeKind::Relay || relay_ids.is_empty() {
             Vec::new()
+        } else if shared {
+            relay_ids.iter().take(2).copied().collect()
         } else {
             let first = rng.random_range(0..relay_ids.len());
             let mut chosen = vec![relay_ids[first]];
@@ -188,12 +197,30 @@ pub(crate) fn build_world(config: &SimConfig) -> Result<World, String> {
         .map_err(|error| error.to_string())?;
     let signed_roster = signed.to_bytes().map_err(|error| error.to_string())?;
     let pinned = roster.authority_set_fingerprint();
-    let index_of = ids
+    let index_of: BTreeMap<NodeId, usize> = ids
         .iter()
         .enumerate()
         .map(|(index, id)| (*id, index))
         .collect();
+    let dialable = roster
+        .members
+        .iter()
+        .map(|member| !member.addresses.is_empty())
+        .collect();
+    let relays_of = roster
+        .members
+        .iter()
+        .map(|member| {
+            member
+                .relays
+                .iter()
+                .filter_map(|relay| index_of.get(relay).copied())
+                .collect()
+        })
+        .collect();
     Ok(World {
+        dialable,
+        relays_of,
         hostile: hostile.then_some(total - 1),
         kinds,
         ids,

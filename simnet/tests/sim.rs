@@ -1,0 +1,208 @@
+//! End-to-end tests of the deterministic simulation: real cores, virtual network, faults.
+//!
+//! Sizes are chosen so the whole file runs in well under a minute in debug mode on two cores.
+//! The big run (500 nodes, 2,000 messages) is `#[ignore]`d; run it with
+//! `cargo test -p quickfreeze-simnet --release -- --ignored`.
+
+use quickfreeze_proto::core::InjectedBugs;
+use quickfreeze_simnet::sim::{self, FaultLevel, Invariant, SimConfig, SimReport};
+
+fn run_ok(config: &SimConfig) -> SimReport {
+    match sim::run(config) {
+        Ok(report) => report,
+        Err(failure) => panic!("{failure}\n{}", failure.report.summary()),
+    }
+}
+
+#[test]
+fn fault_free_run_delivers_everything() {
+    let config = SimConfig::new(1, 10, 2, 60, FaultLevel::None);
+    let report = run_ok(&config);
+    assert!(report.accepted >= 60, "{}", report.summary());
+    assert_eq!(report.delivered, report.accepted);
+    assert_eq!(report.undelivered + report.expired + report.rejected, 0);
+    assert_eq!(report.crashes, 0);
+    assert_eq!(report.requests_failed, 0);
+    // One member is relay-only, so some mail must have gone through a relay.
+    assert!(report.relay_only_members >= 1);
+    assert!(report.relay_deliveries > 0, "{}", report.summary());
+    assert!(report.status_updates_received > 0);
+    assert_eq!(report.convergence_after_heal_ms, Some(0));
+}
+
+#[test]
+fn harsh_faults_hold_every_invariant() {
+    for seed in [1, 2, 3] {
+        let config = SimConfig::new(seed, 60, 4, 300, FaultLevel::Harsh);
+        let report = run_ok(&config);
+        let summary = report.summary();
+        assert_eq!(report.delivered, report.accepted, "{summary}");
+        assert!(report.crashes > 0, "{summary}");
+        assert!(report.partitions > 0, "{summary}");
+        assert!(report.retries > 0, "{summary}");
+        assert!(report.duplicates_suppressed > 0, "{summary}");
+        assert!(report.relay_custody_taken > 0, "{summary}");
+        assert!(report.forgeries_rejected > 0, "{summary}");
+        assert!(report.hostile_frames_refused > 0, "{summary}");
+        assert!(report.converged, "{summary}");
+    }
+}
+
+#[test]
+fn same_seed_same_digest_different_seed_different_digest() {
+    let config = SimConfig::new(42, 16, 2, 80, FaultLevel::Mild);
+    let first = run_ok(&config);
+    let second = run_ok(&config);
+    assert_eq!(first.digest, second.digest);
+    assert_eq!(first.requests_sent, second.requests_sent);
+    assert_eq!(first.latency, second.latency);
+    let other = run_ok(&SimConfig { seed: 43, ..config });
+    assert_ne!(first.digest, other.digest);
+}
+
+#[test]
+fn short_lifetimes_end_expired_with_an_event_never_silently() {
+    let mut config = SimConfig::new(3, 24, 2, 120, FaultLevel::Harsh);
+    config.message_lifetime_ms = Some(60_000);
+    config.expect_all_delivered = false;
+    let report = run_ok(&config);
+    let summary = report.summary();
+    assert!(report.expired > 0, "{summary}");
+    assert!(report.delivered > 0, "{summary}");
+    assert_eq!(report.undelivered, 0, "{summary}");
+    assert_eq!(
+        report.delivered + report.expired + report.rejected,
+        report.accepted,
+        "{summary}"
+    );
+}
+
+/// The checker can fail: a shell that answers before it flushes loses acknowledged messages
+/// when it crashes at the wrong moment, and the durability invariant must say so. The same
+/// seed with the correct shell passes.
+#[test]
+fn skipping_the_flush_before_responding_is_caught() {
+    let broken = |seed| {
+        let mut config = SimConfig::new(seed, 20, 2, 120, FaultLevel::Harsh);
+        config.bug_skip_flush_before_respond = true;
+        config
+    };
+    let caught =
+        (1..=8).find_map(|seed| sim::run(&broken(seed)).err().map(|failure| (seed, failure)));
+    let Some((seed, failure)) = caught else {
+        panic!("no seed in 1..=8 caught the shell that answers before flushing");
+    };
+    assert_eq!(
+        failure.violation.invariant,
+        Invariant::Durability,
+        "unexpected failure: {failure}"
+    );
+    assert!(failure.to_string().contains(&format!("seed={seed}")));
+    run_ok(&SimConfig {
+        bug_skip_flush_before_respond: false,
+        ..broken(seed)
+    });
+}
+
+#[test]
+fn binary_runs_and_writes_json() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("report.json");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_simnet"))
+        .args([
+            "sim",
+            "--nodes",
+            "6",
+            "--relays",
+            "1",
+            "--messages",
+            "20",
+            "--seed",
+            "5",
+            "--faults",
+            "mild",
+            "--duration-ms",
+            "60000",
+            "--json",
+        ])
+        .arg(&path)
+        .output()
+        .expect("run simnet");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(stdout.contains("all invariants held"), "{stdout}");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("json written"))
+            .expect("valid json");
+    assert_eq!(json["seed"], 5);
+    assert_eq!(json["delivered"], json["accepted"]);
+    assert!(json["latency"]["p99_ms"].is_u64());
+}
+
+/// The full-size run: `cargo test -p quickfreeze-simnet --release -- --ignored`.
+#[test]
+#[ignore = "long: run with --release -- --ignored"]
+fn five_hundred_nodes_two_thousand_messages_harsh() {
+    for seed in [1, 2] {
+        let config = SimConfig::new(seed, 500, 12, 2_000, FaultLevel::Harsh);
+        let report = run_ok(&config);
+        assert_eq!(report.delivered, report.accepted, "{}", report.summary());
+    }
+}
+
+/// Pins a known core gap (see the crate docs): with random relays, a message between two members
+/// without addresses can stay in custody because its delivery receipt cannot come back. When
+/// this test starts failing (the run passes), the core is fixed and the simulator's
+/// `relay_only_share_relays` workaround can go.
+#[test]
+#[ignore = "documents a known core gap; run with --release -- --ignored"]
+fn relay_only_receipt_gap_is_still_open() {
+    let mut config = SimConfig::new(2, 20, 4, 100, FaultLevel::Harsh);
+    config.relay_only_fraction = 0.5;
+    config.relay_only_share_relays = false;
+    let failure = sim::run(&config).expect_err("the receipt gap should leave a message stuck");
+    assert_eq!(
+        failure.violation.invariant,
+        Invariant::Liveness,
+        "{failure}"
+    );
+    assert!(failure.violation.detail.contains("custody"), "{failure}");
+}
+
+/// The core's own deliberate bugs (`CoreConfig::injected_bugs`) are each caught by the checker
+/// that guards against them, within a few seeds.
+#[test]
+fn injected_core_bugs_are_caught() {
+    type Case = (&'static str, fn(&mut InjectedBugs), &'static [Invariant]);
+    let cases: [Case; 3] = [
+        (
+            "skip_dedup",
+            |bugs| bugs.skip_dedup = true,
+            &[Invariant::ExactlyOnce],
+        ),
+        (
+            "receipt_before_store",
+            |bugs| bugs.receipt_before_store = true,
+            &[Invariant::Durability],
+        ),
+        (
+            "skip_signature_check",
+            |bugs| bugs.skip_signature_check = true,
+            &[Invariant::Authentic, Invariant::ForgeryAccepted],
+        ),
+    ];
+    for (name, inject, expected) in cases {
+        let caught = (1..=5).find_map(|seed| {
+            let mut config = SimConfig::new(seed, 12, 2, 60, FaultLevel::Harsh);
+            config.duration_ms = 120_000;
+            inject(&mut config.injected_bugs);
+            sim::run(&config).err()
+        });
+        let failure = caught.unwrap_or_else(|| panic!("{name} was not caught in seeds 1..=5"));
+        println!("{name}: {failure}");
+        assert!(
+            expected.contains(&failure.violation.invariant),
+            "{name} caught by the wrong checker: {failure}"
+        );
+    }
+}
