@@ -358,19 +358,7 @@ pub fn open_bytes<'r>(
     if envelope.header.recipient != me.node_id() {
         return Err(OpenError::NotForMe(envelope.header.recipient));
     }
-    let header_encoded = header_bytes(&envelope.header);
-    let shared = me.diffie_hellman(&envelope.header.ephemeral_key.0);
-    let key = derive_key(&shared, &header_encoded, &me.encryption_public());
-    let cipher = ChaCha20Poly1305::new(&Key::from(*key));
-    let plaintext = cipher
-        .decrypt(
-            &Nonce::default(),
-            AeadPayload {
-                msg: &envelope.ciphertext,
-                aad: &header_encoded,
-            },
-        )
-        .map_err(|_| OpenError::DecryptionFailed)?;
+    let plaintext = decrypt(me, envelope)?;
     Ok((sender, Zeroizing::new(plaintext)))
 }
 
@@ -382,11 +370,16 @@ pub fn open_bytes_unverified(
     me: &Identity,
     envelope: &Envelope,
 ) -> Result<((), Zeroizing<Vec<u8>>), OpenError> {
+    Ok(((), Zeroizing::new(decrypt(me, envelope)?)))
+}
+
+/// The AEAD half of opening: derive the one-time key from our static key and the ephemeral key.
+fn decrypt(me: &Identity, envelope: &Envelope) -> Result<Vec<u8>, OpenError> {
     let header_encoded = header_bytes(&envelope.header);
     let shared = me.diffie_hellman(&envelope.header.ephemeral_key.0);
     let key = derive_key(&shared, &header_encoded, &me.encryption_public());
     let cipher = ChaCha20Poly1305::new(&Key::from(*key));
-    let plaintext = cipher
+    cipher
         .decrypt(
             &Nonce::default(),
             AeadPayload {
@@ -394,6 +387,5 @@ pub fn open_bytes_unverified(
                 aad: &header_encoded,
             },
         )
-        .map_err(|_| OpenError::DecryptionFailed)?;
-    Ok(((), Zeroizing::new(plaintext)))
+        .map_err(|_| OpenError::DecryptionFailed)
 }

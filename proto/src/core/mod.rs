@@ -1386,20 +1386,7 @@ impl<S: Store> Core<S> {
         }
         match receipt.body.kind {
             ReceiptKind::Delivered => {
-                if matches!(entry.state, OutboxState::Delivered { .. }) {
-                    return;
-                }
-                let received_at = receipt.body.received_at;
-                let mut entry = entry;
-                entry.delivery_receipt = Some(receipt);
-                self.outbox.insert(message_id, entry.clone());
-                self.finish_outbox(message_id, OutboxState::Delivered { at: received_at });
-                self.push_event(Event::Delivered {
-                    message_id,
-                    recipient: entry.recipient,
-                    received_at,
-                    latency_ms: now.millis_since(entry.created_at),
-                });
+                self.mark_delivered(now, entry, receipt);
             }
             ReceiptKind::Custody => {
                 let Some(live) = self.outbox.get_mut(&message_id) else {
@@ -1429,6 +1416,25 @@ impl<S: Store> Core<S> {
                 self.schedule(Job::Outbox(message_id), at, priority);
             }
         }
+    }
+
+    /// Records a verified delivery receipt (once; a late one after expiry still counts).
+    fn mark_delivered(&mut self, now: Timestamp, mut entry: OutboxEntry, receipt: Receipt) {
+        if matches!(entry.state, OutboxState::Delivered { .. }) {
+            return;
+        }
+        let message_id = entry.message_id;
+        let received_at = receipt.body.received_at;
+        entry.delivery_receipt = Some(receipt);
+        let (recipient, created_at) = (entry.recipient, entry.created_at);
+        self.outbox.insert(message_id, entry);
+        self.finish_outbox(message_id, OutboxState::Delivered { at: received_at });
+        self.push_event(Event::Delivered {
+            message_id,
+            recipient,
+            received_at,
+            latency_ms: now.millis_since(created_at),
+        });
     }
 
     fn relay_delivered(
@@ -1832,19 +1838,7 @@ impl<S: Store> Core<S> {
             });
             return Frame::refused(message_id, true, error.to_string());
         }
-        if !matches!(entry.state, OutboxState::Delivered { .. }) {
-            let received_at = receipt.body.received_at;
-            let mut entry = entry;
-            entry.delivery_receipt = Some(receipt);
-            self.outbox.insert(message_id, entry.clone());
-            self.finish_outbox(message_id, OutboxState::Delivered { at: received_at });
-            self.push_event(Event::Delivered {
-                message_id,
-                recipient: entry.recipient,
-                received_at,
-                latency_ms: now.millis_since(entry.created_at),
-            });
-        }
+        self.mark_delivered(now, entry, receipt);
         Frame::Ack(message_id)
     }
 }
