@@ -270,8 +270,19 @@ impl Daemon {
         }
         let mut seed = [0u8; 32];
         rand::fill(&mut seed);
-        let core = Core::new(identity, roster, signed, config.core_config(), store, seed)
+        let mut core = Core::new(identity, roster, signed, config.core_config(), store, seed)
             .map_err(|error| DaemonError::Store(error.to_string()))?;
+        // A crash between storing a message and showing it must not hide it: every recent
+        // unacknowledged message is announced (and alerted) again.
+        let reannounced = core
+            .announce_unacknowledged(now)
+            .map_err(|error| DaemonError::Store(error.to_string()))?;
+        if reannounced > 0 {
+            info!(
+                reannounced,
+                "messages received before the restart still await acknowledgement"
+            );
+        }
         let listen = config
             .listen
             .iter()
@@ -566,11 +577,21 @@ impl Daemon {
                 priority,
                 kind,
                 via_relay,
+                reannounced,
             } => {
-                self.metrics.received += 1;
-                info!(%message_id, from = %country(sender), %priority, %kind, relayed = via_relay.is_some(), "NEW REQUEST in the inbox");
+                let what = if *reannounced {
+                    "STILL UNACKNOWLEDGED after restart"
+                } else {
+                    self.metrics.received += 1;
+                    "NEW REQUEST in the inbox"
+                };
+                info!(%message_id, from = %country(sender), %priority, %kind, relayed = via_relay.is_some(), "{what}");
                 self.alert(
-                    "received",
+                    if *reannounced {
+                        "unacknowledged"
+                    } else {
+                        "received"
+                    },
                     Some(*message_id),
                     Some(*priority),
                     Some(*sender),

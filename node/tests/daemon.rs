@@ -203,9 +203,10 @@ async fn a_roster_update_spreads_to_every_node() {
         Payload::FreeText(example_free_text()),
     )
     .await;
+    // Bounded wait: generous, because the default suite runs this beside CPU-bound tests.
     for dir in &fixture.dirs {
         let mut serial = 0;
-        for _ in 0..100 {
+        for _ in 0..600 {
             serial = roster_serial(dir).await;
             if serial == 2 {
                 break;

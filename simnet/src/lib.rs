@@ -44,15 +44,14 @@
 //! nothing acknowledged (accepted, shown, or receipted to a peer) is lost in a crash; every
 //! inbox entry was shown; no forgery is ever answered with a receipt; the network falls quiet.
 //!
-//! # Known core gap, worked around here
+//! # Members nobody can dial
 //!
-//! A delivery receipt travels back to the sender only from the relay that took custody. When
-//! the sender has no addresses and that relay is not one of the sender's own relays, nothing can
-//! reach the sender, and for a recipient without addresses the sender never tries anything else
-//! (`prepare_outbox` just waits in custody), so the message stays "custody" until it expires
-//! although it was delivered. By default the simulator gives every member without addresses the
-//! same relays ([`sim::SimConfig::relay_only_share_relays`]); `--relay-only-random-relays
-//! --relay-only-fraction 0.5` shows the gap.
+//! A member without addresses is reachable only over connections it opens. When such a member
+//! sends to another one, the delivery receipt waits at the relay that took custody, which may
+//! not be one of the sender's own relays. The sender therefore repeats its hand-off to that relay
+//! every `custody_recheck_ms`, and the relay answers a repeated hand-off with the receipt once it
+//! has it. This simulator draws every member's relays at random and models the dial limits
+//! (`--relay-only-fraction 0.5` makes half the members address-less), so the path is exercised.
 
 #![deny(unreachable_pub)]
 

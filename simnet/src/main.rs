@@ -1,15 +1,16 @@
 //! The `simnet` binary: parses the command line and hands over to the library.
 //!
-//! `simnet sim …` runs one deterministic simulation, prints the human summary, optionally
-//! writes the JSON report, and exits non-zero (printing `seed=…` and the replay command) when an
-//! invariant is violated.
+//! `simnet sim …` runs one deterministic simulation (or, with `--seeds A..B`, one per seed on
+//! all cores), prints the human summary, optionally writes the JSON report, and exits non-zero
+//! (printing the seed and the replay command) when an invariant is violated. `simnet scenario`
+//! plays the scripted fault stories.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use quickfreeze_simnet::sim::{self, FaultLevel, SimConfig};
+use quickfreeze_simnet::sim::{self, scenario, sweep, FaultLevel, SimConfig};
 
 /// Simulate a quickfreeze network.
 #[derive(Parser, Debug)]
@@ -23,6 +24,22 @@ struct Cli {
 enum Command {
     /// Deterministic simulation: real delivery cores on a virtual network in virtual time.
     Sim(SimArgs),
+    /// Scripted fault stories (offline recipient, relay custody, partition, crash before the
+    /// receipt, duplicate paths, expiry), each checked for what must have happened.
+    Scenario(ScenarioArgs),
+}
+
+#[derive(Args, Debug)]
+struct ScenarioArgs {
+    /// Scenario name, or `all` (see --list).
+    #[arg(default_value = "all")]
+    name: String,
+    /// List the scenarios and exit.
+    #[arg(long)]
+    list: bool,
+    /// Seed for latencies, countries and relay choice (the story itself is fixed).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
 }
 
 #[derive(Args, Debug)]
@@ -37,8 +54,14 @@ struct SimArgs {
     #[arg(long, default_value_t = 200)]
     messages: usize,
     /// The seed; a random one is chosen (and printed) when omitted.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "seeds")]
     seed: Option<u64>,
+    /// Sweep many seeds: `A..B` (B excluded) or `A..=B`; prints every failing seed.
+    #[arg(long)]
+    seeds: Option<String>,
+    /// Worker threads for a sweep (default: every core).
+    #[arg(long)]
+    jobs: Option<usize>,
     /// Fault level: none, mild or harsh.
     #[arg(long, default_value = "mild")]
     faults: FaultLevel,
@@ -52,10 +75,6 @@ struct SimArgs {
     /// Share of members without addresses, reachable only through their relays.
     #[arg(long, default_value_t = 0.04)]
     relay_only_fraction: f64,
-    /// Draw the relays of members without addresses at random instead of giving them all the
-    /// same relays (exposes the relay-only receipt gap; see the crate docs).
-    #[arg(long)]
-    relay_only_random_relays: bool,
     /// Let anyone reach members without addresses (turns off the dial-limit model).
     #[arg(long)]
     no_dial_limits: bool,
@@ -72,7 +91,76 @@ fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     match cli.command {
         Command::Sim(args) => run_sim(args),
+        Command::Scenario(args) => run_scenarios(args),
     }
+}
+
+fn run_scenarios(args: ScenarioArgs) -> anyhow::Result<ExitCode> {
+    let all = scenario::all();
+    if args.list {
+        for scenario in &all {
+            println!("{:<34} {}", scenario.name, scenario.summary);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let chosen: Vec<_> = if args.name == "all" {
+        all
+    } else {
+        match scenario::by_name(&args.name) {
+            Some(scenario) => vec![scenario],
+            None => anyhow::bail!(
+                "there is no scenario `{}`; `simnet scenario --list` shows them",
+                args.name
+            ),
+        }
+    };
+    let mut failed = 0;
+    for scenario in &chosen {
+        match sim::run_scenario(scenario, args.seed) {
+            Ok(report) => println!(
+                "ok      {:<34} delivered {} expired {} relay deliveries {} duplicates suppressed {}",
+                scenario.name,
+                report.delivered,
+                report.expired,
+                report.relay_deliveries,
+                report.duplicates_suppressed
+            ),
+            Err(failure) => {
+                failed += 1;
+                println!("FAILED  {:<34} {failure}", scenario.name);
+            }
+        }
+    }
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn run_sweep(config: &SimConfig, seeds: &str, args: &SimArgs) -> anyhow::Result<ExitCode> {
+    let range = sweep::parse_seed_range(seeds).map_err(anyhow::Error::msg)?;
+    let jobs = args.jobs.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    });
+    let total = range.end - range.start;
+    let every = (total / 20).max(1);
+    let progress = move |runs: u64, failed: u64| {
+        if runs.is_multiple_of(every) || runs == total {
+            eprintln!("  {runs}/{total} seeds run, {failed} failed");
+        }
+    };
+    let report = sweep::sweep(config, range, jobs, &progress);
+    print!("{}", report.summary());
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&report).context("encoding the report")?;
+        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(if report.failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn run_sim(args: SimArgs) -> anyhow::Result<ExitCode> {
@@ -92,7 +180,9 @@ fn run_sim(args: SimArgs) -> anyhow::Result<ExitCode> {
     config.bug_skip_flush_before_respond = args.bug_skip_flush_before_respond;
     config.relay_only_fraction = args.relay_only_fraction;
     config.model_dial_limits = !args.no_dial_limits;
-    config.relay_only_share_relays = !args.relay_only_random_relays;
+    if let Some(seeds) = &args.seeds {
+        return run_sweep(&config, seeds, &args);
+    }
     eprintln!("seed={seed}");
     let (report, code) = match sim::run(&config) {
         Ok(report) => (report, ExitCode::SUCCESS),

@@ -66,6 +66,9 @@ pub struct CoreConfig {
     pub accept: AcceptPolicy,
     /// Events kept for the shell before the oldest are dropped (default 100,000).
     pub max_queued_events: usize,
+    /// After a restart, unacknowledged messages received this long before are shown again
+    /// (default 24 h; older ones are in the inbox and overdue anyway).
+    pub reannounce_window_ms: u64,
     /// Deliberate bugs, for proving that the simulator's invariant checkers can fail. All off by
     /// default; nothing but tests sets them.
     pub injected_bugs: InjectedBugs,
@@ -102,6 +105,7 @@ impl Default for CoreConfig {
             receipt_grace_ms: 7 * 24 * HOUR_MS,
             accept: AcceptPolicy::default(),
             max_queued_events: 100_000,
+            reannounce_window_ms: 24 * HOUR_MS,
             injected_bugs: InjectedBugs::default(),
         }
     }
@@ -186,6 +190,9 @@ pub enum Event {
         kind: PayloadKind,
         /// Relay that brought it, if any.
         via_relay: Option<NodeId>,
+        /// Shown again after a restart because no officer has acknowledged it yet
+        /// ([`Core::announce_unacknowledged`]); the first showing may have been lost in a crash.
+        reannounced: bool,
     },
     /// A status update arrived about one of our messages.
     StatusReceived {
@@ -429,6 +436,31 @@ impl<S: Store> Core<S> {
             core.relay.insert(key, entry);
         }
         Ok(core)
+    }
+
+    /// Shows the officer again (as [`Event::Received`] with `reannounced`) every message that
+    /// arrived within `CoreConfig::reannounce_window_ms` before `now` and that no officer has
+    /// acknowledged. A message is stored and flushed before its receipt leaves, but its event is
+    /// shown after that, so a crash in between would otherwise leave it in the inbox unseen.
+    /// Shells call this once after [`Core::new`]; it returns how many it announced.
+    pub fn announce_unacknowledged(&mut self, now: Timestamp) -> Result<usize, StoreError> {
+        let since = Timestamp(now.0.saturating_sub(self.config.reannounce_window_ms));
+        let mut announced = 0;
+        for entry in self.store.inbox_entries()? {
+            if entry.acknowledged_at.is_some() || entry.received_at < since {
+                continue;
+            }
+            announced += 1;
+            self.push_event(Event::Received {
+                sender: entry.sender,
+                message_id: entry.message_id,
+                priority: entry.priority,
+                kind: entry.payload.kind(),
+                via_relay: entry.via_relay,
+                reannounced: true,
+            });
+        }
+        Ok(announced)
     }
 
     /// This node's id.
@@ -1052,8 +1084,13 @@ impl<S: Store> Core<S> {
             (relay, Frame::Handoff(envelope), true)
         } else if direct_possible {
             (entry.recipient, Frame::Deliver(envelope), false)
+        } else if let OutboxState::Custody { relay, .. } = entry.state {
+            // Relay-only recipient already in custody: ask the relay again. It answers a repeated
+            // hand-off with the delivery receipt once it has one, which is how a sender that
+            // nobody can dial (and whose own relays differ from the recipient's) learns of it.
+            (relay, Frame::Handoff(envelope), true)
         } else {
-            // Relay-only recipient already in custody: wait for the relay to bring the receipt.
+            // Relay-only recipient without usable relays: keep checking until expiry.
             let at = now
                 .plus_ms(self.config.custody_recheck_ms)
                 .min(entry.expires_at);
@@ -1628,6 +1665,7 @@ impl<S: Store> Core<S> {
             priority: header.priority,
             kind,
             via_relay,
+            reannounced: false,
         });
         if let Some(update) = status_update {
             self.record_status(now, header.sender, header.message_id, update);
@@ -1736,7 +1774,15 @@ impl<S: Store> Core<S> {
         };
         if let Some(existing) = existing {
             if existing.digest == digest {
-                return Frame::Receipt(existing.custody_receipt);
+                return match existing.state {
+                    RelayState::ReceiptPending { receipt } => {
+                        // The sender is asking again, so it is reachable now: hand it the
+                        // recipient's receipt in the answer and push it again as well.
+                        self.schedule(Job::RelayReceipt(key.0, key.1), now, existing.priority);
+                        Frame::Receipt(receipt)
+                    }
+                    _ => Frame::Receipt(existing.custody_receipt),
+                };
             }
             return Frame::refused(
                 header.message_id,

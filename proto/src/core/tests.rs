@@ -250,6 +250,16 @@ impl Net {
             .count()
     }
 
+    fn inbox_count_down(&self, at: usize) -> usize {
+        self.nodes[at]
+            .store_if_down
+            .as_ref()
+            .expect("down")
+            .inbox_entries()
+            .expect("store")
+            .len()
+    }
+
     fn has_event(&self, node: usize, wanted: impl Fn(&Event) -> bool) -> bool {
         self.events
             .iter()
@@ -677,5 +687,42 @@ fn injected_dedup_bug_produces_a_duplicate_received_event() {
     assert!(
         received >= 2,
         "expected the bug to show, saw {received} Received events"
+    );
+}
+
+#[test]
+fn a_message_stored_but_never_shown_before_a_crash_is_announced_after_restart() {
+    let mut net = net(3);
+    let shown = net.submit(3, 2, Payload::Preservation(example_preservation()));
+    net.run_for(1000);
+    let (now, sender) = (net.now, net.nodes[3].id);
+    net.core(2)
+        .acknowledge(now, sender, shown, "duty officer")
+        .expect("ack");
+    net.core(2).store_mut().flush().expect("flush");
+    net.events.clear();
+    // Node 1 sends; node 2 stores and flushes, then dies before its events are shown.
+    let id = net.submit(1, 2, Payload::Emergency(example_emergency()));
+    net.core(1).handle_timeout(now);
+    let transmit = net.core(1).poll_transmit().expect("a transmit");
+    let from = net.nodes[1].id;
+    let _receipt_never_sent = net.core(2).handle_request(now, from, &transmit.bytes);
+    net.core(2).store_mut().flush().expect("flush");
+    net.crash(2);
+    assert_eq!(net.inbox_count_down(2), 2, "both messages are durable");
+    net.restart(2);
+    let announced = net.core(2).announce_unacknowledged(now).expect("store");
+    assert_eq!(announced, 1, "only the unacknowledged message");
+    let events: Vec<Event> = std::iter::from_fn(|| net.core(2).poll_event()).collect();
+    assert!(
+        events.iter().any(|event| matches!(event,
+            Event::Received { message_id, reannounced: true, .. } if *message_id == id)),
+        "{events:?}"
+    );
+    // Outside the window nothing is announced again.
+    let later = now.plus_ms(net.config.reannounce_window_ms + 1);
+    assert_eq!(
+        net.core(2).announce_unacknowledged(later).expect("store"),
+        0
     );
 }

@@ -195,11 +195,6 @@ pub struct SimConfig {
     pub request_timeout_ms: u64,
     /// Share of members without addresses (at least one when there are relays and 5+ nodes).
     pub relay_only_fraction: f64,
-    /// Workaround for a core gap (see the crate docs): give every member without
-    /// addresses the same relays, so whichever relay takes custody of a message between two of
-    /// them can carry the delivery receipt back. Off: relays are drawn at random and messages
-    /// between two such members can stay in custody until they expire.
-    pub relay_only_share_relays: bool,
     /// Model what a transport can dial: a member without addresses is reachable only over a
     /// connection it opened itself (the ones it keeps to its own relays, or one it used within
     /// `connection_idle_ms`). Off: anyone can reach anyone, as if every member were dialable.
@@ -216,6 +211,8 @@ pub struct SimConfig {
     pub expect_all_delivered: bool,
     /// Upper bound on simulation events, so a livelock ends the run instead of hanging it.
     pub max_events: u64,
+    /// A scripted story instead of the random workload and faults (see `scenario`).
+    pub scenario: Option<super::scenario::Scenario>,
     /// TEST ONLY: deliberate bugs inside the core (passed through to `CoreConfig`), to prove
     /// the checkers catch a core that skips de-duplication, signature checks or the store write.
     pub injected_bugs: InjectedBugs,
@@ -245,7 +242,6 @@ impl SimConfig {
             quiesce_ms: 300_000,
             request_timeout_ms: 10_000,
             relay_only_fraction: 0.04,
-            relay_only_share_relays: true,
             model_dial_limits: true,
             connection_idle_ms: 30_000,
             message_lifetime_ms: None,
@@ -253,6 +249,7 @@ impl SimConfig {
             check_interval_ms: 30_000,
             expect_all_delivered: true,
             max_events: 50_000_000,
+            scenario: None,
             injected_bugs: InjectedBugs::default(),
             bug_skip_flush_before_respond: false,
         }
@@ -280,11 +277,17 @@ impl SimConfig {
         if self.profile.latency_min_ms > self.profile.latency_max_ms {
             return Err("latency_min_ms is above latency_max_ms".into());
         }
+        if let Some(scenario) = &self.scenario {
+            scenario.validate()?;
+        }
         Ok(())
     }
 
     /// The `simnet sim` command line that replays this configuration (options the CLI has).
     pub fn command_line(&self) -> String {
+        if let Some(scenario) = &self.scenario {
+            return format!("simnet scenario {} --seed {}", scenario.name, self.seed);
+        }
         let mut line = format!(
             "simnet sim --seed {} --nodes {} --relays {} --messages {} --faults {} --duration-ms {}",
             self.seed, self.nodes, self.relays, self.messages, self.faults, self.duration_ms
@@ -297,9 +300,6 @@ impl SimConfig {
                 " --relay-only-fraction {}",
                 self.relay_only_fraction
             ));
-        }
-        if !self.relay_only_share_relays {
-            line.push_str(" --relay-only-random-relays");
         }
         if !self.model_dial_limits {
             line.push_str(" --no-dial-limits");

@@ -59,6 +59,8 @@ pub enum Invariant {
     Quiescence,
     /// A node kept waking at one instant, or the event budget ran out.
     Livelock,
+    /// A scripted scenario's story did not happen as written (see `scenario`).
+    Scenario,
     /// The simulator itself failed (a bug in the harness, not in the core).
     Harness,
 }
@@ -76,6 +78,7 @@ impl fmt::Display for Invariant {
             Invariant::Visibility => "visibility",
             Invariant::Quiescence => "quiescence",
             Invariant::Livelock => "livelock",
+            Invariant::Scenario => "scenario",
             Invariant::Harness => "harness",
         })
     }
@@ -252,6 +255,7 @@ impl Truth {
         node: usize,
         recipient_index: impl Fn(&MessageTruth) -> usize,
         entry: &InboxEntry,
+        running: bool,
     ) -> Result<(), (Invariant, String)> {
         let key = (entry.sender, entry.message_id);
         let Some(truth) = self.messages.get(&key) else {
@@ -290,7 +294,9 @@ impl Truth {
                 ),
             ));
         }
-        if !self.shown_received[node].contains(&key) {
+        // A node that is down cannot show anything; it announces unacknowledged messages again
+        // when it restarts, and from then on this holds.
+        if running && !self.shown_received[node].contains(&key) {
             return Err((
                 Invariant::Visibility,
                 format!(

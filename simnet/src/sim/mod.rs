@@ -31,6 +31,8 @@ mod hostile;
 pub mod invariants;
 mod network;
 pub mod report;
+pub mod scenario;
+pub mod sweep;
 mod workload;
 mod world;
 
@@ -54,6 +56,7 @@ use sha2::{Digest, Sha256};
 pub use config::{FaultLevel, FaultProfile, SimConfig};
 pub use invariants::{Invariant, Violation};
 pub use report::{LatencySummary, SimReport};
+pub use scenario::Scenario;
 pub use workload::MARKER_PREFIX;
 
 use hostile::Hostile;
@@ -128,6 +131,31 @@ pub fn run(config: &SimConfig) -> Result<SimReport, SimFailure> {
     }
 }
 
+/// Plays a scripted scenario with `seed`: the run must hold every invariant and then show the
+/// story happened as written ([`Scenario::check`]).
+pub fn run_scenario(scenario: &Scenario, seed: u64) -> Result<SimReport, SimFailure> {
+    let config = scenario.config(seed);
+    let report = run(&config)?;
+    match (scenario.check)(&report) {
+        Ok(()) => Ok(report),
+        Err(detail) => {
+            let violation = Violation {
+                invariant: Invariant::Scenario,
+                at_ms: report.end_at_ms,
+                detail: format!("{}: {detail}", scenario.name),
+            };
+            let mut report = report;
+            report.violation = Some(violation.clone());
+            Err(SimFailure {
+                seed,
+                violation,
+                report: Box::new(report),
+                reproduce: config.command_line(),
+            })
+        }
+    }
+}
+
 struct SimNode {
     kind: NodeKind,
     core: Option<Core<MemoryStore>>,
@@ -175,6 +203,10 @@ struct Simulator {
     last_finished_at_ms: u64,
     /// (priority, submit → delivered) of every delivered message.
     latencies_ms: Vec<(Priority, u64)>,
+    /// Cuts made by scenario steps (ended by `Action::MendAll`).
+    scripted_cuts: Vec<u64>,
+    /// Per node: crash after the next stored message, staying down this long (scenarios).
+    crash_after_store: Vec<Option<u64>>,
 }
 
 fn harness(at_ms: u64, detail: impl Into<String>) -> Violation {
@@ -225,13 +257,26 @@ impl Simulator {
                 wakes_at_instant: (0, 0),
             });
         }
-        let plan = workload::plan(
-            &mut world::stream(config.seed, "workload"),
-            config.seed,
-            world.members(),
-            config.messages,
-            config.duration_ms,
-        );
+        let plan = match &config.scenario {
+            Some(scenario) => scenario
+                .sends()
+                .enumerate()
+                .map(|(index, (at_ms, sender, recipient, kind))| PlannedMessage {
+                    at_ms,
+                    sender,
+                    recipient,
+                    kind,
+                    marker: format!("{MARKER_PREFIX}{:016x}-{index:06}", config.seed),
+                })
+                .collect(),
+            None => workload::plan(
+                &mut world::stream(config.seed, "workload"),
+                config.seed,
+                world.members(),
+                config.messages,
+                config.duration_ms,
+            ),
+        };
         let hostile = world
             .hostile
             .map(|index| Hostile::new(index, world::identity(config.seed, index), config.seed));
@@ -271,6 +316,8 @@ impl Simulator {
             converged_at_ms: None,
             last_finished_at_ms: 0,
             latencies_ms: Vec::new(),
+            scripted_cuts: Vec::new(),
+            crash_after_store: vec![None; node_count],
         };
         for index in 0..node_count {
             if simulator.nodes[index].kind != NodeKind::Hostile {
@@ -311,6 +358,22 @@ impl Simulator {
         if self.hostile.is_some() {
             let at_ms = uniform(&mut self.hostile_rng, 0, profile.hostile_interval_ms);
             self.queue.push(at_ms, SimEvent::Hostile);
+        }
+        let scripted: Vec<(usize, u64)> = self
+            .config
+            .scenario
+            .iter()
+            .flat_map(|scenario| {
+                scenario
+                    .steps
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, step)| !matches!(step.action, scenario::Action::Send { .. }))
+                    .map(|(index, step)| (index, step.at_ms))
+            })
+            .collect();
+        for (step, at_ms) in scripted {
+            self.queue.push(at_ms, SimEvent::Script { step });
         }
         self.queue.push(duration_ms, SimEvent::Heal);
         self.queue
@@ -396,6 +459,7 @@ impl Simulator {
             }
             SimEvent::Hostile => self.on_hostile(),
             SimEvent::Heal => self.on_heal(),
+            SimEvent::Script { step } => self.on_script(step),
             SimEvent::Check => {
                 self.sweep()?;
                 let next = self.now_ms + self.config.check_interval_ms.max(1);
@@ -494,7 +558,7 @@ impl Simulator {
             "core",
             ((index as u64) << 32) | incarnation,
         );
-        Core::new(
+        let mut core = Core::new(
             world::identity(self.config.seed, index),
             roster,
             signed,
@@ -502,7 +566,10 @@ impl Simulator {
             store,
             rng_seed,
         )
-        .map_err(|error| harness(self.now_ms, format!("node {index}: core: {error}")))
+        .map_err(|error| harness(self.now_ms, format!("node {index}: core: {error}")))?;
+        core.announce_unacknowledged(now)
+            .map_err(|error| harness(self.now_ms, format!("node {index}: core: {error}")))?;
+        Ok(core)
     }
 
     fn core_mut(&mut self, node: usize) -> Result<&mut Core<MemoryStore>, Violation> {
@@ -745,10 +812,84 @@ impl Simulator {
             return Ok(());
         }
         self.flush(to)?;
+        if let Some(down_ms) = self.crash_after_store[to] {
+            let carries_message = Batch::from_bytes(&request.bytes).is_ok_and(|batch| {
+                batch
+                    .frames
+                    .iter()
+                    .any(|frame| matches!(frame, Frame::Deliver(_) | Frame::Handoff(_)))
+            });
+            if carries_message {
+                // Scripted: stored and flushed, then dead before the receipt leaves.
+                self.crash_after_store[to] = None;
+                self.fail_request(&request);
+                return self.crash_for(to, down_ms);
+            }
+        }
         if !bug {
             self.respond(&request, response);
         }
         self.release(to)
+    }
+
+    /// One scripted scenario step.
+    fn on_script(&mut self, step: usize) -> Result<(), Violation> {
+        use scenario::{Action, Who};
+        let Some(action) = self
+            .config
+            .scenario
+            .as_ref()
+            .and_then(|scenario| scenario.steps.get(step))
+            .map(|step| step.action.clone())
+        else {
+            return Err(harness(self.now_ms, format!("no scenario step {step}")));
+        };
+        let resolve = |who: &Who, world: &World| match who {
+            Who::Node(node) => vec![*node],
+            Who::RelaysOf(node) => world.relays_of[*node].clone(),
+        };
+        match action {
+            Action::Send { .. } => {}
+            Action::Crash(who) => {
+                for node in resolve(&who, &self.world) {
+                    self.crash(node)?;
+                }
+            }
+            Action::Restart(who) => {
+                for node in resolve(&who, &self.world) {
+                    self.restart(node)?;
+                }
+            }
+            Action::Isolate(nodes) => {
+                let mut side = vec![false; self.nodes.len()];
+                for node in nodes {
+                    side[node] = true;
+                }
+                let id = self.partitions.add(side, CutDirection::Both);
+                self.scripted_cuts.push(id);
+                self.report.partitions += 1;
+            }
+            Action::CutLink { from, to } => {
+                let mut side = vec![false; self.nodes.len()];
+                let mut other = vec![false; self.nodes.len()];
+                side[from] = true;
+                other[to] = true;
+                let id = self
+                    .partitions
+                    .add_between(side, other, CutDirection::OutOfSide);
+                self.scripted_cuts.push(id);
+                self.report.partitions += 1;
+            }
+            Action::MendAll => {
+                for id in std::mem::take(&mut self.scripted_cuts) {
+                    self.partitions.remove(id);
+                }
+            }
+            Action::CrashAfterStore { node, down_ms } => {
+                self.crash_after_store[node] = Some(down_ms);
+            }
+        }
+        Ok(())
     }
 
     /// Duplicate and hand-off accounting, and what the hostile member gets to see.
@@ -1100,8 +1241,15 @@ impl Simulator {
                 message_id,
                 kind,
                 via_relay,
+                reannounced,
                 ..
-            } => self.on_received(node, sender, message_id, kind, via_relay),
+            } => {
+                if reannounced && self.truth.shown_received[node].contains(&(sender, message_id)) {
+                    // Shown before the restart: a reminder, not a second delivery.
+                    return Ok(());
+                }
+                self.on_received(node, sender, message_id, kind, via_relay)
+            }
             Event::StatusReceived { .. } => {
                 self.report.status_updates_received += 1;
                 Ok(())
@@ -1260,7 +1408,7 @@ impl Simulator {
         };
         let recipient_of = |truth: &MessageTruth| truth.recipient;
         self.truth
-            .check_inbox_entry(node, recipient_of, &entry)
+            .check_inbox_entry(node, recipient_of, &entry, true)
             .map_err(|(invariant, detail)| self.violation(invariant, detail))?;
         if let Some(truth) = self.truth.messages.get_mut(&key) {
             truth.received = true;
@@ -1515,7 +1663,12 @@ impl Simulator {
                         .map_err(|error| harness(self.now_ms, error.to_string()))?;
                     for entry in &entries {
                         self.truth
-                            .check_inbox_entry(index, |truth| truth.recipient, entry)
+                            .check_inbox_entry(
+                                index,
+                                |truth| truth.recipient,
+                                entry,
+                                node.core.is_some(),
+                            )
                             .map_err(|(invariant, detail)| self.violation(invariant, detail))?;
                     }
                 }
@@ -1828,5 +1981,6 @@ fn event_code(event: &SimEvent) -> u64 {
         SimEvent::Hostile => 11,
         SimEvent::Heal => 12,
         SimEvent::Check => 13,
+        SimEvent::Script { step } => 14 | (*step as u64) << 8,
     }
 }

@@ -65,6 +65,8 @@ pub(crate) enum SimEvent {
     Heal,
     /// Periodic sweep of the invariant checkers.
     Check,
+    /// A scripted scenario's step (by index).
+    Script { step: usize },
 }
 
 struct Scheduled {
@@ -150,6 +152,8 @@ pub(crate) enum CutDirection {
 struct Cut {
     id: u64,
     side: Vec<bool>,
+    /// The other side; `None` means everyone not on `side`.
+    other: Option<Vec<bool>>,
     direction: CutDirection,
 }
 
@@ -168,8 +172,23 @@ impl Partitions {
         self.cuts.push(Cut {
             id,
             side,
+            other: None,
             direction,
         });
+        id
+    }
+
+    /// Adds a cut between `side` and `other` only (everyone else still talks to both).
+    pub(crate) fn add_between(
+        &mut self,
+        side: Vec<bool>,
+        other: Vec<bool>,
+        direction: CutDirection,
+    ) -> u64 {
+        let id = self.add(side, direction);
+        if let Some(cut) = self.cuts.last_mut() {
+            cut.other = Some(other);
+        }
         id
     }
 
@@ -188,15 +207,17 @@ impl Partitions {
     /// Whether a packet from `from` to `to` is dropped by some cut.
     pub(crate) fn blocks(&self, from: usize, to: usize) -> bool {
         self.cuts.iter().any(|cut| {
-            let from_in = cut.side.get(from).copied().unwrap_or(false);
-            let to_in = cut.side.get(to).copied().unwrap_or(false);
-            if from_in == to_in {
-                return false;
-            }
+            let in_side = |node: usize| cut.side.get(node).copied().unwrap_or(false);
+            let in_other = |node: usize| match &cut.other {
+                Some(other) => other.get(node).copied().unwrap_or(false),
+                None => !in_side(node),
+            };
+            let outward = in_side(from) && in_other(to);
+            let inward = in_other(from) && in_side(to);
             match cut.direction {
-                CutDirection::Both => true,
-                CutDirection::OutOfSide => from_in,
-                CutDirection::IntoSide => to_in,
+                CutDirection::Both => outward || inward,
+                CutDirection::OutOfSide => outward,
+                CutDirection::IntoSide => inward,
             }
         })
     }
@@ -230,6 +251,19 @@ mod tests {
         assert!(partitions.blocks(0, 1) && partitions.blocks(1, 0));
         partitions.clear();
         assert!(!partitions.blocks(0, 1));
+    }
+
+    #[test]
+    fn a_cut_between_two_sides_leaves_third_parties_alone() {
+        let mut partitions = Partitions::default();
+        partitions.add_between(
+            vec![true, false, false],
+            vec![false, true, false],
+            CutDirection::OutOfSide,
+        );
+        assert!(partitions.blocks(0, 1));
+        assert!(!partitions.blocks(1, 0));
+        assert!(!partitions.blocks(0, 2) && !partitions.blocks(2, 1));
     }
 
     #[test]

@@ -4,9 +4,8 @@
 //! that crashes is rebuilt with the same keys, exactly as a real node reloads its key file. The
 //! roster gives each member node a country (one point of contact per ISO country, central
 //! authorities beyond that), names one or two relays for it, leaves a few members *relay-only*
-//! (no addresses, so all mail goes through their relays; by default they share the same relays,
-//! see `SimConfig::relay_only_share_relays`), and adds the hostile member when the
-//! fault profile has one. A generated authority key signs it.
+//! (no addresses, so all mail goes through their relays), and adds the hostile member when
+//! the fault profile has one. A generated authority key signs it.
 //!
 //! Index layout, used by every other module: `0..nodes` are members, then `relays` relays, then
 //! the hostile member (if any).
@@ -141,11 +140,8 @@ pub(crate) fn build_world(config: &SimConfig) -> Result<World, String> {
             ),
             NodeKind::Hostile => (Role::CentralAuthority, countries[0]),
         };
-        let shared = config.relay_only_share_relays && relay_only.contains(&index);
         let relays = if kind == NodeKind::Relay || relay_ids.is_empty() {
             Vec::new()
-        } else if shared {
-            relay_ids.iter().take(2).copied().collect()
         } else {
             let first = rng.random_range(0..relay_ids.len());
             let mut chosen = vec![relay_ids[first]];

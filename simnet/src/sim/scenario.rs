@@ -1,0 +1,347 @@
+//! Scripted scenarios: one fault story each, told step by step instead of drawn from the seed.
+//!
+//! The random runs find what nobody thought of; these pin down the stories everybody must be
+//! able to rely on (a recipient that is offline and comes back, a relay that holds and forwards,
+//! a partition that heals, a crash between the store and the receipt, the same message arriving
+//! directly and through a relay, a message that expires). Each is a normal simulation (same
+//! cores, same network, same invariant checkers running throughout) whose workload and faults
+//! come from a list of timed [`Step`]s, followed by its own [`Scenario::check`] on the report:
+//! the checkers prove nothing went wrong, the check proves the story really happened (the relay
+//! did carry it, the duplicate did arrive and was suppressed, ...).
+//!
+//! Small worlds keep the stories readable: node `0` is the sender "A", node `1` the recipient
+//! "B". With four members there are no address-less members, so who can dial whom is plain.
+
+use super::config::{FaultLevel, SimConfig};
+use super::report::SimReport;
+use super::workload::WorkKind;
+
+/// Who a step acts on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Who {
+    /// One node by index.
+    Node(usize),
+    /// Every relay the roster names for this member.
+    RelaysOf(usize),
+}
+
+/// One scripted action.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// An officer at `from` submits an urgent preservation request to `to`.
+    Send {
+        /// Sender index.
+        from: usize,
+        /// Recipient index.
+        to: usize,
+    },
+    /// kill -9: the node loses its unflushed writes and stays down until `Restart` or the heal.
+    Crash(Who),
+    /// The node comes back from its store.
+    Restart(Who),
+    /// Nothing crosses between these nodes and everyone else, either way.
+    Isolate(Vec<usize>),
+    /// Packets from `from` to `to` are dropped (one direction; everyone else unaffected).
+    CutLink {
+        /// Whose packets are dropped.
+        from: usize,
+        /// On their way to whom.
+        to: usize,
+    },
+    /// Every cut made by earlier steps ends.
+    MendAll,
+    /// The next request carrying a message that `node` handles is stored and flushed, and then
+    /// the node dies before the answer leaves; it restarts `down_ms` later.
+    CrashAfterStore {
+        /// The node.
+        node: usize,
+        /// How long it stays down.
+        down_ms: u64,
+    },
+}
+
+/// An action at a virtual instant.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Step {
+    /// When, in virtual ms from the start.
+    pub at_ms: u64,
+    /// What.
+    pub action: Action,
+}
+
+/// A named story: its world, its steps, and what must be true of the report afterwards.
+#[derive(Clone, Debug)]
+pub struct Scenario {
+    /// Name on the command line.
+    pub name: &'static str,
+    /// One line for `simnet scenario --list`.
+    pub summary: &'static str,
+    /// Member nodes.
+    pub nodes: usize,
+    /// Relays.
+    pub relays: usize,
+    /// Message lifetime override (virtual ms), for the expiry story.
+    pub lifetime_ms: Option<u64>,
+    /// When the safety phase ends (everything heals, crashed nodes restart).
+    pub heal_at_ms: u64,
+    /// The script.
+    pub steps: Vec<Step>,
+    /// What the report must show, beyond the invariants every run checks.
+    pub check: fn(&SimReport) -> Result<(), String>,
+}
+
+impl Scenario {
+    /// The simulation configuration that plays this scenario with `seed` (which still draws
+    /// latencies, jitter, roster countries and relays).
+    pub fn config(&self, seed: u64) -> SimConfig {
+        let mut config = SimConfig::new(seed, self.nodes, self.relays, 0, FaultLevel::None);
+        config.duration_ms = self.heal_at_ms;
+        config.acknowledge_probability = 0.0;
+        if let Some(lifetime_ms) = self.lifetime_ms {
+            config.message_lifetime_ms = Some(lifetime_ms);
+            config.expect_all_delivered = false;
+        }
+        config.scenario = Some(self.clone());
+        config
+    }
+
+    /// Refuses steps that name nodes the world does not have.
+    pub(crate) fn validate(&self) -> Result<(), String> {
+        let member = |node: usize| {
+            if node < self.nodes {
+                Ok(())
+            } else {
+                Err(format!(
+                    "scenario {}: node {node} is not one of its {} members",
+                    self.name, self.nodes
+                ))
+            }
+        };
+        for step in &self.steps {
+            match &step.action {
+                Action::Send { from, to } | Action::CutLink { from, to } => {
+                    member(*from)?;
+                    member(*to)?;
+                }
+                Action::Crash(Who::Node(node) | Who::RelaysOf(node))
+                | Action::Restart(Who::Node(node) | Who::RelaysOf(node))
+                | Action::CrashAfterStore { node, .. } => member(*node)?,
+                Action::Isolate(nodes) => nodes.iter().try_for_each(|node| member(*node))?,
+                Action::MendAll => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// The Send steps, in the order the workload plan needs.
+    pub(crate) fn sends(&self) -> impl Iterator<Item = (u64, usize, usize, WorkKind)> + '_ {
+        self.steps.iter().filter_map(|step| match step.action {
+            Action::Send { from, to } => Some((step.at_ms, from, to, WorkKind::Preservation)),
+            _ => None,
+        })
+    }
+}
+
+fn step(at_ms: u64, action: Action) -> Step {
+    Step { at_ms, action }
+}
+
+fn expect(condition: bool, what: impl FnOnce() -> String) -> Result<(), String> {
+    if condition {
+        Ok(())
+    } else {
+        Err(what())
+    }
+}
+
+fn all_delivered(report: &SimReport, count: u64) -> Result<(), String> {
+    expect(
+        report.accepted == count && report.delivered == count,
+        || {
+            format!(
+                "expected {count} accepted and delivered, got {} accepted, {} delivered",
+                report.accepted, report.delivered
+            )
+        },
+    )
+}
+
+const A: usize = 0;
+const B: usize = 1;
+
+/// Every built-in scenario.
+pub fn all() -> Vec<Scenario> {
+    vec![
+        Scenario {
+            name: "recipient-offline",
+            summary: "B is down when A sends (no relays); A retries and B gets it once it is back",
+            nodes: 4,
+            relays: 0,
+            lifetime_ms: None,
+            heal_at_ms: 300_000,
+            steps: vec![
+                step(0, Action::Crash(Who::Node(B))),
+                step(1_000, Action::Send { from: A, to: B }),
+                step(90_000, Action::Restart(Who::Node(B))),
+            ],
+            check: |report| {
+                all_delivered(report, 1)?;
+                expect(report.retries >= 2, || {
+                    format!("A should have retried, retries {}", report.retries)
+                })?;
+                expect(
+                    report.latency.max_ms >= 89_000 && report.latency.max_ms < 299_000,
+                    || {
+                        format!(
+                            "delivered after B came back and before the final heal, took {} ms",
+                            report.latency.max_ms
+                        )
+                    },
+                )
+            },
+        },
+        Scenario {
+            name: "relay-holds-and-forwards",
+            summary: "B is down and A can never reach it directly; B's relay takes custody and delivers when B is back",
+            nodes: 4,
+            relays: 2,
+            lifetime_ms: None,
+            heal_at_ms: 400_000,
+            steps: vec![
+                step(0, Action::Crash(Who::Node(B))),
+                step(0, Action::CutLink { from: A, to: B }),
+                step(1_000, Action::Send { from: A, to: B }),
+                step(120_000, Action::Restart(Who::Node(B))),
+            ],
+            check: |report| {
+                all_delivered(report, 1)?;
+                expect(report.custody_receipts >= 1, || {
+                    "A never got a custody receipt from a relay".into()
+                })?;
+                expect(
+                    report.received_via_relay == 1 && report.relay_deliveries >= 1,
+                    || {
+                        format!(
+                            "B should have got it through its relay: via relay {}, relay deliveries {}",
+                            report.received_via_relay, report.relay_deliveries
+                        )
+                    },
+                )?;
+                expect(report.latency.max_ms < 399_000, || {
+                    "the relay only delivered after the final heal".into()
+                })
+            },
+        },
+        Scenario {
+            name: "partition-heals",
+            summary: "the network splits in two (no relays); messages inside a side flow, across it wait for the mend",
+            nodes: 6,
+            relays: 0,
+            lifetime_ms: None,
+            heal_at_ms: 300_000,
+            steps: vec![
+                step(0, Action::Isolate(vec![0, 1, 2])),
+                step(1_000, Action::Send { from: 0, to: 1 }),
+                step(1_000, Action::Send { from: 0, to: 3 }),
+                step(1_000, Action::Send { from: 4, to: 1 }),
+                step(1_000, Action::Send { from: 2, to: 5 }),
+                step(60_000, Action::MendAll),
+            ],
+            check: |report| {
+                all_delivered(report, 4)?;
+                // Three of the four cross the cut: the median waits for the mend.
+                expect(report.latency.p50_ms >= 59_000, || {
+                    format!(
+                        "messages across the cut arrived before the mend: p50 {} ms",
+                        report.latency.p50_ms
+                    )
+                })?;
+                expect(report.latency.max_ms < 299_000, || {
+                    "delivery waited for the final heal instead of the mend".into()
+                })
+            },
+        },
+        Scenario {
+            name: "crash-between-store-and-receipt",
+            summary: "B stores A's message durably and dies before its receipt leaves; A retries and B shows it once",
+            nodes: 4,
+            relays: 0,
+            lifetime_ms: None,
+            heal_at_ms: 300_000,
+            steps: vec![
+                step(
+                    0,
+                    Action::CrashAfterStore {
+                        node: B,
+                        down_ms: 30_000,
+                    },
+                ),
+                step(1_000, Action::Send { from: A, to: B }),
+            ],
+            check: |report| {
+                all_delivered(report, 1)?;
+                expect(report.crashes == 1, || {
+                    format!("expected exactly the scripted crash, got {}", report.crashes)
+                })?;
+                expect(report.duplicates_suppressed >= 1, || {
+                    "A's retry should have reached B as a suppressed duplicate".into()
+                })
+            },
+        },
+        Scenario {
+            name: "duplicate-direct-and-relay",
+            summary: "B's answers to A are lost, so A also hands the message to B's relay; B shows it once",
+            nodes: 4,
+            relays: 2,
+            lifetime_ms: None,
+            heal_at_ms: 300_000,
+            steps: vec![
+                step(0, Action::CutLink { from: B, to: A }),
+                step(1_000, Action::Send { from: A, to: B }),
+            ],
+            check: |report| {
+                all_delivered(report, 1)?;
+                expect(report.relay_deliveries >= 1, || {
+                    "the relay never delivered its copy".into()
+                })?;
+                expect(report.received_via_relay == 0, || {
+                    "the direct copy should have been shown first".into()
+                })?;
+                expect(report.duplicates_suppressed >= 1, || {
+                    "the relay's copy was not suppressed as a duplicate".into()
+                })?;
+                expect(report.latency.max_ms < 299_000, || {
+                    "the receipt only came back after the final heal".into()
+                })
+            },
+        },
+        Scenario {
+            name: "expiry-with-event",
+            summary: "B stays down past the message's lifetime; A's officer gets an expiry event, nothing vanishes",
+            nodes: 4,
+            relays: 1,
+            lifetime_ms: Some(60_000),
+            heal_at_ms: 200_000,
+            steps: vec![
+                step(0, Action::Crash(Who::Node(B))),
+                step(1_000, Action::Send { from: A, to: B }),
+            ],
+            check: |report| {
+                expect(
+                    report.accepted == 1 && report.expired == 1 && report.delivered == 0,
+                    || {
+                        format!(
+                            "expected 1 accepted and expired, got {} accepted, {} expired, {} delivered",
+                            report.accepted, report.expired, report.delivered
+                        )
+                    },
+                )
+            },
+        },
+    ]
+}
+
+/// The built-in scenario called `name`.
+pub fn by_name(name: &str) -> Option<Scenario> {
+    all().into_iter().find(|scenario| scenario.name == name)
+}
