@@ -29,7 +29,7 @@ use quickfreeze_keys::{
     AuthorityKey, CountryCode, Digest32, EncryptionKey, Identity, NodeId, Signature, SignedRoster,
     Timestamp,
 };
-use quickfreeze_proto::core::{Core, CoreConfig, MemoryStore};
+use quickfreeze_proto::core::{Core, CoreConfig, MemoryStore, Store};
 use quickfreeze_proto::envelope::{
     digest_bytes, open, seal, seal_bytes, verify_outer, AcceptPolicy, Envelope, EnvelopeHeader,
     OpenError, SealParams, ENVELOPE_VERSION, MAX_ENVELOPE_BYTES,
@@ -1245,20 +1245,24 @@ fn relay_core_refuses_envelopes_it_cannot_forward() {
     }
 }
 
-/// A status update is not validated when it is received (core stores any payload that opens),
-/// and `Timestamp` renders times after year 9999 as `after-year-9999(…)`, which its own
-/// human-readable deserializer refuses. The daemon sends payloads and status histories to the
-/// console as JSON, so one such update from a peer makes that message unreadable in the console.
+/// Regression, fixed (proto::core): a received payload used to be stored without `validate()`.
+/// A status update whose preservation ends after year 9999 then sat in the inbox, and since
+/// `Timestamp` renders such times as `after-year-9999(…)`, which its own human-readable
+/// deserializer refuses, the console (JSON) could not show that message. Now the recipient
+/// refuses it for good, says why, and stores nothing.
 #[test]
-#[ignore = "bug: a received payload with a timestamp after year 9999 does not survive the JSON control channel"]
-fn far_future_status_expiry_survives_the_human_readable_round_trip() {
+fn a_received_payload_that_fails_validation_is_refused_not_stored() {
     let mut update: StatusUpdate = example_status(MessageId([0x11; 16]));
     update.status = Status::Preserved {
         reference: "PRES-1".into(),
         expires_at: Timestamp(u64::MAX),
     };
     let payload = Payload::Status(update);
-    // It travels: B seals it, A opens it.
+    assert!(payload.validate().is_err(), "validation refuses it");
+    assert!(
+        human_readable_round_trip(&payload).is_err(),
+        "and it would not survive the console's JSON"
+    );
     let envelope = seal_from(
         B,
         roster_member(A),
@@ -1266,12 +1270,34 @@ fn far_future_status_expiry_survives_the_human_readable_round_trip() {
         params(0x51, Priority::Urgent),
         51,
     );
-    let opened = open(identity(A), roster(), &envelope, NOW, &policy())
-        .expect("opens")
-        .1;
-    assert!(opened.validate().is_err(), "validation would refuse it");
-    let text = human_readable_round_trip(&opened);
-    assert!(text.is_ok(), "round trip failed: {text:?}");
+    let mut recipient = Core::new(
+        generate_identity(A),
+        roster().clone(),
+        WORLD.signed_roster.clone(),
+        CoreConfig::default(),
+        MemoryStore::new(),
+        [5; 32],
+    )
+    .expect("core");
+    let batch = Batch::new(1, vec![Frame::Deliver(envelope)])
+        .to_bytes()
+        .expect("batch");
+    let response = recipient.handle_request(NOW, id(B), &batch);
+    let response = Batch::from_bytes(&response).expect("response");
+    match &response.frames[0] {
+        Frame::Refused {
+            permanent, reason, ..
+        } => {
+            assert!(*permanent);
+            assert!(reason.contains("fails validation"), "{reason}");
+            assert!(
+                reason.contains("expires_at") || reason.contains("status"),
+                "{reason}"
+            );
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert!(recipient.store().inbox_entries().expect("store").is_empty());
 }
 
 /// `serde_json` is not a dependency of proto; TOML exercises the same human-readable `Timestamp`

@@ -1622,6 +1622,19 @@ impl<S: Store> Core<S> {
             }
             Err(error) => return self.reject_inbound(from, header.message_id, &error),
         };
+        // The sender's node validated it on submit; a payload that fails here is a broken or
+        // hostile peer, and storing it would put something in the inbox the console cannot show.
+        if let Err(errors) = payload.validate() {
+            let reason = format!(
+                "the request fails validation: {}",
+                errors.to_string().replace('\n', "; ")
+            );
+            self.push_event(Event::InboundRejected {
+                from,
+                reason: reason.clone(),
+            });
+            return Frame::refused(header.message_id, true, reason);
+        }
         let via_relay = (from != header.sender).then_some(from);
         let receipt = Receipt::sign(
             &self.identity,
