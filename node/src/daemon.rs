@@ -27,7 +27,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio::task::JoinSet;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::config::{files, NodeConfig};
 use crate::control::{
@@ -227,6 +227,8 @@ const MAX_LATENCY_SAMPLES: usize = 200_000;
 const MAX_TRACKED_ACCEPTED: usize = 100_000;
 
 const MAX_WAITERS: usize = 1024;
+/// How often the links to this node's own relays are checked (and re-dialled if down).
+const RELAY_LINK_CHECK: Duration = Duration::from_secs(10);
 const MAX_RUNNING_HOOKS: usize = 8;
 
 fn allowed_peers(roster: &Roster, me: NodeId) -> Vec<(PeerId, Vec<Multiaddr>)> {
@@ -341,6 +343,11 @@ impl Daemon {
         }
         drop(command_tx);
         tokio::pin!(shutdown);
+        // Links to this node's own relays are kept up: a relay can only deliver to a member
+        // without addresses over a connection the member opened, and a relay that sees us
+        // connect retries what it holds for us at once instead of on its backoff schedule.
+        let mut relay_links = tokio::time::interval(RELAY_LINK_CHECK);
+        relay_links.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let result = loop {
             let now = Timestamp::now();
             let wake = self.core.poll_timeout();
@@ -357,6 +364,7 @@ impl Daemon {
                 () = &mut shutdown => break Ok(()),
                 Some(command) = command_rx.recv() => self.on_command(command),
                 event = self.network.next_event() => self.on_network(event),
+                _ = relay_links.tick() => self.keep_relay_links(),
                 () = sleep => {}
             }
             // Group commit: take whatever else is ready, then flush once for all of it.
@@ -393,6 +401,28 @@ impl Daemon {
             info!(node = %me, "node stopped");
         }
         result
+    }
+
+    /// Dials every relay the roster names for this node that it is not connected to.
+    fn keep_relay_links(&mut self) {
+        let me = self.core.node_id();
+        let relays: Vec<NodeId> = self
+            .core
+            .roster()
+            .member(&me)
+            .map(|member| member.relays.clone())
+            .unwrap_or_default();
+        for relay in relays {
+            if self.connected.contains(&relay) || relay == me {
+                continue;
+            }
+            let Ok(peer) = relay.to_peer_id() else {
+                continue;
+            };
+            if let Err(error) = self.network.dial(peer) {
+                debug!(%relay, %error, "cannot dial our relay now; will try again");
+            }
+        }
     }
 
     fn flush_and_release(&mut self) -> Result<(), DaemonError> {

@@ -221,6 +221,36 @@ async fn a_roster_update_spreads_to_every_node() {
     }
 }
 
+/// A member without addresses (it listens nowhere) is reachable only over the links it opens.
+/// It keeps one to its relay, so the relay can deliver what others hand it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_nobody_can_dial_gets_its_mail_through_its_relay() {
+    let mut fixture = fixture(&["DE", "FR", "NL"], vec![]);
+    let relay = fixture.identities[2].node_id();
+    fixture.roster.members[2].role = Role::Relay;
+    fixture.roster.members[1].addresses.clear();
+    fixture.roster.members[1].relays = vec![relay];
+    let roster = fixture.roster.clone();
+    fixture.install(&roster, None);
+    let fr_config = fixture.dirs[1].join(files::CONFIG);
+    let mut config = NodeConfig::load(&fr_config).expect("config");
+    config.listen.clear();
+    std::fs::write(&fr_config, toml::to_string(&config).expect("config")).expect("config");
+    let mut nodes = Vec::new();
+    for index in [2, 1, 0] {
+        nodes.push(fixture.start(index).await);
+    }
+    send_and_wait(
+        &fixture.dirs[0],
+        "FR",
+        Payload::Preservation(example_preservation()),
+    )
+    .await;
+    for node in nodes {
+        node.stop().await.expect("stop");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hostile_member_is_refused_and_the_node_keeps_serving() {
     // Three members: DE and FR run daemons; XX (here BR) is a member whose node misbehaves.
