@@ -441,6 +441,7 @@ pub struct SignedRoster {
     /// Format version ([`SIGNED_ROSTER_VERSION`]).
     pub version: u8,
     /// Canonical bytes of the [`Roster`].
+    #[serde(with = "serde_bytes")]
     pub body: Vec<u8>,
     /// Signatures, sorted by authority key so that the bytes are canonical.
     pub signatures: Vec<RosterSignature>,

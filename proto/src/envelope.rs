@@ -61,6 +61,7 @@ pub struct Envelope {
     /// The signed header.
     pub header: EnvelopeHeader,
     /// ChaCha20-Poly1305 ciphertext of the encoded [`Payload`], tag appended.
+    #[serde(with = "serde_bytes")]
     pub ciphertext: Vec<u8>,
     /// The sender's Ed25519 signature.
     pub signature: Signature,

@@ -48,7 +48,7 @@ pub enum Frame {
     /// Please send me your signed roster.
     RosterRequest,
     /// A signed roster (answer to `RosterRequest`).
-    Roster(Vec<u8>),
+    Roster(#[serde(with = "serde_bytes")] Vec<u8>),
     /// Answer to a frame this node had no use for (e.g. `Ack` in a request).
     Ignored,
 }

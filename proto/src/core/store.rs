@@ -109,6 +109,7 @@ pub struct OutboxEntry {
     /// When it expires.
     pub expires_at: Timestamp,
     /// The sealed envelope, exactly as transmitted.
+    #[serde(with = "serde_bytes")]
     pub envelope: Vec<u8>,
     /// SHA-256 of `envelope`.
     pub digest: Digest32,
@@ -146,6 +147,7 @@ pub struct InboxEntry {
     /// The relay that brought it, if any.
     pub via_relay: Option<NodeId>,
     /// The envelope as received (signed ciphertext: the sender's proof of origin).
+    #[serde(with = "serde_bytes")]
     pub envelope: Vec<u8>,
     /// SHA-256 of `envelope`.
     pub digest: Digest32,
@@ -194,6 +196,7 @@ pub struct RelayEntry {
     /// The envelope's expiry.
     pub expires_at: Timestamp,
     /// The envelope bytes; dropped once delivered.
+    #[serde(with = "serde_bytes")]
     pub envelope: Option<Vec<u8>>,
     /// SHA-256 of the envelope.
     pub digest: Digest32,
