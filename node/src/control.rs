@@ -94,6 +94,20 @@ pub enum ControlRequest {
         /// Clear the figures after reading them.
         reset: bool,
     },
+    /// Verify the audit log's hash chain.
+    AuditVerify {
+        /// A head hash (hex) recorded earlier that must still be in the chain.
+        expect_head: Option<String>,
+    },
+    /// One page of audit records at or after a time.
+    AuditExport {
+        /// Records at or after this time (milliseconds since the epoch).
+        since_ms: u64,
+        /// Continue after this sequence number (the previous page's `next_after`).
+        after: Option<u64>,
+        /// At most this many records (the node caps it).
+        limit: usize,
+    },
     /// Wait until an outbox message is delivered (or the timeout passes).
     WaitDelivered {
         /// Message id (hex).
@@ -367,6 +381,18 @@ pub enum ControlResponse {
     Metrics {
         /// The figures.
         metrics: Metrics,
+    },
+    /// The audit chain was checked.
+    AuditVerified {
+        /// What was found.
+        report: crate::audit::VerifyReport,
+    },
+    /// A page of audit records.
+    AuditPage {
+        /// Records, in sequence order.
+        lines: Vec<crate::audit::AuditLine>,
+        /// Ask again with `after` set to this for more; `None` when done.
+        next_after: Option<u64>,
     },
     /// The request failed.
     Error {

@@ -29,6 +29,7 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio::task::JoinSet;
 use tracing::{error, info, warn};
 
+use crate::audit::{AuditFacts, AuditKind, AuditLog};
 use crate::config::{files, NodeConfig};
 use crate::control::{
     ControlRequest, ControlResponse, Hello, HelloReply, InboxRow, MessageDetail, Metrics,
@@ -219,7 +220,18 @@ struct Daemon {
     /// When each undelivered message was accepted, for submit → receipt latency.
     accepted_at: BTreeMap<MessageId, std::time::Instant>,
     latencies_us: std::collections::VecDeque<u64>,
+    /// The hash-chained audit trail, in the same database as the core's state.
+    audit: AuditLog,
+    /// The first audit write that failed this turn: the turn then stops before its commit.
+    audit_error: Option<String>,
+    /// Refused-inbound records per peer in the current minute, to keep a hostile member from
+    /// filling the audit log: (minute start, recorded, suppressed).
+    refused_audit: BTreeMap<NodeId, (u64, u32, u32)>,
 }
+
+/// Refused-inbound audit records kept per peer and minute; the rest are counted and the count
+/// is written into the next record for that peer.
+const MAX_REFUSED_AUDIT_PER_MINUTE: u32 = 20;
 
 /// Latency samples kept for the percentiles.
 const MAX_LATENCY_SAMPLES: usize = 200_000;
@@ -260,8 +272,15 @@ impl Daemon {
         let keypair = identity.to_libp2p_keypair();
         let store = SledStore::open(&data_dir.join(files::STORE), &config.store_options())
             .map_err(|error| DaemonError::Store(error.to_string()))?;
+        let audit =
+            AuditLog::open(&store).map_err(|error| DaemonError::Store(error.to_string()))?;
         let now = Timestamp::now();
+        let stored_roster = store
+            .get_roster()
+            .map_err(|error| DaemonError::Store(error.to_string()))?;
         let (roster, signed) = load_roster(&data_dir, &store, now)?;
+        let roster_installed = (stored_roster.as_deref() != Some(signed.as_slice()))
+            .then(|| (roster.serial, roster.network.clone()));
         if roster.member(&me).is_none() {
             return Err(DaemonError::Roster(format!(
                 "this node ({me}) is not in roster serial {}; give the roster authority the entry printed by `quickfreeze init`",
@@ -304,7 +323,7 @@ impl Daemon {
         network.set_allowed_peers(allowed_peers(core.roster(), me));
         let socket_path = data_dir.join(files::SOCKET);
         let listener = bind_control_socket(&socket_path)?;
-        Ok(Daemon {
+        let mut daemon = Daemon {
             fingerprint: me.fingerprint().to_string(),
             core,
             network,
@@ -324,7 +343,17 @@ impl Daemon {
             metrics: Metrics::default(),
             accepted_at: BTreeMap::new(),
             latencies_us: std::collections::VecDeque::new(),
-        })
+            audit,
+            audit_error: None,
+            refused_audit: BTreeMap::new(),
+        };
+        if let Some((serial, network)) = roster_installed {
+            // Made durable by the first group commit of the loop, like every other record.
+            let mut facts = AuditFacts::new(AuditKind::RosterInstalled);
+            facts.detail = format!("roster `{network}` serial {serial} installed by the operator");
+            daemon.record(now, facts);
+        }
+        Ok(daemon)
     }
 
     async fn run(
@@ -395,8 +424,37 @@ impl Daemon {
         result
     }
 
+    /// Ends a loop turn. The order is the point:
+    ///
+    /// 1. take the core's events and append their audit records (on-command records such as
+    ///    "acknowledged" or "opened" were appended while the command ran);
+    /// 2. one group commit, which makes the turn's state changes and their audit records durable
+    ///    together;
+    /// 3. only then release what acknowledges anything: responses to peers (receipts), console
+    ///    replies, new transmissions;
+    /// 4. show the events (log lines, alert hook).
+    ///
+    /// Events the core raises while transmissions are handed to the network (a send that fails at
+    /// once) stay queued in the core and go through steps 1–4 in the next turn, after the commit
+    /// that covers them.
     fn flush_and_release(&mut self) -> Result<(), DaemonError> {
         self.metrics.loop_turns += 1;
+        let mut events = Vec::new();
+        while let Some(event) = self.core.poll_event() {
+            events.push(event);
+        }
+        let now = Timestamp::now();
+        for event in &events {
+            if let Some(facts) = self.audit_facts(now, event) {
+                self.record(now, facts);
+            }
+        }
+        if let Some(error) = self.audit_error.take() {
+            // Nothing of this turn may leave without its audit record.
+            return Err(DaemonError::Store(format!(
+                "audit log write failed, stopping: {error}"
+            )));
+        }
         let flushed = tokio::task::block_in_place(|| self.core.store_mut().flush());
         if let Err(error) = flushed {
             // Nothing produced in this turn may leave: that would acknowledge what is not durable.
@@ -432,11 +490,254 @@ impl Daemon {
                     .handle_request_failed(now, transmit.request_id, &error),
             }
         }
-        while let Some(event) = self.core.poll_event() {
+        for event in events {
             self.on_core_event(event);
         }
         while self.hooks.try_join_next().is_some() {}
         Ok(())
+    }
+
+    /// Appends one audit record; a failure is kept and stops the turn before its commit.
+    fn record(&mut self, now: Timestamp, facts: AuditFacts) {
+        if self.audit_error.is_some() {
+            return;
+        }
+        let kind = facts.kind;
+        if let Err(error) = self.audit.append(self.core.store_mut(), now, facts) {
+            error!(%error, %kind, "audit record could not be written");
+            self.audit_error = Some(error.to_string());
+        }
+    }
+
+    /// The audit record of a core event (`None` for events that are not audited).
+    fn audit_facts(&mut self, now: Timestamp, event: &Event) -> Option<AuditFacts> {
+        let refused = match event {
+            Event::InboundRejected { from, reason } => {
+                Some((None, *from, format!("frame: {reason}")))
+            }
+            Event::ReceiptRejected {
+                message_id,
+                from,
+                reason,
+            } => Some((Some(*message_id), *from, format!("receipt: {reason}"))),
+            Event::RosterRejected { from, reason } => {
+                Some((None, *from, format!("roster: {reason}")))
+            }
+            _ => None,
+        };
+        if let Some((message_id, from, detail)) = refused {
+            let detail = self.refused_detail(now, from, detail)?;
+            return Some(AuditFacts {
+                kind: AuditKind::RefusedInbound,
+                message_id,
+                peer: Some(from),
+                country: Some(self.country(&from)),
+                envelope_digest: None,
+                detail,
+            });
+        }
+        let outbox_digest = |daemon: &Daemon, id: &MessageId| {
+            daemon
+                .core
+                .store()
+                .get_outbox(id)
+                .ok()
+                .flatten()
+                .map(|entry| (entry.digest, entry.kind))
+        };
+        let facts = |kind: AuditKind,
+                     message_id: Option<MessageId>,
+                     peer: Option<NodeId>,
+                     digest: Option<quickfreeze_keys::Digest32>,
+                     detail: String| AuditFacts {
+            kind,
+            message_id,
+            peer,
+            country: peer.map(|peer| self.country(&peer)),
+            envelope_digest: digest,
+            detail,
+        };
+        let record = match event {
+            Event::Accepted {
+                message_id,
+                recipient,
+                priority,
+            } => {
+                let found = outbox_digest(self, message_id);
+                let kind = found.map_or_else(String::new, |(_, kind)| kind.to_string());
+                facts(
+                    AuditKind::Submitted,
+                    Some(*message_id),
+                    Some(*recipient),
+                    found.map(|(digest, _)| digest),
+                    format!("{priority} {kind}"),
+                )
+            }
+            Event::Sent {
+                message_id,
+                to,
+                via_relay,
+            } => facts(
+                AuditKind::Sent,
+                Some(*message_id),
+                Some(*to),
+                outbox_digest(self, message_id).map(|(digest, _)| digest),
+                if *via_relay { "to a relay" } else { "direct" }.into(),
+            ),
+            Event::Custody { message_id, relay } => facts(
+                AuditKind::Custody,
+                Some(*message_id),
+                Some(*relay),
+                outbox_digest(self, message_id).map(|(digest, _)| digest),
+                "custody receipt verified".into(),
+            ),
+            Event::Delivered {
+                message_id,
+                recipient,
+                received_at,
+                latency_ms,
+            } => facts(
+                AuditKind::Delivered,
+                Some(*message_id),
+                Some(*recipient),
+                outbox_digest(self, message_id).map(|(digest, _)| digest),
+                format!("delivery receipt verified; stored by the recipient at {received_at}, {latency_ms} ms after submission"),
+            ),
+            Event::Expired {
+                message_id,
+                recipient,
+                priority,
+            } => facts(
+                AuditKind::Expired,
+                Some(*message_id),
+                Some(*recipient),
+                outbox_digest(self, message_id).map(|(digest, _)| digest),
+                format!("{priority}: expired without a delivery receipt"),
+            ),
+            Event::Rejected {
+                message_id,
+                by,
+                reason,
+            } => facts(
+                AuditKind::Rejected,
+                Some(*message_id),
+                Some(*by),
+                outbox_digest(self, message_id).map(|(digest, _)| digest),
+                format!("refused by the recipient: {reason}"),
+            ),
+            Event::Received {
+                sender,
+                message_id,
+                priority,
+                kind,
+                via_relay,
+                reannounced: false,
+            } => {
+                let digest = self
+                    .core
+                    .store()
+                    .get_inbox(sender, message_id)
+                    .ok()
+                    .flatten()
+                    .map(|entry| entry.digest);
+                let relay = via_relay.map_or_else(String::new, |relay| {
+                    format!(" via relay {relay}")
+                });
+                facts(
+                    AuditKind::Received,
+                    Some(*message_id),
+                    Some(*sender),
+                    digest,
+                    format!("{priority} {kind}{relay}"),
+                )
+            }
+            Event::Received {
+                reannounced: true, ..
+            } => return None,
+            Event::StatusReceived {
+                references,
+                from,
+                status,
+            } => facts(
+                AuditKind::StatusReceived,
+                Some(*references),
+                Some(*from),
+                None,
+                status_label(status),
+            ),
+            Event::InboundRejected { .. }
+            | Event::ReceiptRejected { .. }
+            | Event::RosterRejected { .. } => return None,
+            Event::RosterUpdated { serial } => facts(
+                AuditKind::RosterUpdated,
+                None,
+                None,
+                None,
+                format!("roster serial {serial} received from a peer and in use"),
+            ),
+            Event::RelayHolding {
+                sender,
+                recipient,
+                message_id,
+            } => facts(
+                AuditKind::RelayHolding,
+                Some(*message_id),
+                Some(*sender),
+                None,
+                format!("held for {} ({recipient})", self.country(recipient)),
+            ),
+            Event::RelayDelivered {
+                sender,
+                recipient,
+                message_id,
+            } => facts(
+                AuditKind::RelayDelivered,
+                Some(*message_id),
+                Some(*sender),
+                None,
+                format!("delivered to {} ({recipient})", self.country(recipient)),
+            ),
+            Event::RelayFailed {
+                sender,
+                recipient,
+                message_id,
+                reason,
+            } => facts(
+                AuditKind::RelayFailed,
+                Some(*message_id),
+                Some(*sender),
+                None,
+                format!("for {} ({recipient}): {reason}", self.country(recipient)),
+            ),
+            Event::StoreFailed { .. } => return None,
+        };
+        Some(record)
+    }
+
+    /// The detail of a refused-inbound record, or `None` when this peer already has
+    /// [`MAX_REFUSED_AUDIT_PER_MINUTE`] records this minute (the log line still appears).
+    fn refused_detail(&mut self, now: Timestamp, peer: NodeId, detail: String) -> Option<String> {
+        let minute = now.0 / 60_000;
+        if self.refused_audit.len() > 1024 {
+            self.refused_audit.retain(|_, (at, _, _)| *at == minute);
+        }
+        let slot = self.refused_audit.entry(peer).or_insert((minute, 0, 0));
+        if slot.0 != minute {
+            *slot = (minute, 0, slot.2);
+        }
+        if slot.1 >= MAX_REFUSED_AUDIT_PER_MINUTE {
+            slot.2 = slot.2.saturating_add(1);
+            return None;
+        }
+        slot.1 += 1;
+        let suppressed = std::mem::take(&mut slot.2);
+        Some(if suppressed > 0 {
+            format!(
+                "{detail} ({suppressed} earlier refusals from this peer not recorded one by one)"
+            )
+        } else {
+            detail
+        })
     }
 
     fn on_network(&mut self, event: NetworkEvent) {
@@ -751,16 +1052,56 @@ impl Daemon {
             }
             ControlRequest::Inbox { limit } => self.inbox(now, limit),
             ControlRequest::Outbox { limit } => self.outbox(now, limit),
-            ControlRequest::Show { message_id } => self.show(&message_id),
+            ControlRequest::Show { message_id } => {
+                let response = self.show(&message_id);
+                if let ControlResponse::Message { detail } = &response {
+                    if let Ok(id) = detail.message_id.parse::<MessageId>() {
+                        let (peer, digest) = self.message_facts(&id);
+                        self.record(
+                            now,
+                            AuditFacts {
+                                kind: AuditKind::Opened,
+                                message_id: Some(id),
+                                peer,
+                                country: peer.map(|peer| self.country(&peer)),
+                                envelope_digest: digest,
+                                detail: format!(
+                                    "{} message opened at the console",
+                                    detail.direction
+                                ),
+                            },
+                        );
+                    }
+                }
+                response
+            }
             ControlRequest::Ack {
                 message_id,
                 officer,
             } => match self.find_inbox_sender(&message_id) {
                 Err(message) => ControlResponse::Error { message },
                 Ok((sender, id)) => match self.core.acknowledge(now, sender, id, &officer) {
-                    Ok(reply) => ControlResponse::Acknowledged {
-                        status_message_id: reply.map(|id| id.to_string()),
-                    },
+                    Ok(reply) => {
+                        if let Some(status_id) = reply {
+                            let (_, digest) = self.message_facts(&id);
+                            self.record(
+                                now,
+                                AuditFacts {
+                                    kind: AuditKind::Acknowledged,
+                                    message_id: Some(id),
+                                    peer: Some(sender),
+                                    country: Some(self.country(&sender)),
+                                    envelope_digest: digest,
+                                    detail: format!(
+                                        "acknowledged by officer {officer}; status message {status_id}"
+                                    ),
+                                },
+                            );
+                        }
+                        ControlResponse::Acknowledged {
+                            status_message_id: reply.map(|id| id.to_string()),
+                        }
+                    }
                     Err(error) => ControlResponse::Error {
                         message: error.to_string(),
                     },
@@ -773,16 +1114,39 @@ impl Daemon {
                 officer,
             } => match self.find_inbox_sender(&message_id) {
                 Err(message) => ControlResponse::Error { message },
-                Ok((sender, id)) => match self.core.reply(now, sender, id, status, note, officer) {
-                    Ok(reply) => ControlResponse::Replied {
-                        status_message_id: reply.to_string(),
-                    },
-                    Err(error) => ControlResponse::Error {
-                        message: error.to_string(),
-                    },
-                },
+                Ok((sender, id)) => {
+                    let label = status_label(&status);
+                    let who = officer.clone();
+                    match self.core.reply(now, sender, id, status, note, officer) {
+                        Ok(reply) => {
+                            let (_, digest) = self.message_facts(&id);
+                            self.record(
+                                now,
+                                AuditFacts {
+                                    kind: AuditKind::StatusSent,
+                                    message_id: Some(id),
+                                    peer: Some(sender),
+                                    country: Some(self.country(&sender)),
+                                    envelope_digest: digest,
+                                    detail: format!(
+                                        "{label} by officer {who}; status message {reply}"
+                                    ),
+                                },
+                            );
+                            ControlResponse::Replied {
+                                status_message_id: reply.to_string(),
+                            }
+                        }
+                        Err(error) => ControlResponse::Error {
+                            message: error.to_string(),
+                        },
+                    }
+                }
             },
             ControlRequest::Peers => self.peers(),
+            request @ (ControlRequest::AuditVerify { .. } | ControlRequest::AuditExport { .. }) => {
+                tokio::task::block_in_place(|| crate::audit::answer(&self.audit, &request))
+            }
             ControlRequest::Metrics { reset } => self.metrics_report(reset),
             ControlRequest::Status => self.status(now),
             ControlRequest::WaitDelivered { message_id, .. } => {
@@ -851,6 +1215,21 @@ impl Daemon {
             self.latencies_us.clear();
         }
         ControlResponse::Metrics { metrics }
+    }
+
+    /// The other node and the envelope digest of a message, from the outbox or the inbox.
+    fn message_facts(
+        &self,
+        id: &MessageId,
+    ) -> (Option<NodeId>, Option<quickfreeze_keys::Digest32>) {
+        let store = self.core.store();
+        if let Ok(Some(entry)) = store.get_outbox(id) {
+            return (Some(entry.recipient), Some(entry.digest));
+        }
+        match store.find_message(id) {
+            Ok(Some(crate::store::Found::Inbox(entry))) => (Some(entry.sender), Some(entry.digest)),
+            _ => (None, None),
+        }
     }
 
     fn country(&self, node: &NodeId) -> String {
@@ -1285,4 +1664,19 @@ async fn serve_console(
         write_json(&mut write_half, &response).await?;
     }
     Ok(())
+}
+
+/// A status as a short label for the audit log: its kind and, for refusals, the ground. Never
+/// the explanation text.
+pub(crate) fn status_label(status: &quickfreeze_proto::payload::Status) -> String {
+    use quickfreeze_proto::payload::Status;
+    match status {
+        Status::AcknowledgedByOfficer => "acknowledged".into(),
+        Status::Preserved { .. } => "preserved".into(),
+        Status::PartiallyExecuted { .. } => "partially-executed".into(),
+        Status::Refused { ground, .. } => format!("refused ({ground})"),
+        Status::MoreInformationNeeded { .. } => "more-information-needed".into(),
+        Status::ForwardedToCentralAuthority { .. } => "forwarded".into(),
+        Status::DataNotAvailable { .. } => "data-not-available".into(),
+    }
 }

@@ -10,6 +10,7 @@
 
 #![deny(unreachable_pub)]
 
+pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod control;

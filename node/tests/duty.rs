@@ -1,0 +1,216 @@
+//! The duty officer's tools against real nodes: the audit trail (through the console and, with
+//! the node stopped, on the store directly), deadlines in `status`, the Prometheus endpoint and
+//! the statistics.
+
+mod common;
+
+use std::time::Duration;
+
+use quickfreeze_node::audit::{AuditKind, AuditLine};
+use quickfreeze_node::control::{ControlRequest, ControlResponse};
+use quickfreeze_proto::payload::{example_preservation, Payload, Status};
+
+use common::{ask, fixture, run, send_and_wait};
+
+async fn export(dir: &std::path::Path) -> Vec<AuditLine> {
+    match ask(
+        dir,
+        ControlRequest::AuditExport {
+            since_ms: 0,
+            after: None,
+            limit: 1_000,
+        },
+    )
+    .await
+    {
+        ControlResponse::AuditPage { lines, next_after } => {
+            assert_eq!(next_after, None);
+            lines
+        }
+        other => panic!("export failed: {other:?}"),
+    }
+}
+
+async fn wait_for_status(dir: &std::path::Path, id: &str, count: usize) {
+    for _ in 0..400 {
+        if let ControlResponse::Message { detail } = ask(
+            dir,
+            ControlRequest::Show {
+                message_id: id.into(),
+            },
+        )
+        .await
+        {
+            if detail.status_history.len() >= count {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("no status update arrived for {id}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_trail_records_a_request_s_life_and_survives_tampering_checks() {
+    let fixture = fixture(&["DE", "FR"], vec![]);
+    let de = fixture.start(0).await;
+    let fr = fixture.start(1).await;
+    let (de_dir, fr_dir) = (&fixture.dirs[0], &fixture.dirs[1]);
+    let id = send_and_wait(de_dir, "FR", Payload::Preservation(example_preservation())).await;
+
+    // FR's officer opens, acknowledges and answers it.
+    assert!(matches!(
+        ask(
+            fr_dir,
+            ControlRequest::Show {
+                message_id: id.clone()
+            }
+        )
+        .await,
+        ControlResponse::Message { .. }
+    ));
+    assert!(matches!(
+        ask(
+            fr_dir,
+            ControlRequest::Ack {
+                message_id: id.clone(),
+                officer: "Insp. Martin".into()
+            }
+        )
+        .await,
+        ControlResponse::Acknowledged {
+            status_message_id: Some(_)
+        }
+    ));
+    assert!(matches!(
+        ask(
+            fr_dir,
+            ControlRequest::Reply {
+                message_id: id.clone(),
+                status: Status::DataNotAvailable {
+                    explanation: "SECRET-EXPLANATION-TEXT".into()
+                },
+                note: "SECRET-NOTE-TEXT".into(),
+                officer: "Insp. Martin".into(),
+            }
+        )
+        .await,
+        ControlResponse::Replied { .. }
+    ));
+    wait_for_status(de_dir, &id, 2).await;
+
+    let fr_lines = export(fr_dir).await;
+    let kinds_of = |lines: &[AuditLine]| {
+        lines
+            .iter()
+            .filter(|line| line.message_id.as_deref() == Some(id.as_str()))
+            .map(|line| line.kind)
+            .collect::<Vec<_>>()
+    };
+    let fr_kinds = kinds_of(&fr_lines);
+    for kind in [
+        AuditKind::Received,
+        AuditKind::Opened,
+        AuditKind::Acknowledged,
+        AuditKind::StatusSent,
+    ] {
+        assert!(fr_kinds.contains(&kind), "FR lacks {kind}: {fr_kinds:?}");
+    }
+    assert_eq!(fr_lines[0].kind, AuditKind::RosterInstalled);
+    let de_lines = export(de_dir).await;
+    let de_kinds = kinds_of(&de_lines);
+    for kind in [
+        AuditKind::Submitted,
+        AuditKind::Sent,
+        AuditKind::Delivered,
+        AuditKind::StatusReceived,
+    ] {
+        assert!(de_kinds.contains(&kind), "DE lacks {kind}: {de_kinds:?}");
+    }
+    // Ids, digests and metadata only: none of the request's or the reply's words.
+    let text = serde_json::to_string(&(&fr_lines, &de_lines)).expect("json");
+    for secret in [
+        "SECRET-EXPLANATION-TEXT",
+        "SECRET-NOTE-TEXT",
+        "hospital",
+        "HTCU-2026-0412",
+    ] {
+        assert!(!text.contains(secret), "{secret} leaked into the audit log");
+    }
+    let received = fr_lines
+        .iter()
+        .find(|line| line.kind == AuditKind::Received)
+        .expect("received");
+    assert_eq!(received.country.as_deref(), Some("DE"));
+    assert!(received.envelope_digest.is_some());
+
+    let report = match ask(fr_dir, ControlRequest::AuditVerify { expect_head: None }).await {
+        ControlResponse::AuditVerified { report } => report,
+        other => panic!("verify failed: {other:?}"),
+    };
+    assert!(report.ok(), "{report:?}");
+    assert_eq!(report.records, fr_lines.len() as u64);
+    let head = report.head.clone();
+
+    // The real binary, through the running node's socket.
+    let fr_text = fr_dir.to_str().expect("utf-8 path");
+    let online = run(fr_dir, &["audit", "verify", "--data-dir", fr_text]);
+    assert!(online.status.success(), "{online:?}");
+    assert!(String::from_utf8_lossy(&online.stdout).contains(&head));
+
+    de.stop().await.expect("stop");
+    fr.stop().await.expect("stop");
+
+    // Node stopped: the binary opens the store itself.
+    let offline = run(
+        fr_dir,
+        &[
+            "audit",
+            "verify",
+            "--data-dir",
+            fr_text,
+            "--expect-head",
+            &head,
+        ],
+    );
+    assert!(offline.status.success(), "{offline:?}");
+    assert!(String::from_utf8_lossy(&offline.stderr).contains("reading its store directly"));
+    let out = fr_dir.join("case-file.jsonl");
+    let exported = run(
+        fr_dir,
+        &[
+            "audit",
+            "export",
+            "--since",
+            "1d",
+            "--data-dir",
+            fr_text,
+            "--out",
+            out.to_str().expect("utf-8"),
+        ],
+    );
+    assert!(exported.status.success(), "{exported:?}");
+    let written = std::fs::read_to_string(&out).expect("export file");
+    assert_eq!(written.lines().count(), fr_lines.len());
+    let parsed: AuditLine =
+        serde_json::from_str(written.lines().next().expect("line")).expect("json");
+    assert_eq!(parsed.seq, 0);
+
+    // Remove record 2 behind the node's back: verify names it and fails.
+    {
+        let store = quickfreeze_node::store::SledStore::open(
+            &fr_dir.join("store"),
+            &quickfreeze_node::store::StoreOptions::default(),
+        )
+        .expect("open store");
+        let log = quickfreeze_node::audit::AuditLog::open(&store).expect("log");
+        log.tree()
+            .remove(quickfreeze_node::audit::audit_key(2))
+            .expect("remove");
+        log.tree().flush().expect("flush");
+    }
+    let tampered = run(fr_dir, &["audit", "verify", "--data-dir", fr_text]);
+    assert!(!tampered.status.success());
+    let stderr = String::from_utf8_lossy(&tampered.stderr);
+    assert!(stderr.contains("from record 2"), "{stderr}");
+}
