@@ -419,7 +419,7 @@ pub fn execute(cli: Cli) -> Result<()> {
                     row.priority,
                     if row.acknowledged { "yes" } else { "NO" },
                     age(row.age_s),
-                    row.summary
+                    overdue_marker(&row.overdue, &row.summary)
                 );
             }
             Ok(())
@@ -452,7 +452,7 @@ pub fn execute(cli: Cli) -> Result<()> {
                     row.priority,
                     row.state,
                     age(row.age_s),
-                    row.summary
+                    overdue_marker(&row.overdue, &row.summary)
                 );
             }
             Ok(())
@@ -544,8 +544,16 @@ pub fn execute(cli: Cli) -> Result<()> {
                 "network      {} roster serial {} (expires {})",
                 report.network, report.roster_serial, report.roster_expires_at
             );
-            if report.roster_expires_soon {
-                println!("WARNING      the roster expires within 7 days: ask the roster authority for a new one");
+            if report.roster_expires_in_s < 0 {
+                println!("WARNING      the roster has EXPIRED: install a current one with `quickfreeze roster install`");
+            } else if report.roster_expires_soon {
+                println!(
+                    "WARNING      the roster expires in {}: ask the roster authority for a new one",
+                    age(report.roster_expires_in_s.unsigned_abs())
+                );
+            }
+            if let Some(seconds) = report.key_file_age_s {
+                println!("key file     written {} ago", age(seconds));
             }
             println!(
                 "outbox       {} emergency, {} urgent, {} routine undelivered",
@@ -563,6 +571,28 @@ pub fn execute(cli: Cli) -> Result<()> {
             }
             println!("peers        {} connected", report.connected_peers);
             println!("listening    {}", report.listen_addresses.join(", "));
+            if let Some(address) = &report.metrics_address {
+                println!("metrics      http://{address}/metrics");
+            }
+            let [t1, t2, t3] = report.overdue;
+            if t1 + t2 + t3 == 0 {
+                println!("deadlines    nothing overdue");
+            } else {
+                println!(
+                    "OVERDUE      {t1} without delivery receipt (T1), {t2} not acknowledged (T2), {t3} without substantive status (T3)"
+                );
+                for row in &report.overdue_items {
+                    println!(
+                        "  {:<11}  {:<9}  {:<2}  {}  overdue {}  ({})",
+                        row.clock,
+                        row.priority,
+                        row.country,
+                        row.message_id,
+                        age(row.overdue_s),
+                        row.meaning
+                    );
+                }
+            }
             Ok(())
         }
         Command::Audit(command) => audit(command),
@@ -586,6 +616,15 @@ async fn shutdown_signal() {
             _ = ctrl_c => {},
             _ = terminate.recv() => {},
         }
+    }
+}
+
+/// The summary, prefixed with the overdue clocks if any.
+fn overdue_marker(overdue: &[String], summary: &str) -> String {
+    if overdue.is_empty() {
+        summary.to_string()
+    } else {
+        format!("OVERDUE({}) {summary}", overdue.join(","))
     }
 }
 

@@ -140,6 +140,9 @@ pub struct InboxRow {
     pub summary: String,
     /// Relay that brought it.
     pub via_relay: Option<String>,
+    /// Deadline clocks that ran out for it (`acknowledge`, `status`); overdue rows come first.
+    #[serde(default)]
+    pub overdue: Vec<String>,
 }
 
 /// A row of `outbox`.
@@ -169,6 +172,30 @@ pub struct OutboxRow {
     pub last_error: Option<String>,
     /// Latest status reported by the recipient.
     pub latest_status: Option<String>,
+    /// Deadline clocks that ran out for it (`receipt`); overdue rows come first.
+    #[serde(default)]
+    pub overdue: Vec<String>,
+}
+
+/// One deadline breach, for `status`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct OverdueRow {
+    /// receipt (T1), acknowledge (T2) or status (T3).
+    pub clock: String,
+    /// What it means.
+    pub meaning: String,
+    /// Message id.
+    pub message_id: String,
+    /// The other node.
+    pub peer: String,
+    /// Its country.
+    pub country: String,
+    /// Priority.
+    pub priority: String,
+    /// When the clock ran out (RFC 3339).
+    pub due_at: String,
+    /// Seconds since then.
+    pub overdue_s: u64,
 }
 
 /// A receipt, for display.
@@ -282,6 +309,21 @@ pub struct StatusReport {
     pub listen_addresses: Vec<String>,
     /// Group commits so far.
     pub store_flushes: u64,
+    /// Seconds until the roster expires (negative: expired).
+    #[serde(default)]
+    pub roster_expires_in_s: i64,
+    /// Overdue messages per clock: receipt (T1), acknowledge (T2), status (T3).
+    #[serde(default)]
+    pub overdue: [usize; 3],
+    /// The overdue messages, most urgent first (at most 100).
+    #[serde(default)]
+    pub overdue_items: Vec<OverdueRow>,
+    /// Seconds since the key file was last written (its creation, or a key rotation).
+    #[serde(default)]
+    pub key_file_age_s: Option<u64>,
+    /// Where the Prometheus endpoint listens, if enabled.
+    #[serde(default)]
+    pub metrics_address: Option<String>,
 }
 
 /// Delivery figures measured inside the daemon.

@@ -224,6 +224,11 @@ struct Daemon {
     audit: AuditLog,
     /// The first audit write that failed this turn: the turn then stops before its commit.
     audit_error: Option<String>,
+    /// Deadline clocks and what was raised.
+    deadline_config: crate::deadlines::DeadlineConfig,
+    tracker: crate::deadlines::Tracker,
+    /// Breaches found this turn, shown (log, alert hook) after the commit.
+    pending_overdue: Vec<crate::deadlines::Breach>,
     /// Refused-inbound records per peer in the current minute, to keep a hostile member from
     /// filling the audit log: (minute start, recorded, suppressed).
     refused_audit: BTreeMap<NodeId, (u64, u32, u32)>,
@@ -346,6 +351,9 @@ impl Daemon {
             audit,
             audit_error: None,
             refused_audit: BTreeMap::new(),
+            deadline_config: config.deadlines.clone(),
+            tracker: crate::deadlines::Tracker::default(),
+            pending_overdue: Vec::new(),
         };
         if let Some((serial, network)) = roster_installed {
             // Made durable by the first group commit of the loop, like every other record.
@@ -370,6 +378,10 @@ impl Daemon {
         }
         drop(command_tx);
         tokio::pin!(shutdown);
+        let mut deadline_tick = tokio::time::interval(Duration::from_millis(
+            self.deadline_config.check_interval_ms,
+        ));
+        deadline_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let result = loop {
             let now = Timestamp::now();
             let wake = self.core.poll_timeout();
@@ -386,6 +398,7 @@ impl Daemon {
                 () = &mut shutdown => break Ok(()),
                 Some(command) = command_rx.recv() => self.on_command(command),
                 event = self.network.next_event() => self.on_network(event),
+                _ = deadline_tick.tick() => self.check_deadlines(Timestamp::now()),
                 () = sleep => {}
             }
             // Group commit: take whatever else is ready, then flush once for all of it.
@@ -493,8 +506,64 @@ impl Daemon {
         for event in events {
             self.on_core_event(event);
         }
+        for breach in std::mem::take(&mut self.pending_overdue) {
+            let country = self.country(&breach.peer);
+            warn!(message_id = %breach.message_id, peer = %country, priority = %breach.priority, clock = %breach.clock, overdue_s = breach.overdue_ms / 1000, "OVERDUE: {}", breach.clock.describe());
+            self.alert(
+                "overdue",
+                Some(breach.message_id),
+                Some(breach.priority),
+                Some(breach.peer),
+                &format!("{}: {}", breach.clock, breach.clock.describe()),
+            );
+        }
         while self.hooks.try_join_next().is_some() {}
         Ok(())
+    }
+
+    /// Re-evaluates the deadline clocks; breaches not raised before get an audit record now
+    /// and are shown after this turn's commit.
+    fn check_deadlines(&mut self, now: Timestamp) {
+        let store = self.core.store();
+        let (outbox, inbox) = match (store.outbox_entries(), store.inbox_entries()) {
+            (Ok(outbox), Ok(inbox)) => (outbox, inbox),
+            (Err(error), _) | (_, Err(error)) => {
+                error!(%error, "deadline check could not read the store");
+                return;
+            }
+        };
+        let found = crate::deadlines::breaches(now, &outbox, &inbox, &self.deadline_config);
+        for breach in self.tracker.update(found) {
+            let digest = outbox
+                .iter()
+                .find(|entry| entry.message_id == breach.message_id)
+                .map(|entry| entry.digest)
+                .or_else(|| {
+                    inbox
+                        .iter()
+                        .find(|entry| {
+                            entry.message_id == breach.message_id && entry.sender == breach.peer
+                        })
+                        .map(|entry| entry.digest)
+                });
+            self.record(
+                now,
+                AuditFacts {
+                    kind: AuditKind::Overdue,
+                    message_id: Some(breach.message_id),
+                    peer: Some(breach.peer),
+                    country: Some(self.country(&breach.peer)),
+                    envelope_digest: digest,
+                    detail: format!(
+                        "{} {}: due {}",
+                        breach.priority,
+                        breach.clock.describe(),
+                        breach.due_at
+                    ),
+                },
+            );
+            self.pending_overdue.push(breach);
+        }
     }
 
     /// Appends one audit record; a failure is kept and stops the turn before its commit.
@@ -1098,6 +1167,8 @@ impl Daemon {
                                 },
                             );
                         }
+                        // Clear T2 in `status` at once rather than at the next tick.
+                        self.check_deadlines(now);
                         ControlResponse::Acknowledged {
                             status_message_id: reply.map(|id| id.to_string()),
                         }
@@ -1133,6 +1204,7 @@ impl Daemon {
                                     ),
                                 },
                             );
+                            self.check_deadlines(now);
                             ControlResponse::Replied {
                                 status_message_id: reply.to_string(),
                             }
@@ -1298,7 +1370,14 @@ impl Daemon {
                 }
             }
         };
-        entries.sort_by_key(|entry| std::cmp::Reverse(entry.received_at));
+        let overdue = self.tracker.by_message();
+        // Overdue first, then newest first.
+        entries.sort_by_key(|entry| {
+            (
+                !overdue.contains_key(&entry.message_id),
+                std::cmp::Reverse(entry.received_at),
+            )
+        });
         let rows = entries
             .iter()
             .take(limit)
@@ -1313,6 +1392,10 @@ impl Daemon {
                 acknowledged: entry.acknowledged_at.is_some(),
                 summary: entry.payload.summary(),
                 via_relay: entry.via_relay.map(|relay| relay.to_string()),
+                overdue: overdue
+                    .get(&entry.message_id)
+                    .map(|clocks| clocks.iter().map(ToString::to_string).collect())
+                    .unwrap_or_default(),
             })
             .collect();
         ControlResponse::Inbox { rows }
@@ -1327,7 +1410,13 @@ impl Daemon {
                 }
             }
         };
-        entries.sort_by_key(|entry| std::cmp::Reverse(entry.created_at));
+        let overdue = self.tracker.by_message();
+        entries.sort_by_key(|entry| {
+            (
+                !overdue.contains_key(&entry.message_id),
+                std::cmp::Reverse(entry.created_at),
+            )
+        });
         let rows = entries
             .iter()
             .take(limit)
@@ -1347,6 +1436,10 @@ impl Daemon {
                     .status_history
                     .last()
                     .map(|record| record.update.status.to_string()),
+                overdue: overdue
+                    .get(&entry.message_id)
+                    .map(|clocks| clocks.iter().map(ToString::to_string).collect())
+                    .unwrap_or_default(),
             })
             .collect();
         ControlResponse::Outbox { rows }
@@ -1501,6 +1594,26 @@ impl Daemon {
                 connected_peers: self.connected.len(),
                 listen_addresses: self.listen_addresses.clone(),
                 store_flushes: self.core.store().stats().flushes,
+                roster_expires_in_s: seconds_between(now, roster.expires_at),
+                overdue: self.tracker.counts(),
+                overdue_items: self
+                    .tracker
+                    .current()
+                    .iter()
+                    .take(100)
+                    .map(|breach| crate::control::OverdueRow {
+                        clock: breach.clock.to_string(),
+                        meaning: breach.clock.describe().into(),
+                        message_id: breach.message_id.to_string(),
+                        peer: breach.peer.to_string(),
+                        country: self.country(&breach.peer),
+                        priority: breach.priority.to_string(),
+                        due_at: breach.due_at.to_rfc3339(),
+                        overdue_s: now.millis_since(breach.due_at) / 1000,
+                    })
+                    .collect(),
+                key_file_age_s: key_file_age_s(&self.data_dir),
+                metrics_address: None,
             }),
         }
     }
@@ -1679,4 +1792,26 @@ pub(crate) fn status_label(status: &quickfreeze_proto::payload::Status) -> Strin
         Status::ForwardedToCentralAuthority { .. } => "forwarded".into(),
         Status::DataNotAvailable { .. } => "data-not-available".into(),
     }
+}
+
+/// `to - from` in whole seconds, negative when `to` is earlier.
+fn seconds_between(from: Timestamp, to: Timestamp) -> i64 {
+    let seconds = |ms: u64| i64::try_from(ms / 1000).unwrap_or(i64::MAX);
+    if to >= from {
+        seconds(to.millis_since(from))
+    } else {
+        -seconds(from.millis_since(to))
+    }
+}
+
+/// Seconds since the node's key file was last modified (written by `init` or a rotation).
+pub(crate) fn key_file_age_s(data_dir: &Path) -> Option<u64> {
+    let modified = std::fs::metadata(data_dir.join(files::KEY))
+        .and_then(|metadata| metadata.modified())
+        .ok()?;
+    Some(
+        std::time::SystemTime::now()
+            .duration_since(modified)
+            .map_or(0, |age| age.as_secs()),
+    )
 }

@@ -15,6 +15,7 @@ pub mod cli;
 pub mod config;
 pub mod control;
 pub mod daemon;
+pub mod deadlines;
 pub mod demo;
 pub mod network;
 pub mod store;

@@ -214,3 +214,79 @@ async fn the_audit_trail_records_a_request_s_life_and_survives_tampering_checks(
     let stderr = String::from_utf8_lossy(&tampered.stderr);
     assert!(stderr.contains("from record 2"), "{stderr}");
 }
+
+/// Rewrites the config of member `index` before it starts.
+fn configure(
+    fixture: &common::Fixture,
+    index: usize,
+    change: impl FnOnce(&mut quickfreeze_node::config::NodeConfig),
+) {
+    use quickfreeze_node::config::{files, NodeConfig};
+    let path = fixture.dirs[index].join(files::CONFIG);
+    let mut config = NodeConfig::load(&path).expect("config");
+    change(&mut config);
+    std::fs::write(&path, toml::to_string(&config).expect("toml")).expect("write config");
+}
+
+async fn status(dir: &std::path::Path) -> quickfreeze_node::control::StatusReport {
+    match ask(dir, ControlRequest::Status).await {
+        ControlResponse::Status { report } => *report,
+        other => panic!("status failed: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unacknowledged_request_turns_overdue_once_and_clears_on_acknowledgement() {
+    let fixture = fixture(&["DE", "FR"], vec![]);
+    // A one-second T2 for urgent requests, checked every 100 ms (the clock logic itself is tested
+    // with a virtual clock in `deadlines`; this checks the daemon's wiring).
+    configure(&fixture, 1, |config| {
+        config.deadlines.acknowledge.urgent_s = 1;
+        config.deadlines.check_interval_ms = 100;
+    });
+    let de = fixture.start(0).await;
+    let fr = fixture.start(1).await;
+    let fr_dir = &fixture.dirs[1];
+    let id = send_and_wait(
+        &fixture.dirs[0],
+        "FR",
+        Payload::Preservation(example_preservation()),
+    )
+    .await;
+    let mut report = status(fr_dir).await;
+    for _ in 0..100 {
+        if report.overdue[1] > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        report = status(fr_dir).await;
+    }
+    assert_eq!(report.overdue, [0, 1, 0], "{report:?}");
+    assert_eq!(report.overdue_items[0].message_id, id);
+    assert_eq!(report.overdue_items[0].country, "DE");
+    let ControlResponse::Inbox { rows } = ask(fr_dir, ControlRequest::Inbox { limit: 10 }).await
+    else {
+        panic!("inbox failed");
+    };
+    assert_eq!(rows[0].overdue, vec!["acknowledge".to_string()]);
+    // Several more checks pass: still one audit record.
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    let overdue_records = export(fr_dir)
+        .await
+        .into_iter()
+        .filter(|line| line.kind == AuditKind::Overdue)
+        .count();
+    assert_eq!(overdue_records, 1, "raised once");
+
+    ask(
+        fr_dir,
+        ControlRequest::Ack {
+            message_id: id.clone(),
+            officer: "Insp. Martin".into(),
+        },
+    )
+    .await;
+    assert_eq!(status(fr_dir).await.overdue, [0, 0, 0], "cleared at once");
+    de.stop().await.expect("stop");
+    fr.stop().await.expect("stop");
+}
