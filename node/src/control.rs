@@ -94,6 +94,8 @@ pub enum ControlRequest {
         /// Clear the figures after reading them.
         reset: bool,
     },
+    /// The figures behind the Prometheus endpoint.
+    MetricsSnapshot,
     /// Verify the audit log's hash chain.
     AuditVerify {
         /// A head hash (hex) recorded earlier that must still be in the chain.
@@ -423,6 +425,11 @@ pub enum ControlResponse {
     Metrics {
         /// The figures.
         metrics: Metrics,
+    },
+    /// The figures behind the Prometheus endpoint.
+    MetricsSnapshot {
+        /// The figures.
+        snapshot: Box<crate::prometheus::Snapshot>,
     },
     /// The audit chain was checked.
     AuditVerified {

@@ -154,6 +154,8 @@ pub struct RunningNode {
     pub node_id: NodeId,
     /// Its data directory.
     pub data_dir: PathBuf,
+    /// Where its Prometheus endpoint listens (the bound address, so port 0 is resolved).
+    pub metrics_address: Option<std::net::SocketAddr>,
     shutdown: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<Result<(), DaemonError>>,
 }
@@ -175,6 +177,7 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, DaemonError> {
     let (shutdown_tx, shutdown_rx) = oneshot::channel();
     let daemon = Daemon::prepare(&config)?;
     let node_id = daemon.core.node_id();
+    let metrics_address = daemon.metrics_address;
     let data_dir = config.data_dir.clone();
     let task = tokio::spawn(async move {
         daemon
@@ -186,6 +189,7 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, DaemonError> {
     Ok(RunningNode {
         node_id,
         data_dir,
+        metrics_address,
         shutdown: Some(shutdown_tx),
         task,
     })
@@ -224,6 +228,11 @@ struct Daemon {
     audit: AuditLog,
     /// The first audit write that failed this turn: the turn then stops before its commit.
     audit_error: Option<String>,
+    /// The Prometheus listener, bound in `prepare` and served from `run`.
+    metrics_listener: Option<std::net::TcpListener>,
+    metrics_address: Option<std::net::SocketAddr>,
+    /// Figures for the Prometheus endpoint; never reset.
+    telemetry: Telemetry,
     /// Deadline clocks and what was raised.
     deadline_config: crate::deadlines::DeadlineConfig,
     tracker: crate::deadlines::Tracker,
@@ -232,6 +241,30 @@ struct Daemon {
     /// Refused-inbound records per peer in the current minute, to keep a hostile member from
     /// filling the audit log: (minute start, recorded, suppressed).
     refused_audit: BTreeMap<NodeId, (u64, u32, u32)>,
+}
+
+/// Counters and histograms since start, for the Prometheus endpoint.
+#[derive(Debug)]
+struct Telemetry {
+    delivered: u64,
+    expired: u64,
+    rejected: u64,
+    received: u64,
+    time_to_receipt: crate::prometheus::Histogram,
+    time_to_acknowledge: crate::prometheus::Histogram,
+}
+
+impl Default for Telemetry {
+    fn default() -> Self {
+        Telemetry {
+            delivered: 0,
+            expired: 0,
+            rejected: 0,
+            received: 0,
+            time_to_receipt: crate::prometheus::Histogram::new(&crate::prometheus::RECEIPT_BUCKETS),
+            time_to_acknowledge: crate::prometheus::Histogram::new(&crate::prometheus::ACK_BUCKETS),
+        }
+    }
 }
 
 /// Refused-inbound audit records kept per peer and minute; the rest are counted and the count
@@ -328,6 +361,26 @@ impl Daemon {
         network.set_allowed_peers(allowed_peers(core.roster(), me));
         let socket_path = data_dir.join(files::SOCKET);
         let listener = bind_control_socket(&socket_path)?;
+        let (metrics_listener, metrics_address) = match &config.metrics_listen {
+            None => (None, None),
+            Some(text) => {
+                let problem = |error: String| {
+                    DaemonError::Network(format!("metrics_listen = \"{text}\": {error}"))
+                };
+                let address: std::net::SocketAddr = text
+                    .parse()
+                    .map_err(|error: std::net::AddrParseError| problem(error.to_string()))?;
+                let listener = std::net::TcpListener::bind(address)
+                    .map_err(|error| problem(format!("cannot listen: {error}")))?;
+                listener
+                    .set_nonblocking(true)
+                    .map_err(|error| problem(error.to_string()))?;
+                let bound = listener
+                    .local_addr()
+                    .map_err(|error| problem(error.to_string()))?;
+                (Some(listener), Some(bound))
+            }
+        };
         let mut daemon = Daemon {
             fingerprint: me.fingerprint().to_string(),
             core,
@@ -351,6 +404,9 @@ impl Daemon {
             audit,
             audit_error: None,
             refused_audit: BTreeMap::new(),
+            metrics_listener,
+            metrics_address,
+            telemetry: Telemetry::default(),
             deadline_config: config.deadlines.clone(),
             tracker: crate::deadlines::Tracker::default(),
             pending_overdue: Vec::new(),
@@ -375,6 +431,33 @@ impl Daemon {
         if let Some(listener) = self.listener.take() {
             let limit = Arc::new(Semaphore::new(self.max_console_connections));
             tasks.spawn(accept_console(listener, command_tx.clone(), limit, me));
+        }
+        if let Some(listener) = self.metrics_listener.take() {
+            match tokio::net::TcpListener::from_std(listener) {
+                Ok(listener) => {
+                    info!(address = ?self.metrics_address, "metrics endpoint listening");
+                    let commands = command_tx.clone();
+                    let snapshot = move || {
+                        let commands = commands.clone();
+                        async move {
+                            let (reply, answer) = oneshot::channel();
+                            commands
+                                .send(Command {
+                                    request: ControlRequest::MetricsSnapshot,
+                                    reply,
+                                })
+                                .await
+                                .ok()?;
+                            match answer.await.ok()? {
+                                ControlResponse::MetricsSnapshot { snapshot } => Some(*snapshot),
+                                _ => None,
+                            }
+                        }
+                    };
+                    tasks.spawn(crate::prometheus::serve(listener, snapshot));
+                }
+                Err(error) => error!(%error, "metrics endpoint could not start"),
+            }
         }
         drop(command_tx);
         tokio::pin!(shutdown);
@@ -903,6 +986,10 @@ impl Daemon {
                 info!(%message_id, to = %country(recipient), %received_at, latency_ms, "delivered");
                 let message_id = *message_id;
                 self.metrics.delivered += 1;
+                self.telemetry.delivered += 1;
+                self.telemetry
+                    .time_to_receipt
+                    .observe(*latency_ms as f64 / 1000.0);
                 if let Some(at) = self.accepted_at.remove(&message_id) {
                     if self.latencies_us.len() >= MAX_LATENCY_SAMPLES {
                         self.latencies_us.pop_front();
@@ -923,6 +1010,7 @@ impl Daemon {
                 priority,
             } => {
                 self.metrics.expired += 1;
+                self.telemetry.expired += 1;
                 self.accepted_at.remove(message_id);
                 error!(%message_id, to = %country(recipient), %priority, "EXPIRED UNDELIVERED: contact the recipient by phone");
                 self.alert(
@@ -939,6 +1027,7 @@ impl Daemon {
                 reason,
             } => {
                 error!(%message_id, by = %country(by), %reason, "REFUSED by the recipient");
+                self.telemetry.rejected += 1;
                 self.alert("rejected", Some(*message_id), None, Some(*by), reason);
             }
             Event::Received {
@@ -953,6 +1042,7 @@ impl Daemon {
                     "STILL UNACKNOWLEDGED after restart"
                 } else {
                     self.metrics.received += 1;
+                    self.telemetry.received += 1;
                     "NEW REQUEST in the inbox"
                 };
                 info!(%message_id, from = %country(sender), %priority, %kind, relayed = via_relay.is_some(), "{what}");
@@ -1152,6 +1242,11 @@ impl Daemon {
                 Ok((sender, id)) => match self.core.acknowledge(now, sender, id, &officer) {
                     Ok(reply) => {
                         if let Some(status_id) = reply {
+                            if let Ok(Some(entry)) = self.core.store().get_inbox(&sender, &id) {
+                                self.telemetry
+                                    .time_to_acknowledge
+                                    .observe(now.millis_since(entry.received_at) as f64 / 1000.0);
+                            }
                             let (_, digest) = self.message_facts(&id);
                             self.record(
                                 now,
@@ -1216,6 +1311,7 @@ impl Daemon {
                 }
             },
             ControlRequest::Peers => self.peers(),
+            ControlRequest::MetricsSnapshot => self.snapshot(now),
             request @ (ControlRequest::AuditVerify { .. } | ControlRequest::AuditExport { .. }) => {
                 tokio::task::block_in_place(|| crate::audit::answer(&self.audit, &request))
             }
@@ -1554,6 +1650,35 @@ impl Daemon {
         ControlResponse::Peers { rows }
     }
 
+    /// The figures for one Prometheus scrape.
+    fn snapshot(&self, now: Timestamp) -> ControlResponse {
+        let sizes = self.core.queue_sizes();
+        let roster = self.core.roster();
+        let overdue = self.tracker.counts();
+        ControlResponse::MetricsSnapshot {
+            snapshot: Box::new(crate::prometheus::Snapshot {
+                connected_peers: self.connected.len() as u64,
+                outbox_pending: [
+                    sizes.outbox_pending[2] as u64,
+                    sizes.outbox_pending[1] as u64,
+                    sizes.outbox_pending[0] as u64,
+                ],
+                relay_held: sizes.relay_pending as u64,
+                relay_held_bytes: sizes.relay_bytes,
+                delivered_total: self.telemetry.delivered,
+                expired_total: self.telemetry.expired,
+                rejected_total: self.telemetry.rejected,
+                received_total: self.telemetry.received,
+                time_to_receipt: self.telemetry.time_to_receipt.clone(),
+                time_to_acknowledge: self.telemetry.time_to_acknowledge.clone(),
+                roster_serial: roster.serial,
+                roster_expires_in_s: seconds_between(now, roster.expires_at),
+                key_file_age_s: key_file_age_s(&self.data_dir),
+                overdue: overdue.map(|count| count as u64),
+            }),
+        }
+    }
+
     fn status(&self, now: Timestamp) -> ControlResponse {
         let roster = self.core.roster();
         let me = self.core.node_id();
@@ -1613,7 +1738,7 @@ impl Daemon {
                     })
                     .collect(),
                 key_file_age_s: key_file_age_s(&self.data_dir),
-                metrics_address: None,
+                metrics_address: self.metrics_address.map(|address| address.to_string()),
             }),
         }
     }

@@ -18,4 +18,5 @@ pub mod daemon;
 pub mod deadlines;
 pub mod demo;
 pub mod network;
+pub mod prometheus;
 pub mod store;

@@ -290,3 +290,109 @@ async fn an_unacknowledged_request_turns_overdue_once_and_clears_on_acknowledgem
     de.stop().await.expect("stop");
     fr.stop().await.expect("stop");
 }
+
+/// One HTTP/1.1 request over a plain TcpStream; returns status line and body.
+fn http(address: std::net::SocketAddr, request: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    stream.write_all(request.as_bytes()).expect("write");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("read");
+    let (head, body) = answer.split_once("\r\n\r\n").expect("head and body");
+    (
+        head.lines().next().unwrap_or_default().to_string(),
+        body.to_string(),
+    )
+}
+
+/// Parses the text exposition into `series → value`, checking every line's shape.
+fn parse_exposition(text: &str) -> std::collections::BTreeMap<String, f64> {
+    let mut values = std::collections::BTreeMap::new();
+    for line in text.lines() {
+        if line.is_empty() || line.starts_with("# HELP ") || line.starts_with("# TYPE ") {
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ').expect("`series value`");
+        assert!(
+            series
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_'),
+            "{line}"
+        );
+        let value: f64 = if value == "+Inf" {
+            f64::INFINITY
+        } else {
+            value.parse().expect("a number")
+        };
+        values.insert(series.to_string(), value);
+    }
+    values
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_metrics_endpoint_is_scraped_and_counts_a_delivery() {
+    let fixture = fixture(&["DE", "FR"], vec![]);
+    configure(&fixture, 0, |config| {
+        config.metrics_listen = Some("127.0.0.1:0".into());
+    });
+    let de = fixture.start(0).await;
+    let fr = fixture.start(1).await;
+    let address = de.metrics_address.expect("metrics enabled");
+    let scrape = move || {
+        tokio::task::spawn_blocking(move || {
+            let (status, body) = http(address, "GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n");
+            assert_eq!(status, "HTTP/1.1 200 OK");
+            parse_exposition(&body)
+        })
+    };
+    let before = scrape().await.expect("join");
+    assert_eq!(before["quickfreeze_delivered_total"], 0.0);
+    assert_eq!(before["quickfreeze_roster_serial"], 1.0);
+    assert!(before["quickfreeze_roster_expires_in_seconds"] > 29.0 * 86_400.0);
+    assert!(before.contains_key("quickfreeze_key_file_age_seconds"));
+    assert_eq!(before["quickfreeze_overdue{clock=\"receipt\"}"], 0.0);
+
+    send_and_wait(
+        &fixture.dirs[0],
+        "FR",
+        Payload::Preservation(example_preservation()),
+    )
+    .await;
+    let after = scrape().await.expect("join");
+    assert_eq!(after["quickfreeze_delivered_total"], 1.0);
+    assert_eq!(after["quickfreeze_time_to_receipt_seconds_count"], 1.0);
+    assert_eq!(
+        after["quickfreeze_time_to_receipt_seconds_bucket{le=\"+Inf\"}"],
+        1.0
+    );
+    assert_eq!(
+        after["quickfreeze_outbox_pending{priority=\"urgent\"}"],
+        0.0
+    );
+    assert!(after["quickfreeze_connected_peers"] >= 1.0);
+
+    let (not_found, _) =
+        tokio::task::spawn_blocking(move || http(address, "GET / HTTP/1.1\r\n\r\n"))
+            .await
+            .expect("join");
+    assert_eq!(not_found, "HTTP/1.1 404 Not Found");
+    let (wrong_method, _) =
+        tokio::task::spawn_blocking(move || http(address, "POST /metrics HTTP/1.1\r\n\r\n"))
+            .await
+            .expect("join");
+    assert_eq!(wrong_method, "HTTP/1.1 405 Method Not Allowed");
+    let huge = format!("GET /metrics HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(10_000));
+    let (too_large, _) = tokio::task::spawn_blocking(move || http(address, &huge))
+        .await
+        .expect("join");
+    assert_eq!(too_large, "HTTP/1.1 431 Request Header Fields Too Large");
+
+    let report = status(&fixture.dirs[0]).await;
+    assert_eq!(report.metrics_address, Some(address.to_string()));
+    de.stop().await.expect("stop");
+    fr.stop().await.expect("stop");
+}
