@@ -145,6 +145,16 @@ pub enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// Efficiency statistics per counterpart country: requests sent and received, median times
+    /// to delivery receipt, acknowledgement and first substantive status, refusals by ground.
+    Stats {
+        /// An age such as 30d, 12h, or an RFC 3339 time.
+        #[arg(long, default_value = "30d")]
+        since: String,
+        /// Which node, and output format.
+        #[command(flatten)]
+        target: Target,
+    },
     /// The audit trail: check its hash chain, or export it for a case file.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -596,6 +606,7 @@ pub fn execute(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Audit(command) => audit(command),
+        Command::Stats { since, target } => stats(&since, &target),
         Command::Demo { dir } => crate::demo::run_demo(dir),
     }
 }
@@ -1186,12 +1197,21 @@ impl Access {
                 ControlRequest::AuditVerify { .. } | ControlRequest::AuditExport { .. } => {
                     crate::audit::answer(log, request)
                 }
-                _ => {
-                    let _ = store;
-                    ControlResponse::Error {
-                        message: "this command needs the running node".into(),
-                    }
+                ControlRequest::Stats { since_ms } => {
+                    use quickfreeze_proto::core::Store;
+                    let roster = store
+                        .get_roster()?
+                        .ok_or_else(|| anyhow!("the store holds no roster yet"))
+                        .and_then(|bytes| {
+                            SignedRoster::from_bytes(&bytes)
+                                .and_then(|signed| signed.roster_unverified())
+                                .map_err(|error| anyhow!("the stored roster: {error}"))
+                        })?;
+                    crate::stats::answer(store, &roster, Timestamp(*since_ms))
                 }
+                _ => ControlResponse::Error {
+                    message: "this command needs the running node".into(),
+                },
             }),
         }
     }
@@ -1291,4 +1311,60 @@ fn audit(command: AuditCommand) -> Result<()> {
             Ok(())
         }
     }
+}
+
+fn stats(since: &str, target: &Target) -> Result<()> {
+    let since = crate::audit::parse_since(since, Timestamp::now())
+        .map_err(|error| anyhow!("--since: {error}"))?;
+    let mut access = Access::open(&target.data_dir)?;
+    let response = access.request(&ControlRequest::Stats { since_ms: since.0 })?;
+    if target.json {
+        return print_json(&response);
+    }
+    let ControlResponse::Stats { rows } = response else {
+        return unexpected(response);
+    };
+    let time = |value: Option<f64>| {
+        value.map_or_else(|| "-".to_string(), |seconds| age(seconds.round() as u64))
+    };
+    println!("requests since {since}; times are medians");
+    println!(
+        "{:<2}  {:>5}  {:>5}  {:>8}  {:>9}  {:>9}  {:>11}  {:>11}  refusals",
+        "cc", "sent", "recv", "receipt", "their ack", "our ack", "their status", "our status"
+    );
+    for row in &rows {
+        let refusals = |map: &std::collections::BTreeMap<String, u64>| {
+            map.iter()
+                .map(|(ground, count)| format!("{ground} {count}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let mut refused = Vec::new();
+        if !row.refusals_received.is_empty() {
+            refused.push(format!("by them: {}", refusals(&row.refusals_received)));
+        }
+        if !row.refusals_given.is_empty() {
+            refused.push(format!("by us: {}", refusals(&row.refusals_given)));
+        }
+        println!(
+            "{:<2}  {:>5}  {:>5}  {:>8}  {:>9}  {:>9}  {:>11}  {:>11}  {}",
+            row.country,
+            row.sent,
+            row.received,
+            time(row.median_receipt_s),
+            time(row.median_their_ack_s),
+            time(row.median_our_ack_s),
+            time(row.median_their_status_s),
+            time(row.median_our_status_s),
+            if refused.is_empty() {
+                "-".to_string()
+            } else {
+                refused.join("; ")
+            }
+        );
+    }
+    if rows.is_empty() {
+        println!("(no requests sent or received in that time)");
+    }
+    Ok(())
 }

@@ -96,6 +96,11 @@ pub enum ControlRequest {
     },
     /// The figures behind the Prometheus endpoint.
     MetricsSnapshot,
+    /// Efficiency statistics per counterpart country.
+    Stats {
+        /// Requests created or received at or after this time (milliseconds since the epoch).
+        since_ms: u64,
+    },
     /// Verify the audit log's hash chain.
     AuditVerify {
         /// A head hash (hex) recorded earlier that must still be in the chain.
@@ -430,6 +435,11 @@ pub enum ControlResponse {
     MetricsSnapshot {
         /// The figures.
         snapshot: Box<crate::prometheus::Snapshot>,
+    },
+    /// Statistics per country.
+    Stats {
+        /// One row per counterpart country.
+        rows: Vec<crate::stats::CountryStats>,
     },
     /// The audit chain was checked.
     AuditVerified {

@@ -1312,6 +1312,12 @@ impl Daemon {
             },
             ControlRequest::Peers => self.peers(),
             ControlRequest::MetricsSnapshot => self.snapshot(now),
+            ControlRequest::Stats { since_ms } => {
+                let roster = self.core.roster();
+                tokio::task::block_in_place(|| {
+                    crate::stats::answer(self.core.store(), roster, Timestamp(since_ms))
+                })
+            }
             request @ (ControlRequest::AuditVerify { .. } | ControlRequest::AuditExport { .. }) => {
                 tokio::task::block_in_place(|| crate::audit::answer(&self.audit, &request))
             }

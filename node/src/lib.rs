@@ -19,4 +19,5 @@ pub mod deadlines;
 pub mod demo;
 pub mod network;
 pub mod prometheus;
+pub mod stats;
 pub mod store;

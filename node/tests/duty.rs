@@ -99,6 +99,21 @@ async fn the_audit_trail_records_a_request_s_life_and_survives_tampering_checks(
     ));
     wait_for_status(de_dir, &id, 2).await;
 
+    // Statistics from both sides, through the console.
+    let ControlResponse::Stats { rows } = ask(de_dir, ControlRequest::Stats { since_ms: 0 }).await
+    else {
+        panic!("stats failed");
+    };
+    assert_eq!(rows.len(), 1);
+    assert_eq!((rows[0].country.as_str(), rows[0].sent), ("FR", 1));
+    assert!(rows[0].median_receipt_s.is_some() && rows[0].median_their_status_s.is_some());
+    let ControlResponse::Stats { rows } = ask(fr_dir, ControlRequest::Stats { since_ms: 0 }).await
+    else {
+        panic!("stats failed");
+    };
+    assert_eq!((rows[0].country.as_str(), rows[0].received), ("DE", 1));
+    assert!(rows[0].median_our_ack_s.is_some() && rows[0].median_our_status_s.is_some());
+
     let fr_lines = export(fr_dir).await;
     let kinds_of = |lines: &[AuditLine]| {
         lines
