@@ -145,6 +145,19 @@ pub enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// Efficiency statistics per counterpart country: requests sent and received, median times
+    /// to delivery receipt, acknowledgement and first substantive status, refusals by ground.
+    Stats {
+        /// An age such as 30d, 12h, or an RFC 3339 time.
+        #[arg(long, default_value = "30d")]
+        since: String,
+        /// Which node, and output format.
+        #[command(flatten)]
+        target: Target,
+    },
+    /// The audit trail: check its hash chain, or export it for a case file.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Start a small local network, send a real request, and show its receipt.
     Demo {
         /// Keep the demo's files here instead of a temporary directory.
@@ -267,6 +280,38 @@ pub enum RosterCommand {
     },
 }
 
+/// `audit` commands. Both work whether the node runs (through its console socket) or not (on
+/// its store directly).
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Recompute the hash chain; name the first record that was edited, removed or reordered,
+    /// and print the number of records and the head hash.
+    ///
+    /// Records deleted from the END of the log leave a shorter chain that is consistent on its
+    /// own: that is only detected against a head hash recorded earlier. Keep the printed head
+    /// somewhere else (the shift log, a ticket) and pass it back with --expect-head.
+    Verify {
+        /// A head hash printed by an earlier `audit verify`; it must still be in the chain.
+        #[arg(long, value_name = "HEX")]
+        expect_head: Option<String>,
+        /// Which node, and output format.
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Write the records since a time as JSON lines (ids, digests, metadata; never content).
+    Export {
+        /// An age such as 30d, 12h, 90m, or an RFC 3339 time such as 2026-11-01T00:00:00Z.
+        #[arg(long)]
+        since: String,
+        /// Write to this file (created new, mode 0600) instead of stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// The node's data directory.
+        #[arg(long, env = "QUICKFREEZE_DATA_DIR", default_value = ".")]
+        data_dir: PathBuf,
+    },
+}
+
 /// `reply` arguments.
 #[derive(Debug, Args)]
 pub struct ReplyArgs {
@@ -384,7 +429,7 @@ pub fn execute(cli: Cli) -> Result<()> {
                     row.priority,
                     if row.acknowledged { "yes" } else { "NO" },
                     age(row.age_s),
-                    row.summary
+                    overdue_marker(&row.overdue, &row.summary)
                 );
             }
             Ok(())
@@ -417,7 +462,7 @@ pub fn execute(cli: Cli) -> Result<()> {
                     row.priority,
                     row.state,
                     age(row.age_s),
-                    row.summary
+                    overdue_marker(&row.overdue, &row.summary)
                 );
             }
             Ok(())
@@ -509,8 +554,16 @@ pub fn execute(cli: Cli) -> Result<()> {
                 "network      {} roster serial {} (expires {})",
                 report.network, report.roster_serial, report.roster_expires_at
             );
-            if report.roster_expires_soon {
-                println!("WARNING      the roster expires within 7 days: ask the roster authority for a new one");
+            if report.roster_expires_in_s < 0 {
+                println!("WARNING      the roster has EXPIRED: install a current one with `quickfreeze roster install`");
+            } else if report.roster_expires_soon {
+                println!(
+                    "WARNING      the roster expires in {}: ask the roster authority for a new one",
+                    age(report.roster_expires_in_s.unsigned_abs())
+                );
+            }
+            if let Some(seconds) = report.key_file_age_s {
+                println!("key file     written {} ago", age(seconds));
             }
             println!(
                 "outbox       {} emergency, {} urgent, {} routine undelivered",
@@ -528,8 +581,32 @@ pub fn execute(cli: Cli) -> Result<()> {
             }
             println!("peers        {} connected", report.connected_peers);
             println!("listening    {}", report.listen_addresses.join(", "));
+            if let Some(address) = &report.metrics_address {
+                println!("metrics      http://{address}/metrics");
+            }
+            let [t1, t2, t3] = report.overdue;
+            if t1 + t2 + t3 == 0 {
+                println!("deadlines    nothing overdue");
+            } else {
+                println!(
+                    "OVERDUE      {t1} without delivery receipt (T1), {t2} not acknowledged (T2), {t3} without substantive status (T3)"
+                );
+                for row in &report.overdue_items {
+                    println!(
+                        "  {:<11}  {:<9}  {:<2}  {}  overdue {}  ({})",
+                        row.clock,
+                        row.priority,
+                        row.country,
+                        row.message_id,
+                        age(row.overdue_s),
+                        row.meaning
+                    );
+                }
+            }
             Ok(())
         }
+        Command::Audit(command) => audit(command),
+        Command::Stats { since, target } => stats(&since, &target),
         Command::Demo { dir } => crate::demo::run_demo(dir),
     }
 }
@@ -550,6 +627,15 @@ async fn shutdown_signal() {
             _ = ctrl_c => {},
             _ = terminate.recv() => {},
         }
+    }
+}
+
+/// The summary, prefixed with the overdue clocks if any.
+fn overdue_marker(overdue: &[String], summary: &str) -> String {
+    if overdue.is_empty() {
+        summary.to_string()
+    } else {
+        format!("OVERDUE({}) {summary}", overdue.join(","))
     }
 }
 
@@ -1056,4 +1142,229 @@ fn roster(command: RosterCommand) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// How a console command that can also work offline reaches the node's data.
+enum Access {
+    /// The node runs: ask it.
+    Daemon(ControlClient),
+    /// It does not: the store, opened directly (sled's lock keeps a node from starting meanwhile).
+    Direct {
+        store: crate::store::SledStore,
+        log: crate::audit::AuditLog,
+    },
+}
+
+impl Access {
+    /// Connects to the running node, or opens its store when none runs.
+    fn open(data_dir: &Path) -> Result<Access> {
+        use crate::control::ClientError;
+        match ControlClient::connect(data_dir, Duration::from_secs(120)) {
+            Ok(client) => Ok(Access::Daemon(client)),
+            Err(ClientError::NoSocket { .. } | ClientError::NotRunning { .. }) => {
+                let store_dir = data_dir.join(files::STORE);
+                if !store_dir.is_dir() {
+                    bail!(
+                        "no node is running with data directory {} and it holds no store ({} does not exist); pass the node's --data-dir",
+                        data_dir.display(),
+                        store_dir.display()
+                    );
+                }
+                let config_path = data_dir.join(files::CONFIG);
+                let options = if config_path.exists() {
+                    NodeConfig::load(&config_path)?.store_options()
+                } else {
+                    crate::store::StoreOptions::default()
+                };
+                let store = crate::store::SledStore::open(&store_dir, &options).map_err(|error| {
+                    anyhow!("the node is not running and its store could not be opened directly: {error}")
+                })?;
+                let log = crate::audit::AuditLog::open(&store)?;
+                eprintln!(
+                    "note: no node is running with {}; reading its store directly",
+                    data_dir.display()
+                );
+                Ok(Access::Direct { store, log })
+            }
+            Err(other) => Err(other.into()),
+        }
+    }
+
+    fn request(&mut self, request: &ControlRequest) -> Result<ControlResponse> {
+        match self {
+            Access::Daemon(client) => Ok(client.request(request)?),
+            Access::Direct { store, log } => Ok(match request {
+                ControlRequest::AuditVerify { .. } | ControlRequest::AuditExport { .. } => {
+                    crate::audit::answer(log, request)
+                }
+                ControlRequest::Stats { since_ms } => {
+                    use quickfreeze_proto::core::Store;
+                    let roster = store
+                        .get_roster()?
+                        .ok_or_else(|| anyhow!("the store holds no roster yet"))
+                        .and_then(|bytes| {
+                            SignedRoster::from_bytes(&bytes)
+                                .and_then(|signed| signed.roster_unverified())
+                                .map_err(|error| anyhow!("the stored roster: {error}"))
+                        })?;
+                    crate::stats::answer(store, &roster, Timestamp(*since_ms))
+                }
+                _ => ControlResponse::Error {
+                    message: "this command needs the running node".into(),
+                },
+            }),
+        }
+    }
+}
+
+fn audit(command: AuditCommand) -> Result<()> {
+    match command {
+        AuditCommand::Verify {
+            expect_head,
+            target,
+        } => {
+            let mut access = Access::open(&target.data_dir)?;
+            let response = access.request(&ControlRequest::AuditVerify {
+                expect_head: expect_head.clone(),
+            })?;
+            let ControlResponse::AuditVerified { report } = response else {
+                return unexpected(response);
+            };
+            if target.json {
+                print_json(&report)?;
+            } else {
+                println!("records      {}", report.records);
+                println!("head         {}", report.head);
+            }
+            if let (Some(seq), Some(problem)) = (report.first_bad, &report.problem) {
+                bail!("the audit log is NOT intact from record {seq}: {problem}. Keep a copy of the data directory as it is and report it");
+            }
+            if report.expected_head_found == Some(false) {
+                bail!(
+                    "head {} is not in the log: records were removed from its end, or the log was rewritten. Keep a copy of the data directory as it is and report it",
+                    expect_head.unwrap_or_default()
+                );
+            }
+            if !target.json {
+                println!(
+                    "OK           the hash chain is intact{}",
+                    if expect_head.is_some() {
+                        " and contains the expected head"
+                    } else {
+                        ""
+                    }
+                );
+            }
+            Ok(())
+        }
+        AuditCommand::Export {
+            since,
+            out,
+            data_dir,
+        } => {
+            let since = crate::audit::parse_since(&since, Timestamp::now())
+                .map_err(|error| anyhow!("--since: {error}"))?;
+            let mut writer: Box<dyn std::io::Write> = match &out {
+                Some(path) => {
+                    use std::os::unix::fs::OpenOptionsExt;
+                    let file = std::fs::OpenOptions::new()
+                        .write(true)
+                        .create_new(true)
+                        .mode(0o600)
+                        .open(path)
+                        .with_context(|| {
+                            format!("{}: cannot create (it must not exist yet)", path.display())
+                        })?;
+                    Box::new(std::io::BufWriter::new(file))
+                }
+                None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+            };
+            let mut access = Access::open(&data_dir)?;
+            let mut after = None;
+            let mut written = 0u64;
+            loop {
+                let response = access.request(&ControlRequest::AuditExport {
+                    since_ms: since.0,
+                    after,
+                    limit: crate::audit::MAX_EXPORT_PAGE,
+                })?;
+                let ControlResponse::AuditPage { lines, next_after } = response else {
+                    return unexpected(response);
+                };
+                for line in &lines {
+                    serde_json::to_writer(&mut writer, line)?;
+                    writer.write_all(b"\n")?;
+                    written += 1;
+                }
+                match next_after {
+                    Some(next) => after = Some(next),
+                    None => break,
+                }
+            }
+            writer.flush()?;
+            if let Some(path) = out {
+                eprintln!(
+                    "{written} records since {since} written to {}",
+                    path.display()
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+fn stats(since: &str, target: &Target) -> Result<()> {
+    let since = crate::audit::parse_since(since, Timestamp::now())
+        .map_err(|error| anyhow!("--since: {error}"))?;
+    let mut access = Access::open(&target.data_dir)?;
+    let response = access.request(&ControlRequest::Stats { since_ms: since.0 })?;
+    if target.json {
+        return print_json(&response);
+    }
+    let ControlResponse::Stats { rows } = response else {
+        return unexpected(response);
+    };
+    let time = |value: Option<f64>| {
+        value.map_or_else(|| "-".to_string(), |seconds| age(seconds.round() as u64))
+    };
+    println!("requests since {since}; times are medians");
+    println!(
+        "{:<2}  {:>5}  {:>5}  {:>8}  {:>9}  {:>9}  {:>11}  {:>11}  refusals",
+        "cc", "sent", "recv", "receipt", "their ack", "our ack", "their status", "our status"
+    );
+    for row in &rows {
+        let refusals = |map: &std::collections::BTreeMap<String, u64>| {
+            map.iter()
+                .map(|(ground, count)| format!("{ground} {count}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let mut refused = Vec::new();
+        if !row.refusals_received.is_empty() {
+            refused.push(format!("by them: {}", refusals(&row.refusals_received)));
+        }
+        if !row.refusals_given.is_empty() {
+            refused.push(format!("by us: {}", refusals(&row.refusals_given)));
+        }
+        println!(
+            "{:<2}  {:>5}  {:>5}  {:>8}  {:>9}  {:>9}  {:>11}  {:>11}  {}",
+            row.country,
+            row.sent,
+            row.received,
+            time(row.median_receipt_s),
+            time(row.median_their_ack_s),
+            time(row.median_our_ack_s),
+            time(row.median_their_status_s),
+            time(row.median_our_status_s),
+            if refused.is_empty() {
+                "-".to_string()
+            } else {
+                refused.join("; ")
+            }
+        );
+    }
+    if rows.is_empty() {
+        println!("(no requests sent or received in that time)");
+    }
+    Ok(())
 }

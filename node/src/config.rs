@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use quickfreeze_proto::core::CoreConfig;
 use serde::{Deserialize, Serialize};
 
+use crate::deadlines::DeadlineConfig;
 use crate::store::{StoreOptions, SyncMode};
 
 /// File names inside a data directory.
@@ -67,6 +68,11 @@ pub struct NodeConfig {
     /// rejection...). Receives the details in environment variables `QF_EVENT`, `QF_MESSAGE_ID`,
     /// `QF_PRIORITY`, `QF_PEER`, `QF_DETAIL`. Empty: no hook.
     pub alert_hook: Vec<String>,
+    /// Address of the Prometheus text endpoint (`GET /metrics`), e.g. `127.0.0.1:9464`. Absent:
+    /// no endpoint. Port 0 picks a free port (logged, and shown by `status`).
+    pub metrics_listen: Option<String>,
+    /// Deadline clocks per priority (see [`crate::deadlines`]).
+    pub deadlines: DeadlineConfig,
 }
 
 impl Default for NodeConfig {
@@ -78,6 +84,8 @@ impl Default for NodeConfig {
             retry: RetrySection::default(),
             limits: LimitsSection::default(),
             alert_hook: Vec::new(),
+            metrics_listen: None,
+            deadlines: DeadlineConfig::default(),
         }
     }
 }
@@ -177,6 +185,23 @@ impl NodeConfig {
                 path: path.to_path_buf(),
                 message: error.to_string().replace('\n', " "),
             })?;
+        config
+            .deadlines
+            .validate()
+            .map_err(|message| ConfigError::Invalid {
+                path: path.to_path_buf(),
+                message,
+            })?;
+        if let Some(address) = &config.metrics_listen {
+            address
+                .parse::<std::net::SocketAddr>()
+                .map_err(|error| ConfigError::Invalid {
+                    path: path.to_path_buf(),
+                    message: format!(
+                        "metrics_listen = \"{address}\": {error}; write an IP address and port such as \"127.0.0.1:9464\""
+                    ),
+                })?;
+        }
         if config.data_dir.is_relative() {
             let base = path.parent().unwrap_or_else(|| Path::new("."));
             config.data_dir = base.join(&config.data_dir);
@@ -217,6 +242,7 @@ impl NodeConfig {
             .join(", ");
         let core = CoreConfig::default();
         let limits = LimitsSection::default();
+        let deadlines = DeadlineConfig::default();
         format!(
             r#"# quickfreeze node configuration. Every field may be omitted to use its default.
 
@@ -230,6 +256,10 @@ listen = [{listen}]
 # refused message...). It gets QF_EVENT, QF_MESSAGE_ID, QF_PRIORITY, QF_PEER and QF_DETAIL in its
 # environment. Example: ["/usr/local/bin/page-duty-officer"]
 alert_hook = []
+
+# Prometheus text endpoint (GET /metrics). Keep it on a local or management address: it tells
+# anyone who can reach it how busy this node is. Uncomment to enable.
+# metrics_listen = "127.0.0.1:9464"
 
 [store]
 # sled page cache in bytes.
@@ -261,6 +291,31 @@ relay_max_bytes_per_sender = {relay_sender_bytes}
 relay_max_bytes_total = {relay_total}
 # Console connections served at once.
 max_console_connections = {console}
+
+# Deadlines, in seconds per priority; 0 turns a clock off. A breach is logged, written to the
+# audit log, sent to the alert hook as QF_EVENT=overdue, listed by `status`, and sorts the
+# message to the top of `inbox`/`outbox`.
+[deadlines]
+# How often the node checks, in milliseconds.
+check_interval_ms = {check}
+
+[deadlines.receipt]
+# T1: a message we sent has no verified delivery receipt yet.
+emergency_s = {t1e}
+urgent_s = {t1u}
+routine_s = {t1r}
+
+[deadlines.acknowledge]
+# T2: a request we received is not acknowledged by an officer yet.
+emergency_s = {t2e}
+urgent_s = {t2u}
+routine_s = {t2r}
+
+[deadlines.status]
+# T3: we have not sent a substantive status (preserved, refused, ...) about a received request.
+emergency_s = {t3e}
+urgent_s = {t3u}
+routine_s = {t3r}
 "#,
             data_dir = data_dir.display(),
             cache = StoreOptions::default().cache_capacity_bytes,
@@ -274,6 +329,16 @@ max_console_connections = {console}
             relay_sender_bytes = limits.relay_max_bytes_per_sender,
             relay_total = limits.relay_max_bytes_total,
             console = limits.max_console_connections,
+            check = deadlines.check_interval_ms,
+            t1e = deadlines.receipt.emergency_s,
+            t1u = deadlines.receipt.urgent_s,
+            t1r = deadlines.receipt.routine_s,
+            t2e = deadlines.acknowledge.emergency_s,
+            t2u = deadlines.acknowledge.urgent_s,
+            t2r = deadlines.acknowledge.routine_s,
+            t3e = deadlines.status.emergency_s,
+            t3u = deadlines.status.urgent_s,
+            t3r = deadlines.status.routine_s,
         )
     }
 }
@@ -295,6 +360,24 @@ mod tests {
             config.limits.max_outbox_pending,
             LimitsSection::default().max_outbox_pending
         );
+        assert_eq!(config.deadlines, DeadlineConfig::default());
+        assert_eq!(config.metrics_listen, None);
+    }
+
+    #[test]
+    fn bad_deadlines_and_metrics_address_are_refused_with_the_field_named() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("node.toml");
+        std::fs::write(
+            &path,
+            "[deadlines.status]\nemergency_s = 1\nurgent_s = 99999999999\nroutine_s = 1\n",
+        )
+        .expect("write");
+        let error = NodeConfig::load(&path).expect_err("refused").to_string();
+        assert!(error.contains("deadlines.status"), "{error}");
+        std::fs::write(&path, "metrics_listen = \"localhost\"\n").expect("write");
+        let error = NodeConfig::load(&path).expect_err("refused").to_string();
+        assert!(error.contains("metrics_listen"), "{error}");
     }
 
     #[test]

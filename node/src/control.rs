@@ -94,6 +94,27 @@ pub enum ControlRequest {
         /// Clear the figures after reading them.
         reset: bool,
     },
+    /// The figures behind the Prometheus endpoint.
+    MetricsSnapshot,
+    /// Efficiency statistics per counterpart country.
+    Stats {
+        /// Requests created or received at or after this time (milliseconds since the epoch).
+        since_ms: u64,
+    },
+    /// Verify the audit log's hash chain.
+    AuditVerify {
+        /// A head hash (hex) recorded earlier that must still be in the chain.
+        expect_head: Option<String>,
+    },
+    /// One page of audit records at or after a time.
+    AuditExport {
+        /// Records at or after this time (milliseconds since the epoch).
+        since_ms: u64,
+        /// Continue after this sequence number (the previous page's `next_after`).
+        after: Option<u64>,
+        /// At most this many records (the node caps it).
+        limit: usize,
+    },
     /// Wait until an outbox message is delivered (or the timeout passes).
     WaitDelivered {
         /// Message id (hex).
@@ -126,6 +147,9 @@ pub struct InboxRow {
     pub summary: String,
     /// Relay that brought it.
     pub via_relay: Option<String>,
+    /// Deadline clocks that ran out for it (`acknowledge`, `status`); overdue rows come first.
+    #[serde(default)]
+    pub overdue: Vec<String>,
 }
 
 /// A row of `outbox`.
@@ -155,6 +179,30 @@ pub struct OutboxRow {
     pub last_error: Option<String>,
     /// Latest status reported by the recipient.
     pub latest_status: Option<String>,
+    /// Deadline clocks that ran out for it (`receipt`); overdue rows come first.
+    #[serde(default)]
+    pub overdue: Vec<String>,
+}
+
+/// One deadline breach, for `status`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct OverdueRow {
+    /// receipt (T1), acknowledge (T2) or status (T3).
+    pub clock: String,
+    /// What it means.
+    pub meaning: String,
+    /// Message id.
+    pub message_id: String,
+    /// The other node.
+    pub peer: String,
+    /// Its country.
+    pub country: String,
+    /// Priority.
+    pub priority: String,
+    /// When the clock ran out (RFC 3339).
+    pub due_at: String,
+    /// Seconds since then.
+    pub overdue_s: u64,
 }
 
 /// A receipt, for display.
@@ -268,6 +316,21 @@ pub struct StatusReport {
     pub listen_addresses: Vec<String>,
     /// Group commits so far.
     pub store_flushes: u64,
+    /// Seconds until the roster expires (negative: expired).
+    #[serde(default)]
+    pub roster_expires_in_s: i64,
+    /// Overdue messages per clock: receipt (T1), acknowledge (T2), status (T3).
+    #[serde(default)]
+    pub overdue: [usize; 3],
+    /// The overdue messages, most urgent first (at most 100).
+    #[serde(default)]
+    pub overdue_items: Vec<OverdueRow>,
+    /// Seconds since the key file was last written (its creation, or a key rotation).
+    #[serde(default)]
+    pub key_file_age_s: Option<u64>,
+    /// Where the Prometheus endpoint listens, if enabled.
+    #[serde(default)]
+    pub metrics_address: Option<String>,
 }
 
 /// Delivery figures measured inside the daemon.
@@ -367,6 +430,28 @@ pub enum ControlResponse {
     Metrics {
         /// The figures.
         metrics: Metrics,
+    },
+    /// The figures behind the Prometheus endpoint.
+    MetricsSnapshot {
+        /// The figures.
+        snapshot: Box<crate::prometheus::Snapshot>,
+    },
+    /// Statistics per country.
+    Stats {
+        /// One row per counterpart country.
+        rows: Vec<crate::stats::CountryStats>,
+    },
+    /// The audit chain was checked.
+    AuditVerified {
+        /// What was found.
+        report: crate::audit::VerifyReport,
+    },
+    /// A page of audit records.
+    AuditPage {
+        /// Records, in sequence order.
+        lines: Vec<crate::audit::AuditLine>,
+        /// Ask again with `after` set to this for more; `None` when done.
+        next_after: Option<u64>,
     },
     /// The request failed.
     Error {

@@ -29,6 +29,7 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio::task::JoinSet;
 use tracing::{debug, error, info, warn};
 
+use crate::audit::{AuditFacts, AuditKind, AuditLog};
 use crate::config::{files, NodeConfig};
 use crate::control::{
     ControlRequest, ControlResponse, Hello, HelloReply, InboxRow, MessageDetail, Metrics,
@@ -153,6 +154,8 @@ pub struct RunningNode {
     pub node_id: NodeId,
     /// Its data directory.
     pub data_dir: PathBuf,
+    /// Where its Prometheus endpoint listens (the bound address, so port 0 is resolved).
+    pub metrics_address: Option<std::net::SocketAddr>,
     shutdown: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<Result<(), DaemonError>>,
 }
@@ -174,6 +177,7 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, DaemonError> {
     let (shutdown_tx, shutdown_rx) = oneshot::channel();
     let daemon = Daemon::prepare(&config)?;
     let node_id = daemon.core.node_id();
+    let metrics_address = daemon.metrics_address;
     let data_dir = config.data_dir.clone();
     let task = tokio::spawn(async move {
         daemon
@@ -185,6 +189,7 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, DaemonError> {
     Ok(RunningNode {
         node_id,
         data_dir,
+        metrics_address,
         shutdown: Some(shutdown_tx),
         task,
     })
@@ -219,7 +224,52 @@ struct Daemon {
     /// When each undelivered message was accepted, for submit → receipt latency.
     accepted_at: BTreeMap<MessageId, std::time::Instant>,
     latencies_us: std::collections::VecDeque<u64>,
+    /// The hash-chained audit trail, in the same database as the core's state.
+    audit: AuditLog,
+    /// The first audit write that failed this turn: the turn then stops before its commit.
+    audit_error: Option<String>,
+    /// The Prometheus listener, bound in `prepare` and served from `run`.
+    metrics_listener: Option<std::net::TcpListener>,
+    metrics_address: Option<std::net::SocketAddr>,
+    /// Figures for the Prometheus endpoint; never reset.
+    telemetry: Telemetry,
+    /// Deadline clocks and what was raised.
+    deadline_config: crate::deadlines::DeadlineConfig,
+    tracker: crate::deadlines::Tracker,
+    /// Breaches found this turn, shown (log, alert hook) after the commit.
+    pending_overdue: Vec<crate::deadlines::Breach>,
+    /// Refused-inbound records per peer in the current minute, to keep a hostile member from
+    /// filling the audit log: (minute start, recorded, suppressed).
+    refused_audit: BTreeMap<NodeId, (u64, u32, u32)>,
 }
+
+/// Counters and histograms since start, for the Prometheus endpoint.
+#[derive(Debug)]
+struct Telemetry {
+    delivered: u64,
+    expired: u64,
+    rejected: u64,
+    received: u64,
+    time_to_receipt: crate::prometheus::Histogram,
+    time_to_acknowledge: crate::prometheus::Histogram,
+}
+
+impl Default for Telemetry {
+    fn default() -> Self {
+        Telemetry {
+            delivered: 0,
+            expired: 0,
+            rejected: 0,
+            received: 0,
+            time_to_receipt: crate::prometheus::Histogram::new(&crate::prometheus::RECEIPT_BUCKETS),
+            time_to_acknowledge: crate::prometheus::Histogram::new(&crate::prometheus::ACK_BUCKETS),
+        }
+    }
+}
+
+/// Refused-inbound audit records kept per peer and minute; the rest are counted and the count
+/// is written into the next record for that peer.
+const MAX_REFUSED_AUDIT_PER_MINUTE: u32 = 20;
 
 /// Latency samples kept for the percentiles.
 const MAX_LATENCY_SAMPLES: usize = 200_000;
@@ -262,8 +312,15 @@ impl Daemon {
         let keypair = identity.to_libp2p_keypair();
         let store = SledStore::open(&data_dir.join(files::STORE), &config.store_options())
             .map_err(|error| DaemonError::Store(error.to_string()))?;
+        let audit =
+            AuditLog::open(&store).map_err(|error| DaemonError::Store(error.to_string()))?;
         let now = Timestamp::now();
+        let stored_roster = store
+            .get_roster()
+            .map_err(|error| DaemonError::Store(error.to_string()))?;
         let (roster, signed) = load_roster(&data_dir, &store, now)?;
+        let roster_installed = (stored_roster.as_deref() != Some(signed.as_slice()))
+            .then(|| (roster.serial, roster.network.clone()));
         if roster.member(&me).is_none() {
             return Err(DaemonError::Roster(format!(
                 "this node ({me}) is not in roster serial {}; give the roster authority the entry printed by `quickfreeze init`",
@@ -306,7 +363,27 @@ impl Daemon {
         network.set_allowed_peers(allowed_peers(core.roster(), me));
         let socket_path = data_dir.join(files::SOCKET);
         let listener = bind_control_socket(&socket_path)?;
-        Ok(Daemon {
+        let (metrics_listener, metrics_address) = match &config.metrics_listen {
+            None => (None, None),
+            Some(text) => {
+                let problem = |error: String| {
+                    DaemonError::Network(format!("metrics_listen = \"{text}\": {error}"))
+                };
+                let address: std::net::SocketAddr = text
+                    .parse()
+                    .map_err(|error: std::net::AddrParseError| problem(error.to_string()))?;
+                let listener = std::net::TcpListener::bind(address)
+                    .map_err(|error| problem(format!("cannot listen: {error}")))?;
+                listener
+                    .set_nonblocking(true)
+                    .map_err(|error| problem(error.to_string()))?;
+                let bound = listener
+                    .local_addr()
+                    .map_err(|error| problem(error.to_string()))?;
+                (Some(listener), Some(bound))
+            }
+        };
+        let mut daemon = Daemon {
             fingerprint: me.fingerprint().to_string(),
             core,
             network,
@@ -326,7 +403,23 @@ impl Daemon {
             metrics: Metrics::default(),
             accepted_at: BTreeMap::new(),
             latencies_us: std::collections::VecDeque::new(),
-        })
+            audit,
+            audit_error: None,
+            refused_audit: BTreeMap::new(),
+            metrics_listener,
+            metrics_address,
+            telemetry: Telemetry::default(),
+            deadline_config: config.deadlines.clone(),
+            tracker: crate::deadlines::Tracker::default(),
+            pending_overdue: Vec::new(),
+        };
+        if let Some((serial, network)) = roster_installed {
+            // Made durable by the first group commit of the loop, like every other record.
+            let mut facts = AuditFacts::new(AuditKind::RosterInstalled);
+            facts.detail = format!("roster `{network}` serial {serial} installed by the operator");
+            daemon.record(now, facts);
+        }
+        Ok(daemon)
     }
 
     async fn run(
@@ -341,6 +434,33 @@ impl Daemon {
             let limit = Arc::new(Semaphore::new(self.max_console_connections));
             tasks.spawn(accept_console(listener, command_tx.clone(), limit, me));
         }
+        if let Some(listener) = self.metrics_listener.take() {
+            match tokio::net::TcpListener::from_std(listener) {
+                Ok(listener) => {
+                    info!(address = ?self.metrics_address, "metrics endpoint listening");
+                    let commands = command_tx.clone();
+                    let snapshot = move || {
+                        let commands = commands.clone();
+                        async move {
+                            let (reply, answer) = oneshot::channel();
+                            commands
+                                .send(Command {
+                                    request: ControlRequest::MetricsSnapshot,
+                                    reply,
+                                })
+                                .await
+                                .ok()?;
+                            match answer.await.ok()? {
+                                ControlResponse::MetricsSnapshot { snapshot } => Some(*snapshot),
+                                _ => None,
+                            }
+                        }
+                    };
+                    tasks.spawn(crate::prometheus::serve(listener, snapshot));
+                }
+                Err(error) => error!(%error, "metrics endpoint could not start"),
+            }
+        }
         drop(command_tx);
         tokio::pin!(shutdown);
         // Links to this node's own relays are kept up: a relay can only deliver to a member
@@ -348,6 +468,10 @@ impl Daemon {
         // connect retries what it holds for us at once instead of on its backoff schedule.
         let mut relay_links = tokio::time::interval(RELAY_LINK_CHECK);
         relay_links.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut deadline_tick = tokio::time::interval(Duration::from_millis(
+            self.deadline_config.check_interval_ms,
+        ));
+        deadline_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let result = loop {
             let now = Timestamp::now();
             let wake = self.core.poll_timeout();
@@ -365,6 +489,7 @@ impl Daemon {
                 Some(command) = command_rx.recv() => self.on_command(command),
                 event = self.network.next_event() => self.on_network(event),
                 _ = relay_links.tick() => self.keep_relay_links(),
+                _ = deadline_tick.tick() => self.check_deadlines(Timestamp::now()),
                 () = sleep => {}
             }
             // Group commit: take whatever else is ready, then flush once for all of it.
@@ -425,8 +550,37 @@ impl Daemon {
         }
     }
 
+    /// Ends a loop turn. The order is the point:
+    ///
+    /// 1. take the core's events and append their audit records (on-command records such as
+    ///    "acknowledged" or "opened" were appended while the command ran);
+    /// 2. one group commit, which makes the turn's state changes and their audit records durable
+    ///    together;
+    /// 3. only then release what acknowledges anything: responses to peers (receipts), console
+    ///    replies, new transmissions;
+    /// 4. show the events (log lines, alert hook).
+    ///
+    /// Events the core raises while transmissions are handed to the network (a send that fails at
+    /// once) stay queued in the core and go through steps 1–4 in the next turn, after the commit
+    /// that covers them.
     fn flush_and_release(&mut self) -> Result<(), DaemonError> {
         self.metrics.loop_turns += 1;
+        let mut events = Vec::new();
+        while let Some(event) = self.core.poll_event() {
+            events.push(event);
+        }
+        let now = Timestamp::now();
+        for event in &events {
+            if let Some(facts) = self.audit_facts(now, event) {
+                self.record(now, facts);
+            }
+        }
+        if let Some(error) = self.audit_error.take() {
+            // Nothing of this turn may leave without its audit record.
+            return Err(DaemonError::Store(format!(
+                "audit log write failed, stopping: {error}"
+            )));
+        }
         let flushed = tokio::task::block_in_place(|| self.core.store_mut().flush());
         if let Err(error) = flushed {
             // Nothing produced in this turn may leave: that would acknowledge what is not durable.
@@ -462,11 +616,310 @@ impl Daemon {
                     .handle_request_failed(now, transmit.request_id, &error),
             }
         }
-        while let Some(event) = self.core.poll_event() {
+        for event in events {
             self.on_core_event(event);
+        }
+        for breach in std::mem::take(&mut self.pending_overdue) {
+            let country = self.country(&breach.peer);
+            warn!(message_id = %breach.message_id, peer = %country, priority = %breach.priority, clock = %breach.clock, overdue_s = breach.overdue_ms / 1000, "OVERDUE: {}", breach.clock.describe());
+            self.alert(
+                "overdue",
+                Some(breach.message_id),
+                Some(breach.priority),
+                Some(breach.peer),
+                &format!("{}: {}", breach.clock, breach.clock.describe()),
+            );
         }
         while self.hooks.try_join_next().is_some() {}
         Ok(())
+    }
+
+    /// Re-evaluates the deadline clocks; breaches not raised before get an audit record now
+    /// and are shown after this turn's commit.
+    fn check_deadlines(&mut self, now: Timestamp) {
+        let store = self.core.store();
+        let (outbox, inbox) = match (store.outbox_entries(), store.inbox_entries()) {
+            (Ok(outbox), Ok(inbox)) => (outbox, inbox),
+            (Err(error), _) | (_, Err(error)) => {
+                error!(%error, "deadline check could not read the store");
+                return;
+            }
+        };
+        let found = crate::deadlines::breaches(now, &outbox, &inbox, &self.deadline_config);
+        for breach in self.tracker.update(found) {
+            let digest = outbox
+                .iter()
+                .find(|entry| entry.message_id == breach.message_id)
+                .map(|entry| entry.digest)
+                .or_else(|| {
+                    inbox
+                        .iter()
+                        .find(|entry| {
+                            entry.message_id == breach.message_id && entry.sender == breach.peer
+                        })
+                        .map(|entry| entry.digest)
+                });
+            self.record(
+                now,
+                AuditFacts {
+                    kind: AuditKind::Overdue,
+                    message_id: Some(breach.message_id),
+                    peer: Some(breach.peer),
+                    country: Some(self.country(&breach.peer)),
+                    envelope_digest: digest,
+                    detail: format!(
+                        "{} {}: due {}",
+                        breach.priority,
+                        breach.clock.describe(),
+                        breach.due_at
+                    ),
+                },
+            );
+            self.pending_overdue.push(breach);
+        }
+    }
+
+    /// Appends one audit record; a failure is kept and stops the turn before its commit.
+    fn record(&mut self, now: Timestamp, facts: AuditFacts) {
+        if self.audit_error.is_some() {
+            return;
+        }
+        let kind = facts.kind;
+        if let Err(error) = self.audit.append(self.core.store_mut(), now, facts) {
+            error!(%error, %kind, "audit record could not be written");
+            self.audit_error = Some(error.to_string());
+        }
+    }
+
+    /// The audit record of a core event (`None` for events that are not audited).
+    fn audit_facts(&mut self, now: Timestamp, event: &Event) -> Option<AuditFacts> {
+        let refused = match event {
+            Event::InboundRejected { from, reason } => {
+                Some((None, *from, format!("frame: {reason}")))
+            }
+            Event::ReceiptRejected {
+                message_id,
+                from,
+                reason,
+            } => Some((Some(*message_id), *from, format!("receipt: {reason}"))),
+            Event::RosterRejected { from, reason } => {
+                Some((None, *from, format!("roster: {reason}")))
+            }
+            _ => None,
+        };
+        if let Some((message_id, from, detail)) = refused {
+            let detail = self.refused_detail(now, from, detail)?;
+            return Some(AuditFacts {
+                kind: AuditKind::RefusedInbound,
+                message_id,
+                peer: Some(from),
+                country: Some(self.country(&from)),
+                envelope_digest: None,
+                detail,
+            });
+        }
+        let outbox_digest = |daemon: &Daemon, id: &MessageId| {
+            daemon
+                .core
+                .store()
+                .get_outbox(id)
+                .ok()
+                .flatten()
+                .map(|entry| (entry.digest, entry.kind))
+        };
+        let facts = |kind: AuditKind,
+                     message_id: Option<MessageId>,
+                     peer: Option<NodeId>,
+                     digest: Option<quickfreeze_keys::Digest32>,
+                     detail: String| AuditFacts {
+            kind,
+            message_id,
+            peer,
+            country: peer.map(|peer| self.country(&peer)),
+            envelope_digest: digest,
+            detail,
+        };
+        let record = match event {
+            Event::Accepted {
+                message_id,
+                recipient,
+                priority,
+            } => {
+                let found = outbox_digest(self, message_id);
+                let kind = found.map_or_else(String::new, |(_, kind)| kind.to_string());
+                facts(
+                    AuditKind::Submitted,
+                    Some(*message_id),
+                    Some(*recipient),
+                    found.map(|(digest, _)| digest),
+                    format!("{priority} {kind}"),
+                )
+            }
+            Event::Sent {
+                message_id,
+                to,
+                via_relay,
+            } => facts(
+                AuditKind::Sent,
+                Some(*message_id),
+                Some(*to),
+                outbox_digest(self, message_id).map(|(digest, _)| digest),
+                if *via_relay { "to a relay" } else { "direct" }.into(),
+            ),
+            Event::Custody { message_id, relay } => facts(
+                AuditKind::Custody,
+                Some(*message_id),
+                Some(*relay),
+                outbox_digest(self, message_id).map(|(digest, _)| digest),
+                "custody receipt verified".into(),
+            ),
+            Event::Delivered {
+                message_id,
+                recipient,
+                received_at,
+                latency_ms,
+            } => facts(
+                AuditKind::Delivered,
+                Some(*message_id),
+                Some(*recipient),
+                outbox_digest(self, message_id).map(|(digest, _)| digest),
+                format!("delivery receipt verified; stored by the recipient at {received_at}, {latency_ms} ms after submission"),
+            ),
+            Event::Expired {
+                message_id,
+                recipient,
+                priority,
+            } => facts(
+                AuditKind::Expired,
+                Some(*message_id),
+                Some(*recipient),
+                outbox_digest(self, message_id).map(|(digest, _)| digest),
+                format!("{priority}: expired without a delivery receipt"),
+            ),
+            Event::Rejected {
+                message_id,
+                by,
+                reason,
+            } => facts(
+                AuditKind::Rejected,
+                Some(*message_id),
+                Some(*by),
+                outbox_digest(self, message_id).map(|(digest, _)| digest),
+                format!("refused by the recipient: {reason}"),
+            ),
+            Event::Received {
+                sender,
+                message_id,
+                priority,
+                kind,
+                via_relay,
+                reannounced: false,
+            } => {
+                let digest = self
+                    .core
+                    .store()
+                    .get_inbox(sender, message_id)
+                    .ok()
+                    .flatten()
+                    .map(|entry| entry.digest);
+                let relay = via_relay.map_or_else(String::new, |relay| {
+                    format!(" via relay {relay}")
+                });
+                facts(
+                    AuditKind::Received,
+                    Some(*message_id),
+                    Some(*sender),
+                    digest,
+                    format!("{priority} {kind}{relay}"),
+                )
+            }
+            Event::Received {
+                reannounced: true, ..
+            } => return None,
+            Event::StatusReceived {
+                references,
+                from,
+                status,
+            } => facts(
+                AuditKind::StatusReceived,
+                Some(*references),
+                Some(*from),
+                None,
+                status_label(status),
+            ),
+            Event::InboundRejected { .. }
+            | Event::ReceiptRejected { .. }
+            | Event::RosterRejected { .. } => return None,
+            Event::RosterUpdated { serial } => facts(
+                AuditKind::RosterUpdated,
+                None,
+                None,
+                None,
+                format!("roster serial {serial} received from a peer and in use"),
+            ),
+            Event::RelayHolding {
+                sender,
+                recipient,
+                message_id,
+            } => facts(
+                AuditKind::RelayHolding,
+                Some(*message_id),
+                Some(*sender),
+                None,
+                format!("held for {} ({recipient})", self.country(recipient)),
+            ),
+            Event::RelayDelivered {
+                sender,
+                recipient,
+                message_id,
+            } => facts(
+                AuditKind::RelayDelivered,
+                Some(*message_id),
+                Some(*sender),
+                None,
+                format!("delivered to {} ({recipient})", self.country(recipient)),
+            ),
+            Event::RelayFailed {
+                sender,
+                recipient,
+                message_id,
+                reason,
+            } => facts(
+                AuditKind::RelayFailed,
+                Some(*message_id),
+                Some(*sender),
+                None,
+                format!("for {} ({recipient}): {reason}", self.country(recipient)),
+            ),
+            Event::StoreFailed { .. } => return None,
+        };
+        Some(record)
+    }
+
+    /// The detail of a refused-inbound record, or `None` when this peer already has
+    /// [`MAX_REFUSED_AUDIT_PER_MINUTE`] records this minute (the log line still appears).
+    fn refused_detail(&mut self, now: Timestamp, peer: NodeId, detail: String) -> Option<String> {
+        let minute = now.0 / 60_000;
+        if self.refused_audit.len() > 1024 {
+            self.refused_audit.retain(|_, (at, _, _)| *at == minute);
+        }
+        let slot = self.refused_audit.entry(peer).or_insert((minute, 0, 0));
+        if slot.0 != minute {
+            *slot = (minute, 0, slot.2);
+        }
+        if slot.1 >= MAX_REFUSED_AUDIT_PER_MINUTE {
+            slot.2 = slot.2.saturating_add(1);
+            return None;
+        }
+        slot.1 += 1;
+        let suppressed = std::mem::take(&mut slot.2);
+        Some(if suppressed > 0 {
+            format!(
+                "{detail} ({suppressed} earlier refusals from this peer not recorded one by one)"
+            )
+        } else {
+            detail
+        })
     }
 
     fn on_network(&mut self, event: NetworkEvent) {
@@ -563,6 +1016,10 @@ impl Daemon {
                 info!(%message_id, to = %country(recipient), %received_at, latency_ms, "delivered");
                 let message_id = *message_id;
                 self.metrics.delivered += 1;
+                self.telemetry.delivered += 1;
+                self.telemetry
+                    .time_to_receipt
+                    .observe(*latency_ms as f64 / 1000.0);
                 if let Some(at) = self.accepted_at.remove(&message_id) {
                     if self.latencies_us.len() >= MAX_LATENCY_SAMPLES {
                         self.latencies_us.pop_front();
@@ -583,6 +1040,7 @@ impl Daemon {
                 priority,
             } => {
                 self.metrics.expired += 1;
+                self.telemetry.expired += 1;
                 self.accepted_at.remove(message_id);
                 error!(%message_id, to = %country(recipient), %priority, "EXPIRED UNDELIVERED: contact the recipient by phone");
                 self.alert(
@@ -599,6 +1057,7 @@ impl Daemon {
                 reason,
             } => {
                 error!(%message_id, by = %country(by), %reason, "REFUSED by the recipient");
+                self.telemetry.rejected += 1;
                 self.alert("rejected", Some(*message_id), None, Some(*by), reason);
             }
             Event::Received {
@@ -613,6 +1072,7 @@ impl Daemon {
                     "STILL UNACKNOWLEDGED after restart"
                 } else {
                     self.metrics.received += 1;
+                    self.telemetry.received += 1;
                     "NEW REQUEST in the inbox"
                 };
                 info!(%message_id, from = %country(sender), %priority, %kind, relayed = via_relay.is_some(), "{what}");
@@ -781,16 +1241,63 @@ impl Daemon {
             }
             ControlRequest::Inbox { limit } => self.inbox(now, limit),
             ControlRequest::Outbox { limit } => self.outbox(now, limit),
-            ControlRequest::Show { message_id } => self.show(&message_id),
+            ControlRequest::Show { message_id } => {
+                let response = self.show(&message_id);
+                if let ControlResponse::Message { detail } = &response {
+                    if let Ok(id) = detail.message_id.parse::<MessageId>() {
+                        let (peer, digest) = self.message_facts(&id);
+                        self.record(
+                            now,
+                            AuditFacts {
+                                kind: AuditKind::Opened,
+                                message_id: Some(id),
+                                peer,
+                                country: peer.map(|peer| self.country(&peer)),
+                                envelope_digest: digest,
+                                detail: format!(
+                                    "{} message opened at the console",
+                                    detail.direction
+                                ),
+                            },
+                        );
+                    }
+                }
+                response
+            }
             ControlRequest::Ack {
                 message_id,
                 officer,
             } => match self.find_inbox_sender(&message_id) {
                 Err(message) => ControlResponse::Error { message },
                 Ok((sender, id)) => match self.core.acknowledge(now, sender, id, &officer) {
-                    Ok(reply) => ControlResponse::Acknowledged {
-                        status_message_id: reply.map(|id| id.to_string()),
-                    },
+                    Ok(reply) => {
+                        if let Some(status_id) = reply {
+                            if let Ok(Some(entry)) = self.core.store().get_inbox(&sender, &id) {
+                                self.telemetry
+                                    .time_to_acknowledge
+                                    .observe(now.millis_since(entry.received_at) as f64 / 1000.0);
+                            }
+                            let (_, digest) = self.message_facts(&id);
+                            self.record(
+                                now,
+                                AuditFacts {
+                                    kind: AuditKind::Acknowledged,
+                                    message_id: Some(id),
+                                    peer: Some(sender),
+                                    country: Some(self.country(&sender)),
+                                    envelope_digest: digest,
+                                    detail: format!(
+                                        "acknowledged by officer {officer}; status message {status_id}"
+                                    ),
+                                },
+                            );
+                        }
+                        // Clear T2 in `status` at once rather than at the next tick.
+                        self.check_deadlines(now);
+                        ControlResponse::Acknowledged {
+                            status_message_id: reply.map(|id| id.to_string()),
+                        }
+                    }
                     Err(error) => ControlResponse::Error {
                         message: error.to_string(),
                     },
@@ -803,16 +1310,47 @@ impl Daemon {
                 officer,
             } => match self.find_inbox_sender(&message_id) {
                 Err(message) => ControlResponse::Error { message },
-                Ok((sender, id)) => match self.core.reply(now, sender, id, status, note, officer) {
-                    Ok(reply) => ControlResponse::Replied {
-                        status_message_id: reply.to_string(),
-                    },
-                    Err(error) => ControlResponse::Error {
-                        message: error.to_string(),
-                    },
-                },
+                Ok((sender, id)) => {
+                    let label = status_label(&status);
+                    let who = officer.clone();
+                    match self.core.reply(now, sender, id, status, note, officer) {
+                        Ok(reply) => {
+                            let (_, digest) = self.message_facts(&id);
+                            self.record(
+                                now,
+                                AuditFacts {
+                                    kind: AuditKind::StatusSent,
+                                    message_id: Some(id),
+                                    peer: Some(sender),
+                                    country: Some(self.country(&sender)),
+                                    envelope_digest: digest,
+                                    detail: format!(
+                                        "{label} by officer {who}; status message {reply}"
+                                    ),
+                                },
+                            );
+                            self.check_deadlines(now);
+                            ControlResponse::Replied {
+                                status_message_id: reply.to_string(),
+                            }
+                        }
+                        Err(error) => ControlResponse::Error {
+                            message: error.to_string(),
+                        },
+                    }
+                }
             },
             ControlRequest::Peers => self.peers(),
+            ControlRequest::MetricsSnapshot => self.snapshot(now),
+            ControlRequest::Stats { since_ms } => {
+                let roster = self.core.roster();
+                tokio::task::block_in_place(|| {
+                    crate::stats::answer(self.core.store(), roster, Timestamp(since_ms))
+                })
+            }
+            request @ (ControlRequest::AuditVerify { .. } | ControlRequest::AuditExport { .. }) => {
+                tokio::task::block_in_place(|| crate::audit::answer(&self.audit, &request))
+            }
             ControlRequest::Metrics { reset } => self.metrics_report(reset),
             ControlRequest::Status => self.status(now),
             ControlRequest::WaitDelivered { message_id, .. } => {
@@ -883,6 +1421,21 @@ impl Daemon {
         ControlResponse::Metrics { metrics }
     }
 
+    /// The other node and the envelope digest of a message, from the outbox or the inbox.
+    fn message_facts(
+        &self,
+        id: &MessageId,
+    ) -> (Option<NodeId>, Option<quickfreeze_keys::Digest32>) {
+        let store = self.core.store();
+        if let Ok(Some(entry)) = store.get_outbox(id) {
+            return (Some(entry.recipient), Some(entry.digest));
+        }
+        match store.find_message(id) {
+            Ok(Some(crate::store::Found::Inbox(entry))) => (Some(entry.sender), Some(entry.digest)),
+            _ => (None, None),
+        }
+    }
+
     fn country(&self, node: &NodeId) -> String {
         self.core
             .roster()
@@ -949,7 +1502,14 @@ impl Daemon {
                 }
             }
         };
-        entries.sort_by_key(|entry| std::cmp::Reverse(entry.received_at));
+        let overdue = self.tracker.by_message();
+        // Overdue first, then newest first.
+        entries.sort_by_key(|entry| {
+            (
+                !overdue.contains_key(&entry.message_id),
+                std::cmp::Reverse(entry.received_at),
+            )
+        });
         let rows = entries
             .iter()
             .take(limit)
@@ -964,6 +1524,10 @@ impl Daemon {
                 acknowledged: entry.acknowledged_at.is_some(),
                 summary: entry.payload.summary(),
                 via_relay: entry.via_relay.map(|relay| relay.to_string()),
+                overdue: overdue
+                    .get(&entry.message_id)
+                    .map(|clocks| clocks.iter().map(ToString::to_string).collect())
+                    .unwrap_or_default(),
             })
             .collect();
         ControlResponse::Inbox { rows }
@@ -978,7 +1542,13 @@ impl Daemon {
                 }
             }
         };
-        entries.sort_by_key(|entry| std::cmp::Reverse(entry.created_at));
+        let overdue = self.tracker.by_message();
+        entries.sort_by_key(|entry| {
+            (
+                !overdue.contains_key(&entry.message_id),
+                std::cmp::Reverse(entry.created_at),
+            )
+        });
         let rows = entries
             .iter()
             .take(limit)
@@ -998,6 +1568,10 @@ impl Daemon {
                     .status_history
                     .last()
                     .map(|record| record.update.status.to_string()),
+                overdue: overdue
+                    .get(&entry.message_id)
+                    .map(|clocks| clocks.iter().map(ToString::to_string).collect())
+                    .unwrap_or_default(),
             })
             .collect();
         ControlResponse::Outbox { rows }
@@ -1112,6 +1686,35 @@ impl Daemon {
         ControlResponse::Peers { rows }
     }
 
+    /// The figures for one Prometheus scrape.
+    fn snapshot(&self, now: Timestamp) -> ControlResponse {
+        let sizes = self.core.queue_sizes();
+        let roster = self.core.roster();
+        let overdue = self.tracker.counts();
+        ControlResponse::MetricsSnapshot {
+            snapshot: Box::new(crate::prometheus::Snapshot {
+                connected_peers: self.connected.len() as u64,
+                outbox_pending: [
+                    sizes.outbox_pending[2] as u64,
+                    sizes.outbox_pending[1] as u64,
+                    sizes.outbox_pending[0] as u64,
+                ],
+                relay_held: sizes.relay_pending as u64,
+                relay_held_bytes: sizes.relay_bytes,
+                delivered_total: self.telemetry.delivered,
+                expired_total: self.telemetry.expired,
+                rejected_total: self.telemetry.rejected,
+                received_total: self.telemetry.received,
+                time_to_receipt: self.telemetry.time_to_receipt.clone(),
+                time_to_acknowledge: self.telemetry.time_to_acknowledge.clone(),
+                roster_serial: roster.serial,
+                roster_expires_in_s: seconds_between(now, roster.expires_at),
+                key_file_age_s: key_file_age_s(&self.data_dir),
+                overdue: overdue.map(|count| count as u64),
+            }),
+        }
+    }
+
     fn status(&self, now: Timestamp) -> ControlResponse {
         let roster = self.core.roster();
         let me = self.core.node_id();
@@ -1152,6 +1755,26 @@ impl Daemon {
                 connected_peers: self.connected.len(),
                 listen_addresses: self.listen_addresses.clone(),
                 store_flushes: self.core.store().stats().flushes,
+                roster_expires_in_s: seconds_between(now, roster.expires_at),
+                overdue: self.tracker.counts(),
+                overdue_items: self
+                    .tracker
+                    .current()
+                    .iter()
+                    .take(100)
+                    .map(|breach| crate::control::OverdueRow {
+                        clock: breach.clock.to_string(),
+                        meaning: breach.clock.describe().into(),
+                        message_id: breach.message_id.to_string(),
+                        peer: breach.peer.to_string(),
+                        country: self.country(&breach.peer),
+                        priority: breach.priority.to_string(),
+                        due_at: breach.due_at.to_rfc3339(),
+                        overdue_s: now.millis_since(breach.due_at) / 1000,
+                    })
+                    .collect(),
+                key_file_age_s: key_file_age_s(&self.data_dir),
+                metrics_address: self.metrics_address.map(|address| address.to_string()),
             }),
         }
     }
@@ -1315,4 +1938,41 @@ async fn serve_console(
         write_json(&mut write_half, &response).await?;
     }
     Ok(())
+}
+
+/// A status as a short label for the audit log: its kind and, for refusals, the ground. Never
+/// the explanation text.
+pub(crate) fn status_label(status: &quickfreeze_proto::payload::Status) -> String {
+    use quickfreeze_proto::payload::Status;
+    match status {
+        Status::AcknowledgedByOfficer => "acknowledged".into(),
+        Status::Preserved { .. } => "preserved".into(),
+        Status::PartiallyExecuted { .. } => "partially-executed".into(),
+        Status::Refused { ground, .. } => format!("refused ({ground})"),
+        Status::MoreInformationNeeded { .. } => "more-information-needed".into(),
+        Status::ForwardedToCentralAuthority { .. } => "forwarded".into(),
+        Status::DataNotAvailable { .. } => "data-not-available".into(),
+    }
+}
+
+/// `to - from` in whole seconds, negative when `to` is earlier.
+fn seconds_between(from: Timestamp, to: Timestamp) -> i64 {
+    let seconds = |ms: u64| i64::try_from(ms / 1000).unwrap_or(i64::MAX);
+    if to >= from {
+        seconds(to.millis_since(from))
+    } else {
+        -seconds(from.millis_since(to))
+    }
+}
+
+/// Seconds since the node's key file was last modified (written by `init` or a rotation).
+pub(crate) fn key_file_age_s(data_dir: &Path) -> Option<u64> {
+    let modified = std::fs::metadata(data_dir.join(files::KEY))
+        .and_then(|metadata| metadata.modified())
+        .ok()?;
+    Some(
+        std::time::SystemTime::now()
+            .duration_since(modified)
+            .map_or(0, |age| age.as_secs()),
+    )
 }

@@ -10,10 +10,14 @@
 
 #![deny(unreachable_pub)]
 
+pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod control;
 pub mod daemon;
+pub mod deadlines;
 pub mod demo;
 pub mod network;
+pub mod prometheus;
+pub mod stats;
 pub mod store;

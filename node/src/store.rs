@@ -515,6 +515,21 @@ impl SledStore {
         }
     }
 
+    /// Opens (or creates) another tree of this database, for records kept beside the core's
+    /// state (the audit log). Writes to it are made durable by [`Store::flush`] only if the
+    /// writer also calls [`SledStore::note_write`].
+    pub fn open_tree(&self, name: &str) -> Result<sled::Tree, StoreError> {
+        self.db
+            .open_tree(name)
+            .map_err(|error| sled_error("open", name, error))
+    }
+
+    /// Tells the store that a tree obtained from [`SledStore::open_tree`] was written, so that
+    /// the next [`Store::flush`] commits it.
+    pub fn note_write(&mut self) {
+        self.dirty = true;
+    }
+
     /// The store's directory.
     pub fn path(&self) -> &Path {
         &self.path

@@ -3,170 +3,20 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use libp2p::Multiaddr;
-use quickfreeze_keys::roster::{Member, Role, Roster};
-use quickfreeze_keys::{
-    AuthorityKey, CountryCode, EncryptionKey, Identity, SignedRoster, Timestamp,
-};
-use quickfreeze_node::config::{files, NodeConfig};
-use quickfreeze_node::control::{ControlClient, ControlRequest, ControlResponse};
-use quickfreeze_node::daemon::{self, RunningNode};
+use quickfreeze_keys::Timestamp;
+use quickfreeze_node::control::{ControlRequest, ControlResponse};
 use quickfreeze_node::network::{Network, NetworkConfig, NetworkEvent};
 use quickfreeze_proto::envelope::Envelope;
 use quickfreeze_proto::frame::{Batch, Frame};
 use quickfreeze_proto::payload::{example_free_text, example_preservation, Payload};
 
-use common::free_port;
+use common::{ask, fixture, send_and_wait};
 
 const DAY_MS: u64 = 24 * 3600 * 1000;
-
-struct Fixture {
-    _root: tempfile::TempDir,
-    authority: AuthorityKey,
-    roster: Roster,
-    dirs: Vec<PathBuf>,
-    identities: Vec<Identity>,
-    addresses: Vec<String>,
-}
-
-/// One member per country, each with a data dir, key file, config and the signed roster.
-fn fixture(countries: &[&str], alert_hook: Vec<String>) -> Fixture {
-    let root = tempfile::tempdir().expect("tempdir");
-    let mut rng = rand::rng();
-    let authority = AuthorityKey::generate(&mut rng);
-    let now = Timestamp::now();
-    let mut members = Vec::new();
-    let mut dirs = Vec::new();
-    let mut identities = Vec::new();
-    let mut addresses = Vec::new();
-    for country in countries {
-        let dir = root.path().join(country.to_lowercase());
-        std::fs::create_dir_all(&dir).expect("mkdir");
-        let identity = Identity::generate(&mut rng);
-        identity.write_key_file(&dir.join(files::KEY)).expect("key");
-        let address = format!("/ip4/127.0.0.1/tcp/{}", free_port());
-        let mut config = NodeConfig {
-            data_dir: dir.clone(),
-            listen: vec![address.clone()],
-            alert_hook: alert_hook.clone(),
-            ..NodeConfig::default()
-        };
-        config.retry.base_ms = 100;
-        config.retry.cap_ms = 1_000;
-        std::fs::write(
-            dir.join(files::CONFIG),
-            toml::to_string(&config).expect("config"),
-        )
-        .expect("config");
-        members.push(Member {
-            node_id: identity.node_id(),
-            country: CountryCode::parse(country).expect("country"),
-            authority_name: format!("{country} point of contact"),
-            role: Role::PointOfContact,
-            encryption_key: EncryptionKey(identity.encryption_public()),
-            addresses: vec![address.clone()],
-            relays: vec![],
-            valid_from: Timestamp(now.0 - DAY_MS),
-            valid_until: now.plus_ms(30 * DAY_MS),
-            on_duty_contact: "duty@example.org".into(),
-        });
-        dirs.push(dir);
-        identities.push(identity);
-        addresses.push(address);
-    }
-    let roster = Roster {
-        network: "daemon-tests".into(),
-        serial: 1,
-        issued_at: now,
-        expires_at: now.plus_ms(30 * DAY_MS),
-        threshold: 1,
-        authorities: vec![authority.public()],
-        members,
-    };
-    let fixture = Fixture {
-        _root: root,
-        authority,
-        roster,
-        dirs,
-        identities,
-        addresses,
-    };
-    fixture.install(&fixture.roster.clone(), None);
-    fixture
-}
-
-impl Fixture {
-    fn signed(&self, roster: &Roster) -> Vec<u8> {
-        let mut signed = SignedRoster::new(roster).expect("roster");
-        signed.sign(&self.authority, None).expect("sign");
-        signed.to_bytes().expect("encode")
-    }
-
-    fn install(&self, roster: &Roster, only: Option<usize>) {
-        let bytes = self.signed(roster);
-        for (index, dir) in self.dirs.iter().enumerate() {
-            if only.is_some_and(|only| only != index) {
-                continue;
-            }
-            std::fs::write(dir.join(files::ROSTER), &bytes).expect("roster");
-            std::fs::write(
-                dir.join(files::PIN),
-                roster.authority_set_fingerprint().to_string(),
-            )
-            .expect("pin");
-        }
-    }
-
-    async fn start(&self, index: usize) -> RunningNode {
-        let config = NodeConfig::load(&self.dirs[index].join(files::CONFIG)).expect("config");
-        daemon::start(config).await.expect("node starts")
-    }
-}
-
-async fn ask(dir: &Path, request: ControlRequest) -> ControlResponse {
-    let dir = dir.to_path_buf();
-    tokio::task::spawn_blocking(move || {
-        for _ in 0..200 {
-            if let Ok(mut client) = ControlClient::connect(&dir, Duration::from_secs(30)) {
-                return client.request(&request).expect("answer");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("console of {} never answered", dir.display());
-    })
-    .await
-    .expect("join")
-}
-
-async fn send_and_wait(dir: &Path, to: &str, payload: Payload) -> String {
-    let ControlResponse::Submitted { message_id, .. } = ask(
-        dir,
-        ControlRequest::Submit {
-            recipient: to.into(),
-            payload: Box::new(payload),
-        },
-    )
-    .await
-    else {
-        panic!("submit refused");
-    };
-    match ask(
-        dir,
-        ControlRequest::WaitDelivered {
-            message_id: message_id.clone(),
-            timeout_ms: 30_000,
-        },
-    )
-    .await
-    {
-        ControlResponse::Delivered { receipt, .. } => assert!(receipt.verified),
-        other => panic!("not delivered: {other:?}"),
-    }
-    message_id
-}
 
 async fn roster_serial(dir: &Path) -> u64 {
     match ask(dir, ControlRequest::Status).await {

@@ -1,0 +1,750 @@
+//! The audit trail: an append-only, hash-chained record of what happened to every message.
+//!
+//! # What is recorded
+//!
+//! One [`AuditRecord`] per fact an auditor or a case file may need: a request submitted, sent,
+//! taken into custody by a relay, delivered, received, opened by an officer (`show`),
+//! acknowledged, a status sent or received, expiry, a refusal by the recipient (with its reason),
+//! a refused inbound frame, a roster installed or updated, a deadline breached. Each record
+//! carries a sequence number, the time, the kind, the message id, the other node and its country,
+//! the envelope digest and a short detail written by this node (a reason, a status name, a clock).
+//! **The content of a request never enters the log**: no case facts, no data descriptions, no
+//! notes. Officer names appear for acknowledgements and status replies, because "who did it" is
+//! what an audit is for.
+//!
+//! # The chain
+//!
+//! Records live in their own sled tree ([`TREE_AUDIT`]) of the node's database, keyed by the
+//! sequence number in big-endian bytes so that sled's key order is the sequence order. Each
+//! record stores its body and
+//!
+//! `hash = SHA-256(AUDIT_DOMAIN_TAG ‖ hash of the previous record ‖ canonical encoding of the body)`
+//!
+//! where the first record's "previous hash" is 32 zero bytes and the canonical encoding is
+//! [`quickfreeze_keys::codec::encode`] of [`AuditBody`]. [`verify_chain`] walks the records in
+//! key order and recomputes every hash: an edited byte, a removed record or two records swapped
+//! all break the chain at a sequence number it reports.
+//!
+//! Two limits, stated plainly. A record deleted **from the end** leaves a shorter, perfectly
+//! consistent chain; it is detected only against a head hash recorded earlier (`audit verify
+//! --expect-head`, e.g. the head written into the shift log each morning). And someone able to
+//! rewrite the database can rebuild the whole chain after an edit; again only an earlier head
+//! kept elsewhere reveals it.
+//!
+//! # Durability
+//!
+//! The daemon appends the records of a loop turn *before* that turn's group commit, so the record
+//! of a change is durable exactly when the change is, and nothing is acknowledged to anyone
+//! before both are on disk.
+
+use std::fmt;
+
+use quickfreeze_keys::{codec, Digest32, NodeId, Timestamp};
+use quickfreeze_proto::MessageId;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+
+use crate::control::{ControlRequest, ControlResponse};
+use crate::store::SledStore;
+use quickfreeze_proto::core::StoreError;
+
+/// Name of the sled tree holding the audit records.
+pub const TREE_AUDIT: &str = "audit";
+/// Domain separation for the record hashes (changing it changes every hash).
+pub const AUDIT_DOMAIN_TAG: &[u8] = b"quickfreeze-audit-record-v1";
+/// Largest encoded record the log writes or reads.
+pub const MAX_AUDIT_RECORD_BYTES: u64 = 8 * 1024;
+/// Longest `detail` kept in a record (longer text is cut, with a marker).
+pub const MAX_DETAIL_CHARS: usize = 400;
+/// Most records one export page carries over the control socket.
+pub const MAX_EXPORT_PAGE: usize = 1_000;
+
+/// What a record says happened. New kinds are only ever appended (the encoding is the index).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AuditKind {
+    /// An officer's message was stored in the outbox.
+    Submitted,
+    /// First transmission of a message (direct or to a relay).
+    Sent,
+    /// A relay signed a custody receipt.
+    Custody,
+    /// The recipient's delivery receipt was verified.
+    Delivered,
+    /// A message arrived in the inbox.
+    Received,
+    /// An officer opened a message (`show`).
+    Opened,
+    /// An officer acknowledged an inbox message.
+    Acknowledged,
+    /// A status update was sent about an inbox message.
+    StatusSent,
+    /// A status update arrived about one of our messages.
+    StatusReceived,
+    /// A message expired without a delivery receipt.
+    Expired,
+    /// The recipient refused one of our messages.
+    Rejected,
+    /// A frame, receipt or roster from a peer was refused.
+    RefusedInbound,
+    /// The operator installed a roster (seen at start-up).
+    RosterInstalled,
+    /// A newer roster arrived from a peer and is in use.
+    RosterUpdated,
+    /// A deadline passed (see `deadlines`).
+    Overdue,
+    /// Relay role: took custody of a message for a member.
+    RelayHolding,
+    /// Relay role: delivered a held message.
+    RelayDelivered,
+    /// Relay role: gave up on a held message.
+    RelayFailed,
+}
+
+impl AuditKind {
+    /// The kebab-case name used in exports and logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            AuditKind::Submitted => "submitted",
+            AuditKind::Sent => "sent",
+            AuditKind::Custody => "custody",
+            AuditKind::Delivered => "delivered",
+            AuditKind::Received => "received",
+            AuditKind::Opened => "opened",
+            AuditKind::Acknowledged => "acknowledged",
+            AuditKind::StatusSent => "status-sent",
+            AuditKind::StatusReceived => "status-received",
+            AuditKind::Expired => "expired",
+            AuditKind::Rejected => "rejected",
+            AuditKind::RefusedInbound => "refused-inbound",
+            AuditKind::RosterInstalled => "roster-installed",
+            AuditKind::RosterUpdated => "roster-updated",
+            AuditKind::Overdue => "overdue",
+            AuditKind::RelayHolding => "relay-holding",
+            AuditKind::RelayDelivered => "relay-delivered",
+            AuditKind::RelayFailed => "relay-failed",
+        }
+    }
+}
+
+impl fmt::Display for AuditKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The facts a caller hands to [`AuditLog::append`]; the log adds sequence number and time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditFacts {
+    /// What happened.
+    pub kind: AuditKind,
+    /// The message concerned.
+    pub message_id: Option<MessageId>,
+    /// The other node (recipient, sender, relay or offending peer).
+    pub peer: Option<NodeId>,
+    /// Its country, from the roster.
+    pub country: Option<String>,
+    /// SHA-256 of the envelope concerned.
+    pub envelope_digest: Option<Digest32>,
+    /// Short text written by this node: a reason, a status name, a clock. Never request content.
+    pub detail: String,
+}
+
+impl AuditFacts {
+    /// Facts of `kind` with nothing else filled in.
+    pub fn new(kind: AuditKind) -> AuditFacts {
+        AuditFacts {
+            kind,
+            message_id: None,
+            peer: None,
+            country: None,
+            envelope_digest: None,
+            detail: String::new(),
+        }
+    }
+}
+
+/// The hashed part of a record, in its canonical field order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditBody {
+    /// Position in the log, from 0, without gaps.
+    pub seq: u64,
+    /// When the node recorded it.
+    pub at: Timestamp,
+    /// What happened.
+    pub kind: AuditKind,
+    /// The message concerned.
+    pub message_id: Option<MessageId>,
+    /// The other node.
+    pub peer: Option<NodeId>,
+    /// Its country.
+    pub country: Option<String>,
+    /// SHA-256 of the envelope concerned.
+    pub envelope_digest: Option<Digest32>,
+    /// Short text written by this node.
+    pub detail: String,
+}
+
+/// One stored record: the body and the chain hash.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    /// The hashed facts.
+    pub body: AuditBody,
+    /// `SHA-256(tag ‖ previous hash ‖ encode(body))`.
+    pub hash: Digest32,
+}
+
+/// A record as one JSON line of an export.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditLine {
+    /// Sequence number.
+    pub seq: u64,
+    /// When (RFC 3339).
+    pub at: String,
+    /// Milliseconds since the epoch (exact).
+    pub at_ms: u64,
+    /// What happened.
+    pub kind: AuditKind,
+    /// Message id (hex).
+    pub message_id: Option<String>,
+    /// The other node.
+    pub peer: Option<String>,
+    /// Its country.
+    pub country: Option<String>,
+    /// SHA-256 of the envelope (hex).
+    pub envelope_digest: Option<String>,
+    /// Detail.
+    pub detail: String,
+    /// Chain hash of this record (hex).
+    pub hash: String,
+}
+
+impl From<&AuditRecord> for AuditLine {
+    fn from(record: &AuditRecord) -> AuditLine {
+        let body = &record.body;
+        AuditLine {
+            seq: body.seq,
+            at: body.at.to_rfc3339(),
+            at_ms: body.at.0,
+            kind: body.kind,
+            message_id: body.message_id.map(|id| id.to_string()),
+            peer: body.peer.map(|peer| peer.to_string()),
+            country: body.country.clone(),
+            envelope_digest: body.envelope_digest.map(|digest| digest.to_string()),
+            detail: body.detail.clone(),
+            hash: record.hash.to_string(),
+        }
+    }
+}
+
+/// The outcome of [`verify_chain`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerifyReport {
+    /// Records that verified before the first problem (all of them when `first_bad` is `None`).
+    pub records: u64,
+    /// Hash of the last good record (hex; 64 zeros for an empty log).
+    pub head: String,
+    /// Sequence number of the first record that is missing, altered or out of place.
+    pub first_bad: Option<u64>,
+    /// What is wrong there.
+    pub problem: Option<String>,
+    /// With `--expect-head`: whether that hash is a record of the verified chain.
+    pub expected_head_found: Option<bool>,
+}
+
+impl VerifyReport {
+    /// The chain verified and, if a head was expected, it was found.
+    pub fn ok(&self) -> bool {
+        self.first_bad.is_none() && self.expected_head_found != Some(false)
+    }
+}
+
+/// The chain hash of `body` after `previous`.
+pub fn chain_hash(previous: &Digest32, body: &AuditBody) -> Result<Digest32, String> {
+    let encoded = codec::encode(body, MAX_AUDIT_RECORD_BYTES)
+        .map_err(|error| format!("audit record {} does not encode: {error}", body.seq))?;
+    let mut hasher = Sha256::new();
+    hasher.update(AUDIT_DOMAIN_TAG);
+    hasher.update(previous.0);
+    hasher.update(&encoded);
+    Ok(Digest32(hasher.finalize().into()))
+}
+
+/// The key of record `seq`.
+pub fn audit_key(seq: u64) -> [u8; 8] {
+    seq.to_be_bytes()
+}
+
+/// Checks a log given as `(key, value)` pairs in key order, stopping at the first problem.
+///
+/// `expect_head`, if given, must be the hash of one of the records that verified; a missing
+/// tail (records deleted from the end) is detected only this way.
+pub fn verify_chain<I>(items: I, expect_head: Option<&Digest32>) -> VerifyReport
+where
+    I: IntoIterator<Item = Result<(Vec<u8>, Vec<u8>), String>>,
+{
+    let mut previous = Digest32([0; 32]);
+    let mut expected_seq = 0u64;
+    let mut found_head = false;
+    let mut problem = None;
+    for item in items {
+        let (key, value) = match item {
+            Ok(pair) => pair,
+            Err(error) => {
+                problem = Some(format!("the log could not be read: {error}"));
+                break;
+            }
+        };
+        let key_seq = match <[u8; 8]>::try_from(key.as_slice()) {
+            Ok(bytes) => u64::from_be_bytes(bytes),
+            Err(_) => {
+                problem = Some(format!(
+                    "a key of {} bytes ({}) is not a sequence number",
+                    key.len(),
+                    hex::encode(&key)
+                ));
+                break;
+            }
+        };
+        if key_seq != expected_seq {
+            problem = Some(if key_seq > expected_seq {
+                format!(
+                    "record {expected_seq} is missing (the next one stored is {key_seq}): records were removed"
+                )
+            } else {
+                format!("record {key_seq} is stored out of order")
+            });
+            break;
+        }
+        let record: AuditRecord = match codec::decode(&value, MAX_AUDIT_RECORD_BYTES) {
+            Ok(record) => record,
+            Err(error) => {
+                problem = Some(format!(
+                    "record {key_seq} does not decode ({error}): it was altered"
+                ));
+                break;
+            }
+        };
+        if record.body.seq != key_seq {
+            problem = Some(format!(
+                "the record stored as {key_seq} says it is record {}: records were moved or swapped",
+                record.body.seq
+            ));
+            break;
+        }
+        match chain_hash(&previous, &record.body) {
+            Ok(hash) if hash == record.hash => {}
+            Ok(_) => {
+                problem = Some(format!(
+                    "record {key_seq} does not match its hash chain: it, or the record before it, was altered"
+                ));
+                break;
+            }
+            Err(error) => {
+                problem = Some(error);
+                break;
+            }
+        }
+        if expect_head == Some(&record.hash) {
+            found_head = true;
+        }
+        previous = record.hash;
+        expected_seq += 1;
+    }
+    let first_bad = problem.as_ref().map(|_| expected_seq);
+    VerifyReport {
+        records: expected_seq,
+        head: previous.to_string(),
+        first_bad,
+        problem,
+        expected_head_found: expect_head.map(|_| found_head),
+    }
+}
+
+/// Parses `--since`: an RFC 3339 time, or an age such as `30d`, `12h`, `90m`, `45s` before `now`.
+pub fn parse_since(text: &str, now: Timestamp) -> Result<Timestamp, String> {
+    let text = text.trim();
+    let unit_ms = match text.chars().last() {
+        Some('d') => Some(24 * 3600 * 1000),
+        Some('h') => Some(3600 * 1000),
+        Some('m') => Some(60 * 1000),
+        Some('s') => Some(1000),
+        _ => None,
+    };
+    if let Some(unit_ms) = unit_ms {
+        if let Ok(count) = text[..text.len() - 1].parse::<u64>() {
+            // Ten years is more than any store holds; larger numbers are typos.
+            if count > 3_660 * 24 * 3600 * 1000 / unit_ms {
+                return Err(format!(
+                    "`{text}` reaches back more than ten years; give a date instead"
+                ));
+            }
+            return Ok(Timestamp(now.0.saturating_sub(count * unit_ms)));
+        }
+    }
+    Timestamp::parse_rfc3339(text).map_err(|_| {
+        format!("`{text}` is neither an age such as 30d, 12h, 90m or 45s nor an RFC 3339 time such as 2026-11-01T00:00:00Z")
+    })
+}
+
+fn cut_detail(detail: String) -> String {
+    if detail.chars().count() <= MAX_DETAIL_CHARS {
+        return detail;
+    }
+    let mut cut: String = detail.chars().take(MAX_DETAIL_CHARS).collect();
+    cut.push_str("…[cut]");
+    cut
+}
+
+fn tree_error(operation: &str, error: sled::Error) -> StoreError {
+    StoreError(format!("{operation} in tree `{TREE_AUDIT}`: {error}"))
+}
+
+/// The audit log of one node: a sled tree plus the position of its head.
+pub struct AuditLog {
+    tree: sled::Tree,
+    next_seq: u64,
+    head: Digest32,
+}
+
+impl AuditLog {
+    /// Opens the log in `store`'s database and finds its head.
+    ///
+    /// A last record that does not decode does not stop the node (an officer must still be able
+    /// to work): the log continues after it, chaining from the hash of its raw bytes, and
+    /// `audit verify` reports the damaged record.
+    pub fn open(store: &SledStore) -> Result<AuditLog, StoreError> {
+        let tree = store.open_tree(TREE_AUDIT)?;
+        let last = tree.last().map_err(|error| tree_error("read", error))?;
+        let (next_seq, head) = match last {
+            None => (0, Digest32([0; 32])),
+            Some((key, value)) => {
+                let seq = <[u8; 8]>::try_from(key.as_ref())
+                    .map(u64::from_be_bytes)
+                    .map_err(|_| {
+                        StoreError(format!(
+                            "tree `{TREE_AUDIT}` holds a key that is not a sequence number ({}); run `quickfreeze audit verify`",
+                            hex::encode(&key)
+                        ))
+                    })?;
+                match codec::decode::<AuditRecord>(&value, MAX_AUDIT_RECORD_BYTES) {
+                    Ok(record) => (seq.saturating_add(1), record.hash),
+                    Err(error) => {
+                        tracing::error!(seq, %error, "the last audit record is damaged; the log continues after it; run `quickfreeze audit verify`");
+                        (
+                            seq.saturating_add(1),
+                            Digest32(Sha256::digest(&value).into()),
+                        )
+                    }
+                }
+            }
+        };
+        Ok(AuditLog {
+            tree,
+            next_seq,
+            head,
+        })
+    }
+
+    /// Records in the log, and the hash of the last one.
+    pub fn head(&self) -> (u64, Digest32) {
+        (self.next_seq, self.head)
+    }
+
+    /// Appends one record. It becomes durable with the store's next flush (this marks the store
+    /// as written, so that flush does the IO).
+    pub fn append(
+        &mut self,
+        store: &mut SledStore,
+        at: Timestamp,
+        facts: AuditFacts,
+    ) -> Result<AuditRecord, StoreError> {
+        let body = AuditBody {
+            seq: self.next_seq,
+            at,
+            kind: facts.kind,
+            message_id: facts.message_id,
+            peer: facts.peer,
+            country: facts.country,
+            envelope_digest: facts.envelope_digest,
+            detail: cut_detail(facts.detail),
+        };
+        let hash = chain_hash(&self.head, &body).map_err(StoreError)?;
+        let record = AuditRecord { body, hash };
+        let bytes = codec::encode(&record, MAX_AUDIT_RECORD_BYTES)
+            .map_err(|error| StoreError(format!("audit record does not encode: {error}")))?;
+        store.note_write();
+        self.tree
+            .insert(audit_key(record.body.seq), bytes)
+            .map_err(|error| tree_error("write", error))?;
+        self.next_seq += 1;
+        self.head = hash;
+        Ok(record)
+    }
+
+    /// Verifies the whole log (see [`verify_chain`]).
+    pub fn verify(&self, expect_head: Option<&Digest32>) -> VerifyReport {
+        verify_chain(
+            self.tree.iter().map(|item| {
+                item.map(|(key, value)| (key.to_vec(), value.to_vec()))
+                    .map_err(|error| error.to_string())
+            }),
+            expect_head,
+        )
+    }
+
+    /// Up to `limit` records (at most [`MAX_EXPORT_PAGE`]) at or after `since`, starting after
+    /// sequence number `after` (exclusive). Returns them and the sequence number to continue
+    /// after, if more may follow.
+    pub fn export_page(
+        &self,
+        since: Timestamp,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<(Vec<AuditLine>, Option<u64>), StoreError> {
+        let limit = limit.clamp(1, MAX_EXPORT_PAGE);
+        let start = after.map_or(0, |seq| seq.saturating_add(1));
+        let mut lines = Vec::new();
+        for item in self.tree.range(audit_key(start)..) {
+            let (key, value) = item.map_err(|error| tree_error("scan", error))?;
+            let seq = <[u8; 8]>::try_from(key.as_ref())
+                .map(u64::from_be_bytes)
+                .unwrap_or(u64::MAX);
+            let record: AuditRecord =
+                codec::decode(&value, MAX_AUDIT_RECORD_BYTES).map_err(|error| {
+                    StoreError(format!(
+                    "audit record {seq} does not decode ({error}); run `quickfreeze audit verify`"
+                ))
+                })?;
+            if record.body.at >= since {
+                lines.push(AuditLine::from(&record));
+                if lines.len() >= limit {
+                    return Ok((lines, Some(seq)));
+                }
+            }
+        }
+        Ok((lines, None))
+    }
+
+    /// The raw tree (tests tamper with it through this).
+    pub fn tree(&self) -> &sled::Tree {
+        &self.tree
+    }
+}
+
+/// Answers the audit requests of the control protocol from `log`: the daemon calls this for its
+/// console, and the CLI calls it on the store directly when no node runs.
+pub fn answer(log: &AuditLog, request: &ControlRequest) -> ControlResponse {
+    match request {
+        ControlRequest::AuditVerify { expect_head } => {
+            match expect_head
+                .as_deref()
+                .map(str::parse::<Digest32>)
+                .transpose()
+            {
+                Err(message) => ControlResponse::Error {
+                    message: format!("--expect-head: {message}"),
+                },
+                Ok(expected) => ControlResponse::AuditVerified {
+                    report: log.verify(expected.as_ref()),
+                },
+            }
+        }
+        ControlRequest::AuditExport {
+            since_ms,
+            after,
+            limit,
+        } => match log.export_page(Timestamp(*since_ms), *after, *limit) {
+            Ok((lines, next_after)) => ControlResponse::AuditPage { lines, next_after },
+            Err(error) => ControlResponse::Error {
+                message: error.to_string(),
+            },
+        },
+        _ => ControlResponse::Error {
+            message: "not an audit request".into(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{SledStore, StoreOptions, SyncMode};
+    use quickfreeze_proto::core::Store;
+
+    fn facts(kind: AuditKind, n: u8) -> AuditFacts {
+        AuditFacts {
+            kind,
+            message_id: Some(MessageId([n; 16])),
+            peer: Some(NodeId([n; 32])),
+            country: Some("FR".into()),
+            envelope_digest: Some(Digest32([n; 32])),
+            detail: format!("detail {n}"),
+        }
+    }
+
+    fn log_with(records: u8) -> (tempfile::TempDir, SledStore, AuditLog) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let options = StoreOptions {
+            sync: SyncMode::Flush,
+            ..StoreOptions::default()
+        };
+        let mut store = SledStore::open(&dir.path().join("store"), &options).expect("store");
+        let mut log = AuditLog::open(&store).expect("log");
+        for n in 0..records {
+            log.append(
+                &mut store,
+                Timestamp(1_000 + u64::from(n)),
+                facts(AuditKind::Sent, n),
+            )
+            .expect("append");
+        }
+        store.flush().expect("flush");
+        (dir, store, log)
+    }
+
+    #[test]
+    fn an_untouched_log_verifies_and_reopens_at_its_head() {
+        let (_dir, store, log) = log_with(5);
+        let report = log.verify(None);
+        assert!(report.ok(), "{report:?}");
+        assert_eq!(report.records, 5);
+        assert_eq!(report.head, log.head().1.to_string());
+        let reopened = AuditLog::open(&store).expect("reopen");
+        assert_eq!(reopened.head(), log.head());
+    }
+
+    #[test]
+    fn an_edited_byte_is_found_with_its_sequence_number() {
+        let (_dir, _store, log) = log_with(6);
+        let mut value = log
+            .tree()
+            .get(audit_key(3))
+            .expect("read")
+            .expect("there")
+            .to_vec();
+        // The detail text is near the end; flip a bit in it so the record still decodes.
+        let index = value.len() - 40;
+        value[index] ^= 0x01;
+        log.tree().insert(audit_key(3), value).expect("tamper");
+        let report = log.verify(None);
+        assert_eq!(report.first_bad, Some(3), "{report:?}");
+        assert_eq!(report.records, 3);
+    }
+
+    #[test]
+    fn every_single_byte_edit_is_found() {
+        let (_dir, _store, log) = log_with(3);
+        let original = log
+            .tree()
+            .get(audit_key(1))
+            .expect("read")
+            .expect("there")
+            .to_vec();
+        for index in 0..original.len() {
+            let mut value = original.clone();
+            value[index] ^= 0x80;
+            log.tree().insert(audit_key(1), value).expect("tamper");
+            let report = log.verify(None);
+            assert_eq!(report.first_bad, Some(1), "byte {index}: {report:?}");
+        }
+    }
+
+    #[test]
+    fn a_removed_record_is_found() {
+        let (_dir, _store, log) = log_with(6);
+        log.tree().remove(audit_key(2)).expect("delete");
+        let report = log.verify(None);
+        assert_eq!(report.first_bad, Some(2), "{report:?}");
+        assert!(report.problem.as_deref().unwrap_or("").contains("missing"));
+    }
+
+    #[test]
+    fn swapped_records_are_found() {
+        let (_dir, _store, log) = log_with(6);
+        let a = log.tree().get(audit_key(1)).expect("read").expect("there");
+        let b = log.tree().get(audit_key(4)).expect("read").expect("there");
+        log.tree().insert(audit_key(1), b).expect("swap");
+        log.tree().insert(audit_key(4), a).expect("swap");
+        let report = log.verify(None);
+        assert_eq!(report.first_bad, Some(1), "{report:?}");
+    }
+
+    #[test]
+    fn a_renumbered_record_breaks_the_hash() {
+        let (_dir, _store, log) = log_with(4);
+        let mut record: AuditRecord = codec::decode(
+            &log.tree().get(audit_key(2)).expect("read").expect("there"),
+            MAX_AUDIT_RECORD_BYTES,
+        )
+        .expect("decode");
+        record.body.detail = "rewritten".into();
+        log.tree()
+            .insert(
+                audit_key(2),
+                codec::encode(&record, MAX_AUDIT_RECORD_BYTES).expect("encode"),
+            )
+            .expect("tamper");
+        assert_eq!(log.verify(None).first_bad, Some(2));
+    }
+
+    #[test]
+    fn a_deleted_tail_is_found_only_against_an_earlier_head() {
+        let (_dir, _store, log) = log_with(5);
+        let earlier_head = log.head().1;
+        log.tree().remove(audit_key(4)).expect("delete tail");
+        let plain = log.verify(None);
+        assert!(plain.ok(), "a shorter chain is consistent on its own");
+        assert_eq!(plain.records, 4);
+        let against = log.verify(Some(&earlier_head));
+        assert_eq!(against.expected_head_found, Some(false));
+        assert!(!against.ok());
+        // A head that is still in the chain is found.
+        let (_dir2, _store2, intact) = log_with(5);
+        let head = intact.head().1;
+        assert_eq!(intact.verify(Some(&head)).expected_head_found, Some(true));
+    }
+
+    #[test]
+    fn export_pages_and_filters_by_time() {
+        let (_dir, _store, log) = log_with(10);
+        let (lines, next) = log.export_page(Timestamp(1_003), None, 4).expect("page");
+        assert_eq!(
+            lines.iter().map(|line| line.seq).collect::<Vec<_>>(),
+            vec![3, 4, 5, 6]
+        );
+        let (rest, done) = log.export_page(Timestamp(1_003), next, 100).expect("page");
+        assert_eq!(rest.len(), 3);
+        assert_eq!(done, None);
+        assert_eq!(lines[0].kind, AuditKind::Sent);
+        let json = serde_json::to_string(&lines[0]).expect("json");
+        assert!(json.contains("\"kind\":\"sent\""), "{json}");
+    }
+
+    #[test]
+    fn long_details_are_cut() {
+        let (_dir, mut store, mut log) = log_with(0);
+        let mut facts = AuditFacts::new(AuditKind::Rejected);
+        facts.detail = "x".repeat(10_000);
+        let record = log.append(&mut store, Timestamp(5), facts).expect("append");
+        assert!(record.body.detail.chars().count() < MAX_DETAIL_CHARS + 10);
+        assert!(log.verify(None).ok());
+    }
+
+    #[test]
+    fn since_accepts_ages_and_dates() {
+        let now = Timestamp(100 * 24 * 3600 * 1000);
+        assert_eq!(
+            parse_since("30d", now),
+            Ok(Timestamp(70 * 24 * 3600 * 1000))
+        );
+        assert_eq!(
+            parse_since("2h", now),
+            Ok(Timestamp(now.0 - 2 * 3600 * 1000))
+        );
+        assert!(parse_since("1970-01-02T00:00:00Z", now).is_ok());
+        assert!(parse_since("yesterday", now).is_err());
+        assert!(parse_since("99999999d", now).is_err());
+        assert!(parse_since("", now).is_err());
+    }
+}
