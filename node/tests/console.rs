@@ -31,8 +31,14 @@ impl Screen {
                 return text;
             }
             let left = deadline.saturating_duration_since(Instant::now());
-            assert!(!left.is_zero(), "timed out waiting for {what}; screen:\n{text}");
-            if let Ok(bytes) = self.output.recv_timeout(left.min(Duration::from_millis(200))) {
+            assert!(
+                !left.is_zero(),
+                "timed out waiting for {what}; screen:\n{text}"
+            );
+            if let Ok(bytes) = self
+                .output
+                .recv_timeout(left.min(Duration::from_millis(200)))
+            {
                 self.parser.process(&bytes);
                 self.raw.extend_from_slice(&bytes);
             }
@@ -56,7 +62,11 @@ impl Screen {
 }
 
 fn local_flags(master: &dyn portable_pty::MasterPty) -> libc::tcflag_t {
-    master.get_termios().expect("termios of the pty").local_flags.bits()
+    master
+        .get_termios()
+        .expect("termios of the pty")
+        .local_flags
+        .bits()
 }
 
 #[test]
@@ -100,7 +110,11 @@ fn the_console_shows_an_arriving_emergency_acknowledges_it_and_quits_cleanly() {
         })
         .expect("openpty");
     let cooked = local_flags(&*pair.master);
-    assert_ne!(cooked & libc::ICANON, 0, "a fresh pty starts in cooked mode");
+    assert_ne!(
+        cooked & libc::ICANON,
+        0,
+        "a fresh pty starts in cooked mode"
+    );
     let mut command = CommandBuilder::new(common::binary());
     command.args(["console", "--officer", "Officer Martin", "--data-dir"]);
     command.arg(&fr.data_dir);
@@ -120,7 +134,11 @@ fn the_console_shows_an_arriving_emergency_acknowledges_it_and_quits_cleanly() {
         }
     });
     let mut screen = Screen {
-        parser: vt100::Parser::new(24, 80, 0),
+        parser: vt100::Parser::new(
+            std::num::NonZeroU16::new(24).expect("rows"),
+            std::num::NonZeroU16::new(80).expect("cols"),
+            0,
+        ),
         raw: Vec::new(),
         output,
     };
@@ -138,14 +156,44 @@ fn the_console_shows_an_arriving_emergency_acknowledges_it_and_quits_cleanly() {
         "raw mode while the console runs"
     );
 
-    // `a` acknowledges; FR's node records it and DE's node receives the status.
+    // A second emergency arrives while the console is open: the bell rings and the status line
+    // names it.
+    match console(
+        &de.data_dir,
+        &ControlRequest::Submit {
+            recipient: "FR".into(),
+            payload: Box::new(Payload::Emergency(example_emergency())),
+        },
+    ) {
+        ControlResponse::Submitted { .. } => {}
+        other => panic!("second submit: {other:?}"),
+    }
+    let before = screen.raw.len();
+    screen.wait_for("the new-arrival line", 15, |text| {
+        text.contains("NEW EMERGENCY from DE") && text.contains("Inbox 2 (2 new)")
+    });
+    assert!(
+        screen.raw[before..].contains(&0x07),
+        "no bell for the new emergency"
+    );
+
+    // `a` acknowledges the selected one; FR's node records it and DE's node receives the status.
+    writer.write_all(b"j").expect("type j"); // the first request, now second in the list
+    writer.flush().expect("flush");
     writer.write_all(b"a").expect("type a");
     writer.flush().expect("flush");
     screen.wait_for("the acknowledgement", 10, |text| {
         text.contains("acknowledged") && text.contains("requester is told")
     });
     match console(&fr.data_dir, &ControlRequest::Inbox { limit: 10 }) {
-        ControlResponse::Inbox { rows } => assert!(rows[0].acknowledged, "{rows:?}"),
+        ControlResponse::Inbox { rows } => {
+            let first = rows
+                .iter()
+                .find(|row| row.message_id == message_id)
+                .expect("row");
+            assert!(first.acknowledged, "{rows:?}");
+            assert_eq!(rows.iter().filter(|row| row.acknowledged).count(), 1);
+        }
         other => panic!("{other:?}"),
     }
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -161,7 +209,10 @@ fn the_console_shows_an_arriving_emergency_acknowledges_it_and_quits_cleanly() {
                 break;
             }
         }
-        assert!(Instant::now() < deadline, "DE never saw the acknowledgement");
+        assert!(
+            Instant::now() < deadline,
+            "DE never saw the acknowledgement"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 
@@ -178,9 +229,15 @@ fn the_console_shows_an_arriving_emergency_acknowledges_it_and_quits_cleanly() {
     };
     screen.drain(2);
     assert!(status.success(), "exit status {status:?}");
-    assert!(!screen.parser.screen().alternate_screen(), "still on the alternate screen");
+    assert!(
+        !screen.parser.screen().alternate_screen(),
+        "still on the alternate screen"
+    );
     assert!(!screen.parser.screen().hide_cursor(), "cursor left hidden");
-    assert!(!screen.parser.screen().bracketed_paste(), "bracketed paste left on");
+    assert!(
+        !screen.parser.screen().bracketed_paste(),
+        "bracketed paste left on"
+    );
     assert_eq!(
         local_flags(&*pair.master) & (libc::ICANON | libc::ECHO | libc::ISIG),
         cooked & (libc::ICANON | libc::ECHO | libc::ISIG),

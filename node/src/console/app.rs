@@ -444,9 +444,8 @@ impl App {
             alarming.sort_by_key(|row| rank(&row.priority));
             if let Some(first) = alarming.first() {
                 let text = format!(
-                    "NEW {} {} from {}: {}{}",
+                    "NEW {} from {}: {}{}",
                     first.priority.to_uppercase(),
-                    first.kind,
                     first.country,
                     first.summary,
                     match alarming.len() {
@@ -601,7 +600,14 @@ impl App {
                 view.scroll = view.scroll.saturating_add(page)
             }
             KeyCode::Home | KeyCode::Char('g') => view.scroll = 0,
+            KeyCode::End | KeyCode::Char('G') => view.scroll = u16::MAX,
             _ => {}
+        }
+        // Never past the last line, so the way back up starts at once.
+        if let Some(detail) = view.detail.as_deref() {
+            view.scroll = view
+                .scroll
+                .min(super::render::detail_max_scroll(detail, self.size));
         }
         Vec::new()
     }
@@ -754,10 +760,10 @@ impl App {
             KeyCode::Backspace => {
                 fields[form.focus].value.pop();
             }
-            KeyCode::Char(ch) if fields[form.focus].ground.is_none() => {
-                if fields[form.focus].value.len() < 4096 {
-                    fields[form.focus].value.push(ch);
-                }
+            KeyCode::Char(ch)
+                if fields[form.focus].ground.is_none() && fields[form.focus].value.len() < 4096 =>
+            {
+                fields[form.focus].value.push(ch);
             }
             KeyCode::Enter => match build_status(form.choice, fields) {
                 Ok((status, note)) => {
@@ -1104,6 +1110,9 @@ pub fn line_of_field(text: &str, path: &str) -> Option<usize> {
         })
         .collect();
     let (&(leaf, leaf_index), table) = segments.split_last()?;
+    if leaf.is_empty() || table.iter().any(|(name, _)| name.is_empty()) {
+        return None;
+    }
     // A path ending in `name[n]` points at the n-th `[[name]]` block itself.
     let (table_path, table_index, key) = match leaf_index {
         Some(index) => {

@@ -101,15 +101,40 @@ impl Editor {
         }
     }
 
-    /// Inserts text at the cursor (a paste); `\r\n` and `\r` count as line breaks.
+    /// Inserts text at the cursor (a paste); `\r\n` and `\r` count as line breaks. Linear in the
+    /// size of the text; whatever would pass [`MAX_EDITOR_BYTES`] is dropped.
     pub fn insert_str(&mut self, text: &str) {
+        let mut room = MAX_EDITOR_BYTES.saturating_sub(self.len_bytes());
         let text = text.replace("\r\n", "\n").replace('\r', "\n");
+        let line = &mut self.lines[self.row];
+        let at = Self::byte_at(line, self.col);
+        let after = line.split_off(at);
+        let mut pieces: Vec<String> = vec![std::mem::take(line)];
+        let mut col = self.col;
         for ch in text.chars() {
-            if self.len_bytes() + ch.len_utf8() > MAX_EDITOR_BYTES {
+            let ch = if ch == '\t' { ' ' } else { ch };
+            if ch.len_utf8() > room {
                 break;
             }
-            self.insert(ch);
+            if ch == '\n' {
+                pieces.push(String::new());
+                col = 0;
+                room -= 1;
+            } else if !ch.is_control() {
+                if let Some(last) = pieces.last_mut() {
+                    last.push(ch);
+                }
+                col += 1;
+                room -= ch.len_utf8();
+            }
         }
+        let added = pieces.len() - 1;
+        if let Some(last) = pieces.last_mut() {
+            last.push_str(&after);
+        }
+        self.lines.splice(self.row..=self.row, pieces);
+        self.row += added;
+        self.col = col;
     }
 
     /// Deletes the character before the cursor, joining lines at the start of one.

@@ -105,7 +105,7 @@ fn render_header(app: &App, frame: &mut Frame, area: Rect) {
             report.roster_serial,
         )));
     }
-    spans.push(Span::raw(format!("│ officer {}", clean(&app.officer))));
+    spans.push(Span::raw(format!("│ {}", clean(&app.officer))));
     frame.render_widget(
         Paragraph::new(Line::from(spans)).style(Style::new().fg(Color::White).bg(Color::Blue)),
         area,
@@ -137,11 +137,11 @@ fn render_node_line(app: &App, frame: &mut Frame, area: Rect) {
                 let [emergency, urgent, routine] = report.outbox_pending;
                 (
                     format!(
-                        " node {} · inbox {} ({} not acknowledged) · outbox {} undelivered",
-                        clean(&report.fingerprint),
+                        " inbox {} ({} not acknowledged) · outbox {} undelivered · key {}",
                         report.inbox_total,
                         report.inbox_unacknowledged,
-                        emergency + urgent + routine
+                        emergency + urgent + routine,
+                        clean(&report.fingerprint),
                     ),
                     Style::new(),
                 )
@@ -168,8 +168,15 @@ fn pane_block(title: String, focused: bool) -> Block<'static> {
 }
 
 fn render_lists(app: &App, frame: &mut Frame, area: Rect) {
+    // The selected row in full underneath, where the columns had to cut it short.
+    let preview_height = if area.height >= 12 { 4 } else { 0 };
+    let [area, preview] =
+        Layout::vertical([Constraint::Min(3), Constraint::Length(preview_height)]).areas(area);
+    if preview_height > 0 {
+        render_preview(app, frame, preview);
+    }
     let [left, right] =
-        Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(area);
+        Layout::horizontal([Constraint::Percentage(55), Constraint::Percentage(45)]).areas(area);
     let unacknowledged = app.inbox.iter().filter(|row| !row.acknowledged).count();
     let inbox_title = format!(" Inbox {} ({unacknowledged} new) ", app.inbox.len());
     let open = app
@@ -192,8 +199,8 @@ fn render_lists(app: &App, frame: &mut Frame, area: Rect) {
         frame,
         right,
         pane_block(outbox_title, app.focus == Pane::Outbox),
-        ["pri", "cc", "kind", "state", "age", "summary / last status"],
-        [3, 2, 4, 9, 5],
+        ["pri", "cc", "state", "age", "last status / summary"],
+        [3, 2, 9, 5],
         app.outbox.iter().map(outbox_row).collect(),
         (app.focus == Pane::Outbox).then_some(app.outbox_selection.index),
         "nothing sent",
@@ -235,6 +242,87 @@ fn render_table<const N: usize, const W: usize>(
     frame.render_stateful_widget(table, area, &mut state);
 }
 
+fn render_preview(app: &App, frame: &mut Frame, area: Rect) {
+    let dim = Style::new().add_modifier(Modifier::DIM);
+    let (title, style, lines) = match app.focus {
+        Pane::Inbox => match app.inbox.get(app.inbox_selection.index) {
+            Some(row) => (
+                format!(
+                    " {} · {} from {} ",
+                    row.priority.to_uppercase(),
+                    row.kind,
+                    clean(&row.country)
+                ),
+                priority_style(&row.priority),
+                vec![
+                    Line::from(clean(&row.summary)),
+                    Line::from(Span::styled(
+                        format!(
+                            "received {}{} · {} · {}",
+                            clean(&row.received_at),
+                            row.via_relay
+                                .as_deref()
+                                .map(|relay| format!(" via relay {}", short(&clean(relay))))
+                                .unwrap_or_default(),
+                            if row.acknowledged {
+                                "acknowledged"
+                            } else {
+                                "NOT acknowledged: a acknowledges"
+                            },
+                            short(&row.message_id)
+                        ),
+                        dim,
+                    )),
+                ],
+            ),
+            None => (String::new(), Style::new(), Vec::new()),
+        },
+        Pane::Outbox => match app.outbox.get(app.outbox_selection.index) {
+            Some(row) => {
+                let mut lines = vec![Line::from(clean(&row.summary))];
+                let status = row
+                    .latest_status
+                    .as_deref()
+                    .map(|status| format!("status: {}", clean(status)))
+                    .or_else(|| {
+                        row.last_error
+                            .as_deref()
+                            .map(|error| format!("last try: {}", clean(error)))
+                    });
+                lines.push(Line::from(Span::styled(
+                    format!(
+                        "{} · sent {} · {} attempt(s) · {}",
+                        clean(&row.state),
+                        clean(&row.created_at),
+                        row.attempts,
+                        short(&row.message_id)
+                    ),
+                    dim,
+                )));
+                if let Some(status) = status {
+                    lines.insert(1, Line::from(status));
+                }
+                (
+                    format!(
+                        " {} · {} to {} ",
+                        row.priority.to_uppercase(),
+                        row.kind,
+                        clean(&row.country)
+                    ),
+                    priority_style(&row.priority),
+                    lines,
+                )
+            }
+            None => (String::new(), Style::new(), Vec::new()),
+        },
+    };
+    let block = Block::new()
+        .borders(Borders::TOP)
+        .border_style(dim)
+        .title(Span::styled(title, style));
+    frame.render_widget(Paragraph::new(lines).block(block), area);
+}
+
 fn inbox_row(row: &InboxRow) -> Row<'static> {
     let mut style = priority_style(&row.priority);
     if !row.acknowledged {
@@ -263,7 +351,6 @@ fn outbox_row(row: &OutboxRow) -> Row<'static> {
     Row::new([
         Cell::from(priority_tag(&row.priority)),
         Cell::from(clean(&row.country)),
-        Cell::from(kind_tag(&row.kind)),
         Cell::from(clean(&row.state)),
         Cell::from(format!("{:>5}", age(row.age_s))),
         Cell::from(clean(&text)),
@@ -399,13 +486,25 @@ fn render_detail(view: &DetailView, frame: &mut Frame, area: Rect) {
     if emergency {
         block = block.border_style(Style::new().fg(Color::Red));
     }
-    frame.render_widget(
-        Paragraph::new(detail_lines(detail))
-            .block(block)
-            .wrap(Wrap { trim: false })
-            .scroll((view.scroll, 0)),
-        area,
-    );
+    let paragraph = Paragraph::new(detail_lines(detail)).wrap(Wrap { trim: false });
+    let inner = block.inner(area);
+    let scroll = view.scroll.min(max_scroll(&paragraph, inner));
+    frame.render_widget(paragraph.block(block).scroll((scroll, 0)), area);
+}
+
+fn max_scroll(paragraph: &Paragraph, inner: Rect) -> u16 {
+    let total = paragraph.line_count(inner.width);
+    u16::try_from(total.saturating_sub(usize::from(inner.height))).unwrap_or(u16::MAX)
+}
+
+/// How far the opened message can scroll in a terminal of `size`: the last line at the bottom.
+pub fn detail_max_scroll(detail: &MessageDetail, size: (u16, u16)) -> u16 {
+    // The body is the terminal less four lines, less the frame.
+    let inner = Rect::new(0, 0, size.0.saturating_sub(2), size.1.saturating_sub(6));
+    max_scroll(
+        &Paragraph::new(detail_lines(detail)).wrap(Wrap { trim: false }),
+        inner,
+    )
 }
 
 fn popup(area: Rect, width: u16, height: u16) -> Rect {
@@ -501,7 +600,8 @@ fn render_reply(form: &ReplyForm, frame: &mut Frame, area: Rect) {
             );
         }
         Some(fields) => {
-            let rect = popup(area, 70, fields.len() as u16 * 2 + 4);
+            let errors = fields.iter().filter(|f| f.error.is_some()).count() as u16;
+            let rect = popup(area, 70, fields.len() as u16 * 2 + errors * 2 + 4);
             frame.render_widget(Clear, rect);
             let mut lines = vec![Line::from(Span::styled(
                 format!("status: {}", STATUS_CHOICES[form.choice].1),
@@ -510,14 +610,7 @@ fn render_reply(form: &ReplyForm, frame: &mut Frame, area: Rect) {
             for (index, field) in fields.iter().enumerate() {
                 let focused = index == form.focus;
                 let marker = if focused { "▶ " } else { "  " };
-                let mut spans = vec![Span::raw(format!("{marker}{}: ", field.label))];
-                if let Some(error) = &field.error {
-                    spans.push(Span::styled(
-                        format!("✗ {error}"),
-                        Style::new().fg(Color::Red),
-                    ));
-                }
-                lines.push(Line::from(spans));
+                lines.push(Line::from(format!("{marker}{}:", field.label)));
                 let value = match field.ground {
                     Some(ground) => format!("< {} >", GROUNDS[ground.min(GROUNDS.len() - 1)]),
                     None => clean(&field.value),
@@ -531,6 +624,12 @@ fn render_reply(form: &ReplyForm, frame: &mut Frame, area: Rect) {
                     Span::raw("    "),
                     Span::styled(format!("{value} "), style),
                 ]));
+                if let Some(error) = &field.error {
+                    lines.push(Line::from(Span::styled(
+                        format!("    ✗ {}", clean(error)),
+                        Style::new().fg(Color::Red),
+                    )));
+                }
             }
             lines.push(Line::from(Span::styled(
                 "Tab next field · Enter sends · Esc back",
@@ -681,7 +780,7 @@ fn render_editor(app: &App, compose: &Compose, frame: &mut Frame, area: Rect) {
     }
     // Problems: the one on the cursor's line first.
     let mut problems: Vec<&super::app::Problem> = compose.problems.iter().collect();
-    problems.sort_by_key(|p| p.line != Some(editor.row()));
+    problems.sort_by_key(|p| (p.line != Some(editor.row()), p.line.unwrap_or(usize::MAX)));
     let mut lines = vec![Line::from(Span::styled(
         if compose.confirm_discard {
             "Esc again discards this draft; any other key keeps it".to_string()

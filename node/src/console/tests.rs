@@ -239,7 +239,7 @@ fn lists_side_by_side_at_80x24_with_priority_colours_and_waiting_work_first() {
         "{}",
         text[0]
     );
-    assert!(text[0].contains("officer Officer Martin"), "{}", text[0]);
+    assert!(text[0].contains("│ Officer Martin"), "{}", text[0]);
     assert!(
         text[1].contains("inbox 3 (2 not acknowledged)"),
         "{}",
@@ -263,6 +263,7 @@ fn lists_side_by_side_at_80x24_with_priority_colours_and_waiting_work_first() {
     let (x, y) = find(&buffer, "EMR").expect("emergency");
     assert_eq!(buffer[(x, y)].fg, Color::Red);
     assert_eq!(buffer[(x + 8, y)].fg, Color::Red, "kind column");
+    assert_eq!(buffer[(x + 30, y)].fg, Color::Red, "summary column");
     let (x, y) = find(&buffer, "URG DE pres").expect("urgent");
     assert_eq!(buffer[(x, y)].fg, Color::Yellow);
     let (x, y) = find(&buffer, "rtn NL").expect("routine");
@@ -315,7 +316,7 @@ fn only_a_new_emergency_or_urgent_arrival_rings_the_bell() {
     );
     let notice = app.notice.clone().expect("notice");
     assert!(
-        notice.error && notice.text.contains("NEW EMERGENCY emergency from PT"),
+        notice.error && notice.text.contains("NEW EMERGENCY from PT: PJ-77"),
         "{notice:?}"
     );
     assert!(screen(&app)

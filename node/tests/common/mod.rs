@@ -7,7 +7,9 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use quickfreeze_keys::roster::{Member, Role, Roster};
-use quickfreeze_keys::{AuthorityKey, CountryCode, EncryptionKey, Identity, SignedRoster, Timestamp};
+use quickfreeze_keys::{
+    AuthorityKey, CountryCode, EncryptionKey, Identity, SignedRoster, Timestamp,
+};
 use quickfreeze_node::config::{files, NodeConfig};
 use quickfreeze_node::control::{ControlClient, ControlRequest, ControlResponse};
 
