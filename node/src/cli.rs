@@ -3,6 +3,7 @@
 //! Roster and identity commands work on files. `run` starts the daemon. Every console command
 //! (`send`, `inbox`, `outbox`, `show`, `ack`, `reply`, `peers`, `status`) talks to the running
 //! daemon through its control socket; `--json` prints the daemon's typed answer for scripts.
+//! `console` is the interactive terminal UI over the same socket.
 //! Errors are one line naming the file or field and what to do, and a non-zero exit.
 
 use std::path::{Path, PathBuf};
@@ -158,6 +159,16 @@ pub enum Command {
     /// The audit trail: check its hash chain, or export it for a case file.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// The live console for the officer on duty: inbox and outbox side by side, acknowledge,
+    /// reply, compose. Needs a terminal (80×24 is enough); `?` inside shows the keys.
+    Console {
+        /// The node's data directory (holds the control socket).
+        #[arg(long, env = "QUICKFREEZE_DATA_DIR", default_value = ".")]
+        data_dir: PathBuf,
+        /// Your name, sent with acknowledgements and replies (default: $USER).
+        #[arg(long, env = "QUICKFREEZE_OFFICER")]
+        officer: Option<String>,
+    },
     /// Start a small local network, send a real request, and show its receipt.
     Demo {
         /// Keep the demo's files here instead of a temporary directory.
@@ -607,6 +618,13 @@ pub fn execute(cli: Cli) -> Result<()> {
         }
         Command::Audit(command) => audit(command),
         Command::Stats { since, target } => stats(&since, &target),
+        Command::Console { data_dir, officer } => {
+            let officer = officer
+                .or_else(|| std::env::var("USER").ok())
+                .filter(|name| !name.trim().is_empty())
+                .unwrap_or_else(|| "officer on duty".to_string());
+            crate::console::run(&data_dir, &officer)
+        }
         Command::Demo { dir } => crate::demo::run_demo(dir),
     }
 }
@@ -639,7 +657,8 @@ fn overdue_marker(overdue: &[String], summary: &str) -> String {
     }
 }
 
-fn age(seconds: u64) -> String {
+/// An age for tables: `42s`, `12m`, `3h05m`, `2d`.
+pub(crate) fn age(seconds: u64) -> String {
     match seconds {
         0..=59 => format!("{seconds}s"),
         60..=3599 => format!("{}m", seconds / 60),

@@ -7,12 +7,14 @@
 //! - [`control`]: the console's typed protocol over the Unix socket, and its client.
 //! - [`config`]: the node's TOML configuration and data-directory layout.
 //! - [`cli`]: the `quickfreeze` commands; [`demo`]: the embedded local network.
+//! - [`console`]: the duty officer's live terminal UI (`quickfreeze console`).
 
 #![deny(unreachable_pub)]
 
 pub mod audit;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod control;
 pub mod daemon;
 pub mod deadlines;

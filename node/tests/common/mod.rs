@@ -17,6 +17,72 @@ use quickfreeze_proto::payload::Payload;
 
 const DAY_MS: u64 = 24 * 3600 * 1000;
 
+const DAY_MS: u64 = 24 * 3600 * 1000;
+
+/// One point of contact per country under `root` (data dir named after the lower-cased country),
+/// each with a key file, a config listening on a free loopback port with quick retries, and the
+/// same 1-of-1 signed roster of network `network`, pinned. Returns the data dirs in order.
+pub(crate) fn network(root: &Path, network: &str, countries: &[&str]) -> Vec<PathBuf> {
+    let mut rng = rand::rng();
+    let authority = AuthorityKey::generate(&mut rng);
+    let now = Timestamp::now();
+    let mut members = Vec::new();
+    let mut dirs = Vec::new();
+    for country in countries {
+        let dir = root.join(country.to_lowercase());
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let identity = Identity::generate(&mut rng);
+        identity.write_key_file(&dir.join(files::KEY)).expect("key");
+        let address = format!("/ip4/127.0.0.1/tcp/{}", free_port());
+        let mut config = NodeConfig {
+            data_dir: dir.clone(),
+            listen: vec![address.clone()],
+            ..NodeConfig::default()
+        };
+        config.retry.base_ms = 100;
+        config.retry.cap_ms = 1_000;
+        std::fs::write(
+            dir.join(files::CONFIG),
+            toml::to_string(&config).expect("config"),
+        )
+        .expect("write config");
+        members.push(Member {
+            node_id: identity.node_id(),
+            country: CountryCode::parse(country).expect("country"),
+            authority_name: format!("{country} point of contact"),
+            role: Role::PointOfContact,
+            encryption_key: EncryptionKey(identity.encryption_public()),
+            addresses: vec![address],
+            relays: vec![],
+            valid_from: Timestamp(now.0 - DAY_MS),
+            valid_until: now.plus_ms(30 * DAY_MS),
+            on_duty_contact: "duty@example.org".into(),
+        });
+        dirs.push(dir);
+    }
+    let roster = Roster {
+        network: network.into(),
+        serial: 1,
+        issued_at: now,
+        expires_at: now.plus_ms(30 * DAY_MS),
+        threshold: 1,
+        authorities: vec![authority.public()],
+        members,
+    };
+    let mut signed = SignedRoster::new(&roster).expect("roster");
+    signed.sign(&authority, None).expect("sign");
+    let bytes = signed.to_bytes().expect("encode");
+    for dir in &dirs {
+        std::fs::write(dir.join(files::ROSTER), &bytes).expect("roster file");
+        std::fs::write(
+            dir.join(files::PIN),
+            roster.authority_set_fingerprint().to_string(),
+        )
+        .expect("pin");
+    }
+    dirs
+}
+
 /// The binary under test.
 pub(crate) fn binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_quickfreeze"))
