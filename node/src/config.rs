@@ -67,6 +67,18 @@ pub struct NodeConfig {
     /// rejection...). Receives the details in environment variables `QF_EVENT`, `QF_MESSAGE_ID`,
     /// `QF_PRIORITY`, `QF_PEER`, `QF_DETAIL`. Empty: no hook.
     pub alert_hook: Vec<String>,
+    /// Test-only switches. Off by default; a production node must never enable them.
+    pub testing: TestingSection,
+}
+
+/// `[testing]`: hooks for test harnesses such as `simnet live`. Never enable in production.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TestingSection {
+    /// Accept the console's `fault` requests (cut, one-way cut or slow links to given peers)
+    /// and keep the delivery log and duplicate counter that harnesses read. The daemon refuses
+    /// fault requests unless this is `true`.
+    pub fault_injection: bool,
 }
 
 impl Default for NodeConfig {
@@ -78,6 +90,7 @@ impl Default for NodeConfig {
             retry: RetrySection::default(),
             limits: LimitsSection::default(),
             alert_hook: Vec::new(),
+            testing: TestingSection::default(),
         }
     }
 }

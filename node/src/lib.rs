@@ -6,6 +6,7 @@
 //! - [`daemon`]: the one task that owns network, core and store.
 //! - [`control`]: the console's typed protocol over the Unix socket, and its client.
 //! - [`config`]: the node's TOML configuration and data-directory layout.
+//! - [`testnet`]: local test networks (keys, signed roster, configs) run as child processes.
 //! - [`cli`]: the `quickfreeze` commands; [`demo`]: the embedded local network.
 
 #![deny(unreachable_pub)]
@@ -17,3 +18,4 @@ pub mod daemon;
 pub mod demo;
 pub mod network;
 pub mod store;
+pub mod testnet;

@@ -17,79 +17,26 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use quickfreeze_keys::roster::{Member, Role, Roster};
-use quickfreeze_keys::{
-    AuthorityKey, CountryCode, EncryptionKey, Identity, SignedRoster, Timestamp,
-};
-use quickfreeze_node::config::{files, NodeConfig};
 use quickfreeze_node::control::{ControlClient, ControlRequest, ControlResponse};
 use quickfreeze_proto::payload::{example_free_text, Payload};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use common::{console, free_port, NodeProcess};
+use quickfreeze_node::testnet::{NodePlan, Testnet};
 
-const DAY_MS: u64 = 24 * 3600 * 1000;
+use common::{console, NodeProcess};
 
 fn setup(root: &Path) -> (PathBuf, PathBuf) {
-    let mut rng = rand::rng();
-    let authority = AuthorityKey::generate(&mut rng);
-    let now = Timestamp::now();
-    let mut members = Vec::new();
-    let mut dirs = Vec::new();
-    for country in ["DE", "FR"] {
-        let dir = root.join(country.to_lowercase());
-        std::fs::create_dir_all(&dir).expect("mkdir");
-        let identity = Identity::generate(&mut rng);
-        identity.write_key_file(&dir.join(files::KEY)).expect("key");
-        let address = format!("/ip4/127.0.0.1/tcp/{}", free_port());
-        let mut config = NodeConfig {
-            data_dir: dir.clone(),
-            listen: vec![address.clone()],
-            ..NodeConfig::default()
-        };
+    let plans = [
+        NodePlan::point_of_contact("de", "DE").expect("plan"),
+        NodePlan::point_of_contact("fr", "FR").expect("plan"),
+    ];
+    let net = Testnet::build(root, "kill9", &plans, None, |_, config| {
         config.retry.base_ms = 100;
         config.retry.cap_ms = 1_000;
-        std::fs::write(
-            dir.join(files::CONFIG),
-            toml::to_string(&config).expect("config"),
-        )
-        .expect("write config");
-        members.push(Member {
-            node_id: identity.node_id(),
-            country: CountryCode::parse(country).expect("country"),
-            authority_name: format!("{country} point of contact"),
-            role: Role::PointOfContact,
-            encryption_key: EncryptionKey(identity.encryption_public()),
-            addresses: vec![address],
-            relays: vec![],
-            valid_from: Timestamp(now.0 - DAY_MS),
-            valid_until: now.plus_ms(30 * DAY_MS),
-            on_duty_contact: "duty@example.org".into(),
-        });
-        dirs.push(dir);
-    }
-    let roster = Roster {
-        network: "kill9".into(),
-        serial: 1,
-        issued_at: now,
-        expires_at: now.plus_ms(30 * DAY_MS),
-        threshold: 1,
-        authorities: vec![authority.public()],
-        members,
-    };
-    let mut signed = SignedRoster::new(&roster).expect("roster");
-    signed.sign(&authority, None).expect("sign");
-    let bytes = signed.to_bytes().expect("encode");
-    for dir in &dirs {
-        std::fs::write(dir.join(files::ROSTER), &bytes).expect("roster file");
-        std::fs::write(
-            dir.join(files::PIN),
-            roster.authority_set_fingerprint().to_string(),
-        )
-        .expect("pin");
-    }
-    (dirs[0].clone(), dirs[1].clone())
+    })
+    .expect("test network");
+    (net.nodes[0].data_dir.clone(), net.nodes[1].data_dir.clone())
 }
 
 fn try_submit(dir: &Path, index: usize) -> Option<String> {

@@ -3,10 +3,11 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
+use std::time::Duration;
 
 use quickfreeze_node::control::{ControlClient, ControlRequest, ControlResponse};
+use quickfreeze_node::testnet;
 
 /// The binary under test.
 pub(crate) fn binary() -> PathBuf {
@@ -15,8 +16,7 @@ pub(crate) fn binary() -> PathBuf {
 
 /// A loopback port that was free a moment ago.
 pub(crate) fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
-    listener.local_addr().expect("local addr").port()
+    quickfreeze_node::testnet::free_port().expect("free port")
 }
 
 /// Runs `quickfreeze ARGS` in `dir` and returns its output.
@@ -40,62 +40,27 @@ pub(crate) fn run_ok(dir: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
-/// A `quickfreeze run` child process.
+/// A `quickfreeze run` child process (see `quickfreeze_node::testnet::NodeProcess`).
 pub(crate) struct NodeProcess {
     pub(crate) data_dir: PathBuf,
-    pub(crate) child: Child,
+    process: testnet::NodeProcess,
 }
 
 impl NodeProcess {
     /// Starts the daemon for `data_dir` and waits until its console answers.
     pub(crate) fn start(data_dir: &Path) -> NodeProcess {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(data_dir.join("node.log"))
-            .expect("log file");
-        let child = Command::new(binary())
-            .args(["run", "--data-dir"])
-            .arg(data_dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn node");
-        let node = NodeProcess {
+        let command = testnet::NodeCommand::binary(&binary());
+        let process = testnet::NodeProcess::start(&command, data_dir, Duration::from_secs(30))
+            .unwrap_or_else(|error| panic!("{error}"));
+        NodeProcess {
             data_dir: data_dir.to_path_buf(),
-            child,
-        };
-        node.wait_ready();
-        node
-    }
-
-    fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if ControlClient::connect(&self.data_dir, Duration::from_secs(5)).is_ok() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
+            process,
         }
-        let log = std::fs::read_to_string(self.data_dir.join("node.log")).unwrap_or_default();
-        panic!(
-            "node in {} did not come up; log:\n{log}",
-            self.data_dir.display()
-        );
     }
 
     /// SIGKILL, no clean shutdown.
     pub(crate) fn kill9(mut self) {
-        self.child.kill().expect("SIGKILL");
-        self.child.wait().expect("reap");
-    }
-}
-
-impl Drop for NodeProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.process.kill9().expect("SIGKILL");
     }
 }
 
