@@ -55,6 +55,7 @@
 
 #![deny(unreachable_pub)]
 
+pub mod live;
 pub mod sim;
 
 pub use sim::{run, FaultLevel, SimConfig, SimFailure, SimReport};
