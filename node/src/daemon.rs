@@ -555,7 +555,9 @@ impl Daemon {
                     }
                     let unix_us = std::time::SystemTime::now()
                         .duration_since(std::time::UNIX_EPOCH)
-                        .map_or(0, |since| u64::try_from(since.as_micros()).unwrap_or(u64::MAX));
+                        .map_or(0, |since| {
+                            u64::try_from(since.as_micros()).unwrap_or(u64::MAX)
+                        });
                     self.delivery_log.push_back((message_id, unix_us));
                 }
                 if let Some(at) = self.accepted_at.remove(&message_id) {

@@ -152,10 +152,9 @@ impl Testnet {
                     .relays
                     .iter()
                     .map(|relay| {
-                        nodes
-                            .get(*relay)
-                            .map(|relay| relay.node_id)
-                            .ok_or_else(|| format!("{}: relay index {relay} out of range", plan.label))
+                        nodes.get(*relay).map(|relay| relay.node_id).ok_or_else(|| {
+                            format!("{}: relay index {relay} out of range", plan.label)
+                        })
                     })
                     .collect::<Result<Vec<_>, _>>()?;
                 Ok(Member {
@@ -294,8 +293,7 @@ impl NodeProcess {
     pub fn wait_ready(&mut self, timeout: Duration) -> Result<(), String> {
         let deadline = Instant::now() + timeout;
         loop {
-            if let Ok(mut client) = ControlClient::connect(&self.data_dir, Duration::from_secs(5))
-            {
+            if let Ok(mut client) = ControlClient::connect(&self.data_dir, Duration::from_secs(5)) {
                 if let Ok(ControlResponse::Status { .. }) = client.request(&ControlRequest::Status)
                 {
                     return Ok(());
@@ -338,7 +336,10 @@ impl NodeProcess {
     pub fn kill9(&mut self) -> Result<(), String> {
         // `kill` fails only if the process was already reaped; either way it is gone.
         let _ = self.child.kill();
-        self.child.wait().map(|_| ()).map_err(|error| error.to_string())
+        self.child
+            .wait()
+            .map(|_| ())
+            .map_err(|error| error.to_string())
     }
 
     /// Whether the process has exited (and its status if so).

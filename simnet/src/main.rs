@@ -141,7 +141,10 @@ struct SimArgs {
 const NODE_SUBCOMMAND: &str = "__quickfreeze";
 
 fn main() -> anyhow::Result<ExitCode> {
-    if std::env::args_os().nth(1).is_some_and(|arg| arg == NODE_SUBCOMMAND) {
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|arg| arg == NODE_SUBCOMMAND)
+    {
         let args = std::iter::once(std::ffi::OsString::from("quickfreeze"))
             .chain(std::env::args_os().skip(2));
         let cli = quickfreeze_node::cli::Cli::parse_from(args);

@@ -184,7 +184,13 @@ fn link(a: usize, b: usize, a_rule: LinkRule, b_rule: LinkRule, counts: Counts) 
 }
 
 fn restore(a: usize, b: usize) -> FaultAction {
-    link(a, b, LinkRule::default(), LinkRule::default(), Counts::Restore)
+    link(
+        a,
+        b,
+        LinkRule::default(),
+        LinkRule::default(),
+        Counts::Restore,
+    )
 }
 
 #[cfg(test)]

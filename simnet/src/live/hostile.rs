@@ -204,7 +204,10 @@ impl Forger {
                     // Claims to come from another member: the signature no longer matches.
                     let other = self.pick(rng).node_id;
                     envelope.header.sender = other;
-                    ("impersonated-sender", self.batch(vec![Frame::Deliver(envelope)]))
+                    (
+                        "impersonated-sender",
+                        self.batch(vec![Frame::Deliver(envelope)]),
+                    )
                 }
                 None => ("garbage", vec![0xff; 8]),
             },
@@ -213,7 +216,10 @@ impl Forger {
                     if let Some(byte) = envelope.ciphertext.first_mut() {
                         *byte ^= 0x01;
                     }
-                    ("tampered-ciphertext", self.batch(vec![Frame::Deliver(envelope)]))
+                    (
+                        "tampered-ciphertext",
+                        self.batch(vec![Frame::Deliver(envelope)]),
+                    )
                 }
                 None => ("garbage", vec![0xff; 8]),
             },

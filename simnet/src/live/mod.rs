@@ -239,7 +239,9 @@ const CONSOLE_TIMEOUT: Duration = Duration::from_secs(10);
 fn unix_us() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |since| u64::try_from(since.as_micros()).unwrap_or(u64::MAX))
+        .map_or(0, |since| {
+            u64::try_from(since.as_micros()).unwrap_or(u64::MAX)
+        })
 }
 
 impl Shared {
@@ -253,7 +255,11 @@ impl Shared {
     /// Sends node `node` its current fault rules (after a restart, or a change).
     fn apply_rules(&self, node: usize, peers: &[usize]) {
         let slot = &self.slots[node];
-        let rules = slot.rules.lock().map(|rules| rules.clone()).unwrap_or_default();
+        let rules = slot
+            .rules
+            .lock()
+            .map(|rules| rules.clone())
+            .unwrap_or_default();
         for peer in peers {
             let rule = rules.get(peer).copied().unwrap_or_default();
             let _ = self.request(
@@ -306,7 +312,8 @@ impl Shared {
         if slot.up.load(Ordering::Relaxed) || slot.restarting.swap(true, Ordering::Relaxed) {
             return Ok(());
         }
-        let result = NodeProcess::start(&self.node_command, &slot.data_dir, Duration::from_secs(60));
+        let result =
+            NodeProcess::start(&self.node_command, &slot.data_dir, Duration::from_secs(60));
         let outcome = match result {
             Ok(process) => {
                 if let Ok(mut slot_process) = slot.process.lock() {
@@ -432,9 +439,7 @@ impl Shared {
                 } else {
                     submissions[index].reply_attempts
                 };
-                if attempts < MAX_SUBMIT_ATTEMPTS
-                    && !self.stop.load(Ordering::Relaxed)
-                {
+                if attempts < MAX_SUBMIT_ATTEMPTS && !self.stop.load(Ordering::Relaxed) {
                     drop(submissions);
                     self.retry(job);
                 } else {
@@ -478,9 +483,15 @@ impl Shared {
             if !self.replies_open.load(Ordering::Relaxed) {
                 continue;
             }
-            let by_id = self.by_id.lock().map(|by_id| by_id.clone()).unwrap_or_default();
+            let by_id = self
+                .by_id
+                .lock()
+                .map(|by_id| by_id.clone())
+                .unwrap_or_default();
             for id in fresh {
-                let Some(index) = by_id.get(&id) else { continue };
+                let Some(index) = by_id.get(&id) else {
+                    continue;
+                };
                 let is_request = self
                     .submissions
                     .lock()
@@ -526,9 +537,15 @@ fn plan_workload(seed: u64, members: usize, messages: usize, rate: f64) -> Vec<P
         let sender_burst = rng.random_bool(0.5);
         for _ in 0..burst {
             let (sender, recipient) = if sender_burst {
-                (hot_sender, (hot_sender + rng.random_range(1..members)) % members)
+                (
+                    hot_sender,
+                    (hot_sender + rng.random_range(1..members)) % members,
+                )
             } else {
-                ((hot_recipient + rng.random_range(1..members)) % members, hot_recipient)
+                (
+                    (hot_recipient + rng.random_range(1..members)) % members,
+                    hot_recipient,
+                )
             };
             let kind = match rng.random_range(0..100u32) {
                 0..70 => 'P',
@@ -571,7 +588,10 @@ impl Progress {
         }
         self.last = Instant::now();
         let width = 30;
-        let filled = (done * width).checked_div(total).unwrap_or(width).min(width);
+        let filled = (done * width)
+            .checked_div(total)
+            .unwrap_or(width)
+            .min(width);
         let bar = format!("{}{}", "#".repeat(filled), "-".repeat(width - filled));
         let line = format!("{phase:<10} [{bar}] {done}/{total} {detail}");
         let mut stderr = std::io::stderr();
@@ -769,7 +789,9 @@ pub fn run(config: &LiveConfig) -> Result<LiveReport, String> {
             }
         }
         while schedule.last().is_some_and(|(at, _)| *at <= elapsed) {
-            let Some((_, action)) = schedule.pop() else { break };
+            let Some((_, action)) = schedule.pop() else {
+                break;
+            };
             apply_fault(&shared, action, &mut report, &mut down, &mut restarts);
         }
         restarts.retain(|handle: &std::thread::JoinHandle<()>| !handle.is_finished());
@@ -796,9 +818,10 @@ pub fn run(config: &LiveConfig) -> Result<LiveReport, String> {
             break;
         }
         if elapsed >= phase + Duration::from_secs(120) {
-            report
-                .violations
-                .push("the workload could not be submitted within two minutes after the faulty phase".into());
+            report.violations.push(
+                "the workload could not be submitted within two minutes after the faulty phase"
+                    .into(),
+            );
             break;
         }
         std::thread::sleep(Duration::from_millis(5));
@@ -890,7 +913,10 @@ pub fn run(config: &LiveConfig) -> Result<LiveReport, String> {
     report.resources.cpu_share_of_machine = report.resources.cpu_seconds
         / (started.elapsed().as_secs_f64()
             * std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64));
-    report.hostile = hostile_stats.lock().map(|stats| stats.clone()).unwrap_or_default();
+    report.hostile = hostile_stats
+        .lock()
+        .map(|stats| stats.clone())
+        .unwrap_or_default();
     report
         .violations
         .extend(report.hostile.violations.iter().cloned());
@@ -985,7 +1011,13 @@ fn apply_fault(
                 }));
             }
         }
-        FaultAction::Link { a, b, a_rule, b_rule, counts } => {
+        FaultAction::Link {
+            a,
+            b,
+            a_rule,
+            b_rule,
+            counts,
+        } => {
             shared.set_rule(a, b, a_rule);
             shared.set_rule(b, a, b_rule);
             match counts {
@@ -1088,9 +1120,9 @@ fn check_stores(shared: &Shared, net: &Testnet, report: &mut LiveReport) {
         let store = match SledStore::open(&slot.data_dir.join(files::STORE), &options) {
             Ok(store) => store,
             Err(error) => {
-                report
-                    .violations
-                    .push(format!("node {index}: store does not open after the run: {error}"));
+                report.violations.push(format!(
+                    "node {index}: store does not open after the run: {error}"
+                ));
                 outboxes.push(Vec::new());
                 inboxes.push(Vec::new());
                 continue;
@@ -1131,7 +1163,11 @@ fn check_stores(shared: &Shared, net: &Testnet, report: &mut LiveReport) {
     }
 
     // Inbox side: exactly once, and only what the harness submitted.
-    let by_id = shared.by_id.lock().map(|by_id| by_id.clone()).unwrap_or_default();
+    let by_id = shared
+        .by_id
+        .lock()
+        .map(|by_id| by_id.clone())
+        .unwrap_or_default();
     let mut inbox_count: BTreeMap<String, usize> = BTreeMap::new();
     let mut markers: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
     for submission in &submissions {
@@ -1148,8 +1184,12 @@ fn check_stores(shared: &Shared, net: &Testnet, report: &mut LiveReport) {
             let sender = index_of.get(&entry.sender).copied();
             if let Payload::Status(update) = &entry.payload {
                 // A status reply: about a request this node sent to the replying member.
-                let about = by_id.get(&update.references.to_string()).map(|index| &submissions[*index]);
-                if !about.is_some_and(|about| Some(about.recipient) == sender && about.sender == node) {
+                let about = by_id
+                    .get(&update.references.to_string())
+                    .map(|index| &submissions[*index]);
+                if !about
+                    .is_some_and(|about| Some(about.recipient) == sender && about.sender == node)
+                {
                     report.violations.push(format!(
                         "node {node}: status {} from {} answers nothing this node sent it (forged?)",
                         entry.message_id, entry.sender
@@ -1268,7 +1308,10 @@ fn check_stores(shared: &Shared, net: &Testnet, report: &mut LiveReport) {
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    !needle.is_empty() && haystack.windows(needle.len()).any(|window| window == needle)
+    !needle.is_empty()
+        && haystack
+            .windows(needle.len())
+            .any(|window| window == needle)
 }
 
 /// The first file under `dir` whose bytes contain the case-reference marker.

@@ -177,7 +177,11 @@ impl LiveReport {
             out,
             "  converged {} s after the final heal{}",
             round2(self.converge_after_heal_s),
-            if self.converged { "" } else { " (NOT within the bound)" }
+            if self.converged {
+                ""
+            } else {
+                " (NOT within the bound)"
+            }
         );
         let _ = writeln!(
             out,
@@ -233,7 +237,12 @@ pub fn histogram_svg(report: &LiveReport) -> String {
     let (left, right, top, bottom) = (60.0, 20.0, 40.0, 50.0);
     let plot_w = width - left - right;
     let plot_h = height - top - bottom;
-    let max_count = buckets.iter().map(|(_, count)| *count).max().unwrap_or(1).max(1) as f64;
+    let max_count = buckets
+        .iter()
+        .map(|(_, count)| *count)
+        .max()
+        .unwrap_or(1)
+        .max(1) as f64;
     let mut svg = String::new();
     let _ = writeln!(
         svg,
@@ -358,7 +367,8 @@ impl ProcSampler {
                 self.cpu_ticks.insert(*pid, ticks);
             }
         }
-        self.resources.peak_rss_sum_mib = self.resources.peak_rss_sum_mib.max(sum_kib as f64 / 1024.0);
+        self.resources.peak_rss_sum_mib =
+            self.resources.peak_rss_sum_mib.max(sum_kib as f64 / 1024.0);
         self.resources.samples += 1;
         self.resources.cpu_seconds = self.cpu_ticks.values().sum::<u64>() as f64 / TICKS_PER_SECOND;
     }
