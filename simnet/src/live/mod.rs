@@ -944,8 +944,8 @@ fn build_network(root: &Path, config: &LiveConfig, hostile: bool) -> Result<Test
         ));
     }
     let mut plans = Vec::with_capacity(total);
-    for index in 0..total {
-        let country = CountryCode::parse(countries[index])?;
+    for (index, country) in countries.iter().enumerate().take(total) {
+        let country = CountryCode::parse(country)?;
         let (label, role) = if index < config.nodes {
             (format!("node{index:03}"), Role::PointOfContact)
         } else if index < config.nodes + config.relays {
@@ -1077,7 +1077,7 @@ fn monitor(shared: &Shared) -> report::Resources {
             })
             .collect();
         sampler.sample(&pids);
-        if tick % 2 == 0 {
+        if tick.is_multiple_of(2) {
             shared.drain_logs(&mut rng, &job_tx);
             // Replies go through the retry queue, which the main loop feeds to the submitters.
             while let Ok((at, job)) = job_rx.try_recv() {
