@@ -73,6 +73,18 @@ pub struct NodeConfig {
     pub metrics_listen: Option<String>,
     /// Deadline clocks per priority (see [`crate::deadlines`]).
     pub deadlines: DeadlineConfig,
+    /// Test-only switches. Off by default; a production node must never enable them.
+    pub testing: TestingSection,
+}
+
+/// `[testing]`: hooks for test harnesses such as `simnet live`. Never enable in production.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TestingSection {
+    /// Accept the console's `fault` requests (cut, one-way cut or slow links to given peers)
+    /// and keep the delivery log and duplicate counter that harnesses read. The daemon refuses
+    /// fault requests unless this is `true`.
+    pub fault_injection: bool,
 }
 
 impl Default for NodeConfig {
@@ -86,6 +98,7 @@ impl Default for NodeConfig {
             alert_hook: Vec::new(),
             metrics_listen: None,
             deadlines: DeadlineConfig::default(),
+            testing: TestingSection::default(),
         }
     }
 }

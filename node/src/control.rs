@@ -115,6 +115,28 @@ pub enum ControlRequest {
         /// At most this many records (the node caps it).
         limit: usize,
     },
+    /// Test harnesses only (refused unless the config has `[testing] fault_injection = true`):
+    /// inject a fault on the links to `peers` (node ids), replacing any earlier one on them.
+    /// All flags off and no delay removes the fault.
+    Fault {
+        /// Node ids of the peers.
+        peers: Vec<String>,
+        /// Fail every request to them.
+        drop_outbound: bool,
+        /// Drop every request and response from them.
+        drop_inbound: bool,
+        /// Hold everything from them this long.
+        delay_ms: u64,
+    },
+    /// Test harnesses only: remove every injected fault.
+    FaultClear,
+    /// Test harnesses only: the delivery log (message id and the wall-clock instant its receipt
+    /// was verified, for every delivery since start or the last drain) and the duplicates this
+    /// node answered without storing again.
+    DeliveryLog {
+        /// Clear the log and the counter after reading them.
+        drain: bool,
+    },
     /// Wait until an outbox message is delivered (or the timeout passes).
     WaitDelivered {
         /// Message id (hex).
@@ -362,6 +384,15 @@ pub struct Metrics {
     pub loop_turns: u64,
 }
 
+/// One verified delivery, for test harnesses.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DeliveryLogEntry {
+    /// Message id.
+    pub message_id: String,
+    /// When the delivery receipt was verified and flushed, microseconds since the Unix epoch.
+    pub delivered_unix_us: u64,
+}
+
 /// The daemon's answer.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(tag = "result", rename_all = "kebab-case")]
@@ -452,6 +483,20 @@ pub enum ControlResponse {
         lines: Vec<crate::audit::AuditLine>,
         /// Ask again with `after` set to this for more; `None` when done.
         next_after: Option<u64>,
+    },
+    /// Faults injected (or cleared).
+    FaultsSet {
+        /// Peers with a fault now.
+        faulty_peers: usize,
+    },
+    /// The delivery log.
+    DeliveryLog {
+        /// Deliveries, oldest first.
+        entries: Vec<DeliveryLogEntry>,
+        /// Deliveries dropped from the log because it was full (not drained in time).
+        overflowed: u64,
+        /// Duplicate deliveries and hand-offs answered from the store without storing again.
+        duplicates_suppressed: u64,
     },
     /// The request failed.
     Error {

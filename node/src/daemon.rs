@@ -36,7 +36,7 @@ use crate::control::{
     OutboxRow, PeerRow, ReceiptView, StatusReport, StatusView, CONTROL_PROTOCOL_NAME,
     CONTROL_PROTOCOL_VERSION, MAX_CONTROL_LINE_BYTES,
 };
-use crate::network::{Network, NetworkConfig, NetworkEvent};
+use crate::network::{LinkFault, Network, NetworkConfig, NetworkEvent};
 use crate::store::SledStore;
 
 /// Why the daemon could not start or had to stop.
@@ -241,6 +241,11 @@ struct Daemon {
     /// Refused-inbound records per peer in the current minute, to keep a hostile member from
     /// filling the audit log: (minute start, recorded, suppressed).
     refused_audit: BTreeMap<NodeId, (u64, u32, u32)>,
+    /// `[testing] fault_injection`: accept fault requests, keep the delivery log.
+    fault_injection: bool,
+    delivery_log: std::collections::VecDeque<(MessageId, u64)>,
+    delivery_log_overflowed: u64,
+    duplicates_suppressed: u64,
 }
 
 /// Counters and histograms since start, for the Prometheus endpoint.
@@ -270,6 +275,9 @@ impl Default for Telemetry {
 /// Refused-inbound audit records kept per peer and minute; the rest are counted and the count
 /// is written into the next record for that peer.
 const MAX_REFUSED_AUDIT_PER_MINUTE: u32 = 20;
+
+/// Deliveries kept in the testing delivery log between two drains.
+const MAX_DELIVERY_LOG: usize = 100_000;
 
 /// Latency samples kept for the percentiles.
 const MAX_LATENCY_SAMPLES: usize = 200_000;
@@ -412,6 +420,10 @@ impl Daemon {
             deadline_config: config.deadlines.clone(),
             tracker: crate::deadlines::Tracker::default(),
             pending_overdue: Vec::new(),
+            fault_injection: config.testing.fault_injection,
+            delivery_log: std::collections::VecDeque::new(),
+            delivery_log_overflowed: 0,
+            duplicates_suppressed: 0,
         };
         if let Some((serial, network)) = roster_installed {
             // Made durable by the first group commit of the loop, like every other record.
@@ -951,6 +963,9 @@ impl Daemon {
                     warn!(%peer, "request from a peer outside the roster dropped");
                     return;
                 };
+                if self.fault_injection {
+                    self.count_duplicates(&frame);
+                }
                 let response = self.core.handle_request(now, node, &frame);
                 self.pending_responses.push((channel, response));
             }
@@ -1020,6 +1035,18 @@ impl Daemon {
                 self.telemetry
                     .time_to_receipt
                     .observe(*latency_ms as f64 / 1000.0);
+                if self.fault_injection {
+                    if self.delivery_log.len() >= MAX_DELIVERY_LOG {
+                        self.delivery_log.pop_front();
+                        self.delivery_log_overflowed += 1;
+                    }
+                    let unix_us = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |since| {
+                            u64::try_from(since.as_micros()).unwrap_or(u64::MAX)
+                        });
+                    self.delivery_log.push_back((message_id, unix_us));
+                }
                 if let Some(at) = self.accepted_at.remove(&message_id) {
                     if self.latencies_us.len() >= MAX_LATENCY_SAMPLES {
                         self.latencies_us.pop_front();
@@ -1351,6 +1378,21 @@ impl Daemon {
             request @ (ControlRequest::AuditVerify { .. } | ControlRequest::AuditExport { .. }) => {
                 tokio::task::block_in_place(|| crate::audit::answer(&self.audit, &request))
             }
+            ControlRequest::Fault {
+                peers,
+                drop_outbound,
+                drop_inbound,
+                delay_ms,
+            } => self.inject_fault(&peers, drop_outbound, drop_inbound, delay_ms),
+            ControlRequest::FaultClear => {
+                if self.fault_injection {
+                    self.network.clear_link_faults();
+                    ControlResponse::FaultsSet { faulty_peers: 0 }
+                } else {
+                    fault_injection_refused()
+                }
+            }
+            ControlRequest::DeliveryLog { drain } => self.delivery_log_report(drain),
             ControlRequest::Metrics { reset } => self.metrics_report(reset),
             ControlRequest::Status => self.status(now),
             ControlRequest::WaitDelivered { message_id, .. } => {
@@ -1393,6 +1435,105 @@ impl Daemon {
             }
         };
         self.pending_replies.push((reply, response));
+    }
+
+    /// Counts the deliveries and hand-offs in an inbound batch that the store already holds
+    /// (testing only: it decodes the batch a second time).
+    fn count_duplicates(&mut self, frame: &[u8]) {
+        use quickfreeze_proto::frame::{Batch, Frame};
+        let Ok(batch) = Batch::from_bytes(frame) else {
+            return;
+        };
+        let store = self.core.store();
+        for frame in &batch.frames {
+            let seen = match frame {
+                Frame::Deliver(envelope) => matches!(
+                    store.get_inbox(&envelope.header.sender, &envelope.header.message_id),
+                    Ok(Some(_))
+                ),
+                Frame::Handoff(envelope) => matches!(
+                    store.get_relay(&envelope.header.sender, &envelope.header.message_id),
+                    Ok(Some(_))
+                ),
+                _ => false,
+            };
+            if seen {
+                self.duplicates_suppressed += 1;
+            }
+        }
+    }
+
+    fn inject_fault(
+        &mut self,
+        peers: &[String],
+        drop_outbound: bool,
+        drop_inbound: bool,
+        delay_ms: u64,
+    ) -> ControlResponse {
+        if !self.fault_injection {
+            return fault_injection_refused();
+        }
+        let mut parsed = Vec::with_capacity(peers.len());
+        for text in peers {
+            let peer = text
+                .parse::<NodeId>()
+                .map_err(|error| error.to_string())
+                .and_then(|node| node.to_peer_id().map_err(|error| error.to_string()));
+            match peer {
+                Ok(peer) => parsed.push(peer),
+                Err(message) => {
+                    return ControlResponse::Error {
+                        message: format!("peer `{text}`: {message}"),
+                    }
+                }
+            }
+        }
+        let fault = LinkFault {
+            drop_outbound,
+            drop_inbound,
+            delay_ms,
+        };
+        for peer in parsed {
+            self.network.set_link_fault(peer, fault);
+            if drop_outbound || drop_inbound {
+                // A cut link takes its requests in flight with it.
+                self.network.disconnect(peer);
+            }
+        }
+        let faulty_peers = self
+            .core
+            .roster()
+            .members
+            .iter()
+            .filter_map(|member| member.node_id.to_peer_id().ok())
+            .filter(|peer| self.network.link_fault(peer) != LinkFault::default())
+            .count();
+        ControlResponse::FaultsSet { faulty_peers }
+    }
+
+    fn delivery_log_report(&mut self, drain: bool) -> ControlResponse {
+        if !self.fault_injection {
+            return fault_injection_refused();
+        }
+        let entries = self
+            .delivery_log
+            .iter()
+            .map(|(message_id, unix_us)| crate::control::DeliveryLogEntry {
+                message_id: message_id.to_string(),
+                delivered_unix_us: *unix_us,
+            })
+            .collect();
+        let response = ControlResponse::DeliveryLog {
+            entries,
+            overflowed: self.delivery_log_overflowed,
+            duplicates_suppressed: self.duplicates_suppressed,
+        };
+        if drain {
+            self.delivery_log.clear();
+            self.delivery_log_overflowed = 0;
+            self.duplicates_suppressed = 0;
+        }
+        response
     }
 
     fn metrics_report(&mut self, reset: bool) -> ControlResponse {
@@ -1777,6 +1918,14 @@ impl Daemon {
                 metrics_address: self.metrics_address.map(|address| address.to_string()),
             }),
         }
+    }
+}
+
+fn fault_injection_refused() -> ControlResponse {
+    ControlResponse::Error {
+        message: "fault injection is disabled on this node; it is for test networks only \
+                  (`[testing] fault_injection = true` in node.toml)"
+            .into(),
     }
 }
 

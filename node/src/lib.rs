@@ -6,6 +6,7 @@
 //! - [`daemon`]: the one task that owns network, core and store.
 //! - [`control`]: the console's typed protocol over the Unix socket, and its client.
 //! - [`config`]: the node's TOML configuration and data-directory layout.
+//! - [`testnet`]: local test networks (keys, signed roster, configs) run as child processes.
 //! - [`cli`]: the `quickfreeze` commands; [`demo`]: the embedded local network.
 //! - [`console`]: the duty officer's live terminal UI (`quickfreeze console`).
 
@@ -23,3 +24,4 @@ pub mod network;
 pub mod prometheus;
 pub mod stats;
 pub mod store;
+pub mod testnet;

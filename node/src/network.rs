@@ -25,6 +25,8 @@
 
 use std::{collections::BTreeMap, fmt, io, time::Duration};
 
+use tokio::time::Instant;
+
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt};
 use libp2p::{
     allow_block_list, connection_limits, identify, identity, noise, ping,
@@ -155,6 +157,12 @@ pub enum NetworkError {
         /// The peer that could not be dialled.
         peer: PeerId,
     },
+    /// A test harness cut the link to this peer (see [`LinkFault`]); the request was not sent.
+    #[error("link to {peer} cut by fault injection")]
+    LinkCut {
+        /// The peer.
+        peer: PeerId,
+    },
     /// Starting a dial failed.
     #[error("cannot dial peer {peer}: {source}")]
     Dial {
@@ -270,6 +278,37 @@ impl fmt::Debug for NetworkEvent {
     }
 }
 
+/// A fault a test harness injects on the link to one peer (`[testing] fault_injection`; the
+/// daemon refuses these requests otherwise). Messages are dropped or delayed here, above
+/// Noise/Yamux, because dropping bytes inside an encrypted stream would only kill the connection.
+///
+/// - `drop_outbound`: [`Network::send_request`] to the peer fails at once with
+///   [`NetworkError::LinkCut`], as a refused dial would.
+/// - `drop_inbound`: requests from the peer are dropped without an answer (the peer sees its
+///   request fail), and responses from the peer are discarded and reported as an
+///   [`NetworkEvent::OutboundFailure`] (what crossed the cut direction is lost).
+/// - `delay_ms`: responses from the peer and requests from it are held that long before they
+///   are handed to the owner: a slow link, seen from both ends.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LinkFault {
+    /// Fail every request to the peer.
+    pub drop_outbound: bool,
+    /// Drop every request and response from the peer.
+    pub drop_inbound: bool,
+    /// Hold everything from the peer this long.
+    pub delay_ms: u64,
+}
+
+impl LinkFault {
+    fn is_none(&self) -> bool {
+        *self == LinkFault::default()
+    }
+}
+
+/// Events held back by a [`LinkFault::delay_ms`] at most; beyond it they are released early
+/// rather than queued without bound.
+const MAX_DELAYED_EVENTS: usize = 4096;
+
 /// The libp2p behaviours, combined.
 ///
 /// Field order matters: the derived `NetworkBehaviour` asks each field in turn whether to accept
@@ -293,6 +332,10 @@ pub struct Network {
     allowed: BTreeMap<PeerId, Vec<Multiaddr>>,
     max_request_bytes: usize,
     max_response_bytes: usize,
+    /// Injected link faults, by peer (empty unless a test harness set some).
+    faults: BTreeMap<PeerId, LinkFault>,
+    /// Events held back by a delay fault, with the instant each is due.
+    delayed: Vec<(Instant, NetworkEvent)>,
 }
 
 impl Network {
@@ -372,7 +415,30 @@ impl Network {
             allowed: BTreeMap::new(),
             max_request_bytes: config.max_request_bytes,
             max_response_bytes: config.max_response_bytes,
+            faults: BTreeMap::new(),
+            delayed: Vec::new(),
         })
+    }
+
+    /// Sets (or, with the default value, removes) the injected fault on the link to `peer`.
+    /// For test harnesses only; see [`LinkFault`].
+    pub fn set_link_fault(&mut self, peer: PeerId, fault: LinkFault) {
+        if fault.is_none() {
+            self.faults.remove(&peer);
+        } else {
+            self.faults.insert(peer, fault);
+        }
+    }
+
+    /// Removes every injected fault. Events already held back by a delay are still released at
+    /// their time.
+    pub fn clear_link_faults(&mut self) {
+        self.faults.clear();
+    }
+
+    /// The injected fault on the link to `peer` (the default: none).
+    pub fn link_fault(&self, peer: &PeerId) -> LinkFault {
+        self.faults.get(peer).copied().unwrap_or_default()
     }
 
     /// This node's libp2p identity (the roster's node id in libp2p form).
@@ -435,6 +501,9 @@ impl Network {
     ) -> Result<OutboundRequestId, NetworkError> {
         let addresses = self.allowed_addresses(peer)?;
         check_frame_size(frame.len(), self.max_request_bytes)?;
+        if self.link_fault(&peer).drop_outbound {
+            return Err(NetworkError::LinkCut { peer });
+        }
         // The roster's addresses are passed with every request rather than left to
         // request_response's own address book: that book forgets an address after one failed
         // dial and holds only 100 peers, so a member that was down once would become unreachable.
@@ -507,11 +576,41 @@ impl Network {
     /// wins) loses nothing.
     pub async fn next_event(&mut self) -> NetworkEvent {
         loop {
-            let swarm_event = self.swarm.select_next_some().await;
+            let now = Instant::now();
+            if let Some(index) = self.delayed.iter().position(|(due, _)| *due <= now) {
+                return self.delayed.remove(index).1;
+            }
+            let next_due = self.delayed.iter().map(|(due, _)| *due).min();
+            let swarm_event = match next_due {
+                None => self.swarm.select_next_some().await,
+                Some(due) => tokio::select! {
+                    event = self.swarm.select_next_some() => event,
+                    () = tokio::time::sleep_until(due) => continue,
+                },
+            };
             if let Some(event) = self.handle_swarm_event(swarm_event) {
-                return event;
+                if let Some(event) = self.apply_delay(event) {
+                    return event;
+                }
             }
         }
+    }
+
+    /// Holds an event from a peer whose link is slowed; returns the others.
+    fn apply_delay(&mut self, event: NetworkEvent) -> Option<NetworkEvent> {
+        let peer = match &event {
+            NetworkEvent::InboundRequest { peer, .. }
+            | NetworkEvent::Response { peer, .. }
+            | NetworkEvent::OutboundFailure { peer, .. } => *peer,
+            _ => return Some(event),
+        };
+        let delay_ms = self.link_fault(&peer).delay_ms;
+        if delay_ms == 0 || self.delayed.len() >= MAX_DELAYED_EVENTS {
+            return Some(event);
+        }
+        self.delayed
+            .push((Instant::now() + Duration::from_millis(delay_ms), event));
+        None
     }
 
     fn allowed_addresses(&self, peer: PeerId) -> Result<Vec<Multiaddr>, NetworkError> {
@@ -625,7 +724,12 @@ impl Network {
                     },
                 ..
             } => {
-                if self.allowed.contains_key(&peer) {
+                if self.link_fault(&peer).drop_inbound {
+                    // Fault injection: the request is lost on the way in; dropping the channel
+                    // makes the peer's request fail.
+                    tracing::debug!(%peer, "fault injection: inbound request dropped");
+                    None
+                } else if self.allowed.contains_key(&peer) {
                     Some(NetworkEvent::InboundRequest {
                         peer,
                         frame: request,
@@ -647,7 +751,13 @@ impl Network {
                     },
                 ..
             } => {
-                if self.allowed.contains_key(&peer) {
+                if self.link_fault(&peer).drop_inbound {
+                    Some(NetworkEvent::OutboundFailure {
+                        peer,
+                        request_id,
+                        error: "fault injection: response dropped".to_owned(),
+                    })
+                } else if self.allowed.contains_key(&peer) {
                     Some(NetworkEvent::Response {
                         peer,
                         request_id,

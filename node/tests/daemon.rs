@@ -7,7 +7,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use libp2p::Multiaddr;
+use quickfreeze_keys::roster::Role;
 use quickfreeze_keys::Timestamp;
+use quickfreeze_node::config::{files, NodeConfig};
 use quickfreeze_node::control::{ControlRequest, ControlResponse};
 use quickfreeze_node::network::{Network, NetworkConfig, NetworkEvent};
 use quickfreeze_proto::envelope::Envelope;

@@ -4,7 +4,8 @@
 //! `quickfreeze_proto::core::Core` over an in-memory store, driven on a virtual network in
 //! virtual time with injected faults and continuous invariant checks. One `u64` seed derives the
 //! whole run; equal seeds give equal digests; a failing run prints `seed=…` and the command that
-//! replays it. A live mode with real daemons will sit beside it as another subcommand.
+//! replays it. [`live`] is the live mode (`simnet live`): real node processes on loopback under
+//! real faults, checked from their own stores (see its module docs).
 //!
 //! ```text
 //! simnet sim --nodes 200 --relays 8 --messages 1000 --seed 7 --faults harsh --json report.json
@@ -55,6 +56,7 @@
 
 #![deny(unreachable_pub)]
 
+pub mod live;
 pub mod sim;
 
 pub use sim::{run, FaultLevel, SimConfig, SimFailure, SimReport};

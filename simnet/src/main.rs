@@ -10,6 +10,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use quickfreeze_node::testnet::NodeCommand;
+use quickfreeze_simnet::live;
 use quickfreeze_simnet::sim::{self, scenario, sweep, FaultLevel, SimConfig};
 
 /// Simulate a quickfreeze network.
@@ -24,9 +26,56 @@ struct Cli {
 enum Command {
     /// Deterministic simulation: real delivery cores on a virtual network in virtual time.
     Sim(SimArgs),
+    /// Live simulation: real quickfreeze node processes on loopback, real kill -9, link faults,
+    /// a hostile member; checks delivery from the nodes' own stores.
+    Live(LiveArgs),
     /// Scripted fault stories (offline recipient, relay custody, partition, crash before the
     /// receipt, duplicate paths, expiry), each checked for what must have happened.
     Scenario(ScenarioArgs),
+}
+
+#[derive(Args, Debug)]
+struct LiveArgs {
+    /// Member nodes (points of contact), one process each.
+    #[arg(long, default_value_t = 20)]
+    nodes: usize,
+    /// Relays, one process each.
+    #[arg(long, default_value_t = 2)]
+    relays: usize,
+    /// Requests to submit (status replies come on top).
+    #[arg(long, default_value_t = 300)]
+    messages: usize,
+    /// Requests per second, on average (they come in bursts).
+    #[arg(long, default_value_t = 50.0)]
+    rate: f64,
+    /// Fault level: none, mild or harsh.
+    #[arg(long, default_value = "mild")]
+    faults: FaultLevel,
+    /// The seed of the workload and the fault schedule; random (and printed) when omitted.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Length of the faulty phase in seconds (default: the workload's span plus a quarter).
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Longest wait for convergence after the final heal, seconds.
+    #[arg(long, default_value_t = 120)]
+    converge_timeout: u64,
+    /// Directory for report.json, summary.txt and latency.svg.
+    #[arg(long)]
+    report_dir: Option<PathBuf>,
+    /// Also write the JSON report to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Keep the nodes' data directories here instead of a temporary directory.
+    #[arg(long)]
+    work_dir: Option<PathBuf>,
+    /// The quickfreeze binary to run (default: `quickfreeze` next to this binary, else this
+    /// binary re-executing the same node CLI).
+    #[arg(long)]
+    node_binary: Option<PathBuf>,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
 }
 
 #[derive(Args, Debug)]
@@ -87,12 +136,95 @@ struct SimArgs {
     bug_skip_flush_before_respond: bool,
 }
 
+/// The hidden first argument under which this binary runs the quickfreeze node CLI itself (so a
+/// live run works from `cargo test` without a separately built `quickfreeze` binary).
+const NODE_SUBCOMMAND: &str = "__quickfreeze";
+
 fn main() -> anyhow::Result<ExitCode> {
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|arg| arg == NODE_SUBCOMMAND)
+    {
+        let args = std::iter::once(std::ffi::OsString::from("quickfreeze"))
+            .chain(std::env::args_os().skip(2));
+        let cli = quickfreeze_node::cli::Cli::parse_from(args);
+        quickfreeze_node::cli::init_tracing(&cli);
+        return Ok(match quickfreeze_node::cli::execute(cli) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("error: {error:#}");
+                ExitCode::FAILURE
+            }
+        });
+    }
     let cli = Cli::parse();
     match cli.command {
+        Command::Live(args) => run_live(args),
         Command::Sim(args) => run_sim(args),
         Command::Scenario(args) => run_scenarios(args),
     }
+}
+
+fn node_command(explicit: Option<PathBuf>) -> anyhow::Result<NodeCommand> {
+    let me = std::env::current_exe().context("locating this binary")?;
+    if let Some(path) = explicit {
+        // `--node-binary` naming a simnet binary: it runs the node CLI under the hidden command.
+        let is_simnet = path
+            .file_name()
+            .is_some_and(|name| name.to_string_lossy().starts_with("simnet"));
+        return Ok(if is_simnet {
+            NodeCommand {
+                program: path,
+                prefix: vec![NODE_SUBCOMMAND.into()],
+            }
+        } else {
+            NodeCommand::binary(&path)
+        });
+    }
+    let sibling = me.with_file_name("quickfreeze");
+    Ok(if sibling.is_file() {
+        NodeCommand::binary(&sibling)
+    } else {
+        NodeCommand {
+            program: me,
+            prefix: vec![NODE_SUBCOMMAND.into()],
+        }
+    })
+}
+
+fn run_live(args: LiveArgs) -> anyhow::Result<ExitCode> {
+    let seed = args.seed.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |elapsed| elapsed.as_nanos() as u64)
+    });
+    let command = node_command(args.node_binary)?;
+    eprintln!("seed={seed} node binary: {}", command.program.display());
+    let mut config = live::LiveConfig::new(
+        args.nodes,
+        args.relays,
+        args.messages,
+        args.rate,
+        args.faults,
+        seed,
+        command,
+    );
+    config.duration = args.duration.map(std::time::Duration::from_secs_f64);
+    config.converge_timeout = std::time::Duration::from_secs(args.converge_timeout);
+    config.report_dir = args.report_dir;
+    config.work_dir = args.work_dir;
+    config.progress = !args.quiet;
+    let report = live::run(&config).map_err(anyhow::Error::msg)?;
+    print!("{}", report.summary());
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&report).context("encoding the report")?;
+        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(if report.ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn run_scenarios(args: ScenarioArgs) -> anyhow::Result<ExitCode> {

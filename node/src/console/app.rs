@@ -440,7 +440,9 @@ impl App {
             | ControlResponse::MetricsSnapshot { .. }
             | ControlResponse::Stats { .. }
             | ControlResponse::AuditVerified { .. }
-            | ControlResponse::AuditPage { .. } => {}
+            | ControlResponse::AuditPage { .. }
+            | ControlResponse::FaultsSet { .. }
+            | ControlResponse::DeliveryLog { .. } => {}
         }
         Vec::new()
     }

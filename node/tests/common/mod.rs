@@ -3,8 +3,8 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
+use std::time::Duration;
 
 use quickfreeze_keys::roster::{Member, Role, Roster};
 use quickfreeze_keys::{
@@ -13,9 +13,8 @@ use quickfreeze_keys::{
 use quickfreeze_node::config::{files, NodeConfig};
 use quickfreeze_node::control::{ControlClient, ControlRequest, ControlResponse};
 use quickfreeze_node::daemon::{self, RunningNode};
+use quickfreeze_node::testnet::{self, NodePlan, Testnet};
 use quickfreeze_proto::payload::Payload;
-
-const DAY_MS: u64 = 24 * 3600 * 1000;
 
 const DAY_MS: u64 = 24 * 3600 * 1000;
 
@@ -23,64 +22,16 @@ const DAY_MS: u64 = 24 * 3600 * 1000;
 /// each with a key file, a config listening on a free loopback port with quick retries, and the
 /// same 1-of-1 signed roster of network `network`, pinned. Returns the data dirs in order.
 pub(crate) fn network(root: &Path, network: &str, countries: &[&str]) -> Vec<PathBuf> {
-    let mut rng = rand::rng();
-    let authority = AuthorityKey::generate(&mut rng);
-    let now = Timestamp::now();
-    let mut members = Vec::new();
-    let mut dirs = Vec::new();
-    for country in countries {
-        let dir = root.join(country.to_lowercase());
-        std::fs::create_dir_all(&dir).expect("mkdir");
-        let identity = Identity::generate(&mut rng);
-        identity.write_key_file(&dir.join(files::KEY)).expect("key");
-        let address = format!("/ip4/127.0.0.1/tcp/{}", free_port());
-        let mut config = NodeConfig {
-            data_dir: dir.clone(),
-            listen: vec![address.clone()],
-            ..NodeConfig::default()
-        };
+    let plans: Vec<NodePlan> = countries
+        .iter()
+        .map(|country| NodePlan::point_of_contact(&country.to_lowercase(), country).expect("plan"))
+        .collect();
+    let net = Testnet::build(root, network, &plans, None, |_, config| {
         config.retry.base_ms = 100;
         config.retry.cap_ms = 1_000;
-        std::fs::write(
-            dir.join(files::CONFIG),
-            toml::to_string(&config).expect("config"),
-        )
-        .expect("write config");
-        members.push(Member {
-            node_id: identity.node_id(),
-            country: CountryCode::parse(country).expect("country"),
-            authority_name: format!("{country} point of contact"),
-            role: Role::PointOfContact,
-            encryption_key: EncryptionKey(identity.encryption_public()),
-            addresses: vec![address],
-            relays: vec![],
-            valid_from: Timestamp(now.0 - DAY_MS),
-            valid_until: now.plus_ms(30 * DAY_MS),
-            on_duty_contact: "duty@example.org".into(),
-        });
-        dirs.push(dir);
-    }
-    let roster = Roster {
-        network: network.into(),
-        serial: 1,
-        issued_at: now,
-        expires_at: now.plus_ms(30 * DAY_MS),
-        threshold: 1,
-        authorities: vec![authority.public()],
-        members,
-    };
-    let mut signed = SignedRoster::new(&roster).expect("roster");
-    signed.sign(&authority, None).expect("sign");
-    let bytes = signed.to_bytes().expect("encode");
-    for dir in &dirs {
-        std::fs::write(dir.join(files::ROSTER), &bytes).expect("roster file");
-        std::fs::write(
-            dir.join(files::PIN),
-            roster.authority_set_fingerprint().to_string(),
-        )
-        .expect("pin");
-    }
-    dirs
+    })
+    .expect("test network");
+    net.nodes.into_iter().map(|node| node.data_dir).collect()
 }
 
 /// The binary under test.
@@ -90,8 +41,7 @@ pub(crate) fn binary() -> PathBuf {
 
 /// A loopback port that was free a moment ago.
 pub(crate) fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
-    listener.local_addr().expect("local addr").port()
+    quickfreeze_node::testnet::free_port().expect("free port")
 }
 
 /// Runs `quickfreeze ARGS` in `dir` and returns its output.
@@ -115,62 +65,27 @@ pub(crate) fn run_ok(dir: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
-/// A `quickfreeze run` child process.
+/// A `quickfreeze run` child process (see `quickfreeze_node::testnet::NodeProcess`).
 pub(crate) struct NodeProcess {
     pub(crate) data_dir: PathBuf,
-    pub(crate) child: Child,
+    process: testnet::NodeProcess,
 }
 
 impl NodeProcess {
     /// Starts the daemon for `data_dir` and waits until its console answers.
     pub(crate) fn start(data_dir: &Path) -> NodeProcess {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(data_dir.join("node.log"))
-            .expect("log file");
-        let child = Command::new(binary())
-            .args(["run", "--data-dir"])
-            .arg(data_dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn node");
-        let node = NodeProcess {
+        let command = testnet::NodeCommand::binary(&binary());
+        let process = testnet::NodeProcess::start(&command, data_dir, Duration::from_secs(30))
+            .unwrap_or_else(|error| panic!("{error}"));
+        NodeProcess {
             data_dir: data_dir.to_path_buf(),
-            child,
-        };
-        node.wait_ready();
-        node
-    }
-
-    fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if ControlClient::connect(&self.data_dir, Duration::from_secs(5)).is_ok() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
+            process,
         }
-        let log = std::fs::read_to_string(self.data_dir.join("node.log")).unwrap_or_default();
-        panic!(
-            "node in {} did not come up; log:\n{log}",
-            self.data_dir.display()
-        );
     }
 
     /// SIGKILL, no clean shutdown.
     pub(crate) fn kill9(mut self) {
-        self.child.kill().expect("SIGKILL");
-        self.child.wait().expect("reap");
-    }
-}
-
-impl Drop for NodeProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.process.kill9().expect("SIGKILL");
     }
 }
 

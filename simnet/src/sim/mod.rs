@@ -33,7 +33,7 @@ mod network;
 pub mod report;
 pub mod scenario;
 pub mod sweep;
-mod workload;
+pub(crate) mod workload;
 mod world;
 
 use std::collections::BTreeMap;

@@ -1,0 +1,427 @@
+//! The live run's report: figures, verdicts, the human summary, the latency histogram (SVG,
+//! written by hand) and the per-process resource sampling from `/proc`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use super::hostile::HostileStats;
+
+/// Submit → verified delivery receipt, over every sample the delivery logs gave.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Latency {
+    /// Samples.
+    pub samples: usize,
+    /// Median, milliseconds.
+    pub p50_ms: f64,
+    /// 95th percentile.
+    pub p95_ms: f64,
+    /// 99th percentile.
+    pub p99_ms: f64,
+    /// Maximum.
+    pub max_ms: f64,
+}
+
+impl Latency {
+    /// Nearest-rank percentiles of `samples_us`.
+    pub fn of(samples_us: &[u64]) -> Latency {
+        let mut sorted = samples_us.to_vec();
+        sorted.sort_unstable();
+        let at = |p: usize| -> f64 {
+            if sorted.is_empty() {
+                0.0
+            } else {
+                sorted[((sorted.len() - 1) * p) / 100] as f64 / 1000.0
+            }
+        };
+        Latency {
+            samples: sorted.len(),
+            p50_ms: at(50),
+            p95_ms: at(95),
+            p99_ms: at(99),
+            max_ms: sorted.last().map_or(0.0, |max| *max as f64 / 1000.0),
+        }
+    }
+}
+
+/// Resource use of the node processes.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Resources {
+    /// Highest sum of every node process's RSS at one sample, MiB.
+    pub peak_rss_sum_mib: f64,
+    /// Highest RSS of one node process, MiB.
+    pub peak_rss_max_node_mib: f64,
+    /// CPU seconds (user + system) used by all node processes together.
+    pub cpu_seconds: f64,
+    /// The same, as a share of the machine's cores over the run (1.0 = every core busy).
+    pub cpu_share_of_machine: f64,
+    /// Samples taken.
+    pub samples: u64,
+}
+
+/// Everything a live run measured and checked.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct LiveReport {
+    /// The seed.
+    pub seed: u64,
+    /// Member nodes, relays.
+    pub nodes: usize,
+    /// Relays.
+    pub relays: usize,
+    /// Fault level.
+    pub faults: String,
+    /// Requests the workload planned.
+    pub planned: usize,
+    /// Requests (and status replies) the nodes acknowledged as accepted.
+    pub accepted: usize,
+    /// Status replies among them.
+    pub status_replies: usize,
+    /// Submissions refused or never acknowledged (node down through every retry).
+    pub not_accepted: usize,
+    /// Submissions whose answer was lost (node killed mid-request); they may or may not exist.
+    pub ambiguous: usize,
+    /// Accepted and delivered (receipt verified at the sender, entry in the recipient's inbox).
+    pub delivered: usize,
+    /// Accepted and expired undelivered (reported to the operator as an expiry).
+    pub expired: usize,
+    /// Accepted and neither: must be zero.
+    pub undelivered: usize,
+    /// Duplicate deliveries and hand-offs the nodes answered from their stores (a lower bound:
+    /// a node killed before the harness read its counter loses the count).
+    pub duplicates_suppressed: u64,
+    /// Transmissions beyond the first, summed over every accepted message (from the outboxes).
+    pub retries: u64,
+    /// Messages handed to a relay at least once.
+    pub relay_handoffs: u64,
+    /// Messages that reached their recipient through a relay.
+    pub delivered_via_relay: u64,
+    /// Submit → verified receipt.
+    pub latency: Latency,
+    /// Delivered requests per second, first submission to last verified receipt.
+    pub throughput_per_s: f64,
+    /// Node kills (kill -9) and restarts.
+    pub kills: u64,
+    /// Relay outages.
+    pub relay_outages: u64,
+    /// Link cuts: both directions, one direction.
+    pub link_cuts: u64,
+    /// One-way cuts among them.
+    pub one_way_cuts: u64,
+    /// Slowed links.
+    pub slow_links: u64,
+    /// Nodes isolated from everyone at once.
+    pub isolations: u64,
+    /// What the hostile member sent and got.
+    pub hostile: HostileStats,
+    /// Seconds from the end of the final heal until every outbox and relay was idle.
+    pub converge_after_heal_s: f64,
+    /// Whether convergence happened within the bound.
+    pub converged: bool,
+    /// Resource use.
+    pub resources: Resources,
+    /// Seconds: start-up of all nodes, the faulty phase, the whole run.
+    pub startup_s: f64,
+    /// Faulty phase length.
+    pub fault_phase_s: f64,
+    /// Whole run.
+    pub wall_clock_s: f64,
+    /// Latency histogram: upper bound in ms → count.
+    pub histogram: Vec<(f64, u64)>,
+    /// Every violated invariant (empty on success).
+    pub violations: Vec<String>,
+    /// The command line that repeats the run.
+    pub reproduce: String,
+}
+
+impl LiveReport {
+    /// Whether every invariant held.
+    pub fn ok(&self) -> bool {
+        self.violations.is_empty()
+    }
+
+    /// The human summary.
+    pub fn summary(&self) -> String {
+        let mut out = String::new();
+        let verdict = if self.ok() { "PASSED" } else { "FAILED" };
+        let _ = writeln!(
+            out,
+            "live run {verdict}: seed={} nodes={} relays={} faults={}",
+            self.seed, self.nodes, self.relays, self.faults
+        );
+        let _ = writeln!(
+            out,
+            "  accepted {} ({} status replies; {} not accepted, {} ambiguous) delivered {} expired {} undelivered {}",
+            self.accepted, self.status_replies, self.not_accepted, self.ambiguous,
+            self.delivered, self.expired, self.undelivered
+        );
+        let _ = writeln!(
+            out,
+            "  duplicates suppressed {} retries {} relay hand-offs {} delivered via relay {}",
+            self.duplicates_suppressed, self.retries, self.relay_handoffs, self.delivered_via_relay
+        );
+        let _ = writeln!(
+            out,
+            "  submit→receipt ms: p50 {:.1} p95 {:.1} p99 {:.1} max {:.1} ({} samples); throughput {:.1} req/s",
+            self.latency.p50_ms, self.latency.p95_ms, self.latency.p99_ms, self.latency.max_ms,
+            self.latency.samples, self.throughput_per_s
+        );
+        let _ = writeln!(
+            out,
+            "  faults: {} kills, {} relay outages, {} link cuts ({} one-way), {} slow links, {} isolations; hostile sent {} (answered {}, failed {})",
+            self.kills, self.relay_outages, self.link_cuts, self.one_way_cuts, self.slow_links,
+            self.isolations, self.hostile.sent.values().sum::<u64>(), self.hostile.answered,
+            self.hostile.failed
+        );
+        let _ = writeln!(
+            out,
+            "  converged {} s after the final heal{}",
+            round2(self.converge_after_heal_s),
+            if self.converged {
+                ""
+            } else {
+                " (NOT within the bound)"
+            }
+        );
+        let _ = writeln!(
+            out,
+            "  peak RSS {:.0} MiB total, {:.1} MiB largest node; CPU {:.1} s ({:.0} % of the machine); start-up {:.1} s, faulty phase {:.1} s, run {:.1} s",
+            self.resources.peak_rss_sum_mib, self.resources.peak_rss_max_node_mib,
+            self.resources.cpu_seconds, self.resources.cpu_share_of_machine * 100.0,
+            self.startup_s, self.fault_phase_s, self.wall_clock_s
+        );
+        for violation in self.violations.iter().take(20) {
+            let _ = writeln!(out, "  VIOLATION: {violation}");
+        }
+        if self.violations.len() > 20 {
+            let _ = writeln!(out, "  … and {} more", self.violations.len() - 20);
+        }
+        let _ = writeln!(out, "  reproduce: {}", self.reproduce);
+        out
+    }
+}
+
+fn round2(value: f64) -> f64 {
+    (value * 100.0).round() / 100.0
+}
+
+/// Log-spaced latency buckets (upper bounds, ms) and their counts.
+pub fn histogram(samples_us: &[u64]) -> Vec<(f64, u64)> {
+    // 0.25 ms … ~64 s, four buckets per doubling.
+    let bounds: Vec<f64> = (0..73)
+        .map(|step| 0.25 * 2f64.powf(f64::from(step) / 4.0))
+        .collect();
+    let mut counts = vec![0u64; bounds.len()];
+    for sample in samples_us {
+        let ms = *sample as f64 / 1000.0;
+        let index = bounds
+            .iter()
+            .position(|bound| ms <= *bound)
+            .unwrap_or(bounds.len() - 1);
+        counts[index] += 1;
+    }
+    let first = counts.iter().position(|count| *count > 0).unwrap_or(0);
+    let last = counts.iter().rposition(|count| *count > 0).unwrap_or(0);
+    bounds
+        .into_iter()
+        .zip(counts)
+        .skip(first)
+        .take(last + 1 - first)
+        .collect()
+}
+
+/// The latency histogram as an SVG bar chart (log-scale x axis), percentiles marked.
+pub fn histogram_svg(report: &LiveReport) -> String {
+    let buckets = &report.histogram;
+    let (width, height) = (760.0, 360.0);
+    let (left, right, top, bottom) = (60.0, 20.0, 40.0, 50.0);
+    let plot_w = width - left - right;
+    let plot_h = height - top - bottom;
+    let max_count = buckets
+        .iter()
+        .map(|(_, count)| *count)
+        .max()
+        .unwrap_or(1)
+        .max(1) as f64;
+    let mut svg = String::new();
+    let _ = writeln!(
+        svg,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="12">"#
+    );
+    let _ = writeln!(svg, r#"<rect width="100%" height="100%" fill="white"/>"#);
+    let _ = writeln!(
+        svg,
+        r#"<text x="{left}" y="22" font-size="14">submit → verified receipt, {} nodes, faults {}, seed {} ({} samples)</text>"#,
+        report.nodes, report.faults, report.seed, report.latency.samples
+    );
+    let n = buckets.len().max(1) as f64;
+    let bar_w = plot_w / n;
+    for (index, (bound, count)) in buckets.iter().enumerate() {
+        let h = (*count as f64 / max_count) * plot_h;
+        let x = left + index as f64 * bar_w;
+        let y = top + plot_h - h;
+        let _ = writeln!(
+            svg,
+            r##"<rect x="{x:.1}" y="{y:.1}" width="{:.1}" height="{h:.1}" fill="#4a78b5"><title>≤ {bound:.2} ms: {count}</title></rect>"##,
+            (bar_w - 1.0).max(1.0)
+        );
+        if index % 4 == 0 {
+            let _ = writeln!(
+                svg,
+                r#"<text x="{x:.1}" y="{:.1}" font-size="10">{}</text>"#,
+                top + plot_h + 14.0,
+                format_ms(*bound)
+            );
+        }
+    }
+    let _ = writeln!(
+        svg,
+        r#"<line x1="{left}" y1="{0}" x2="{1}" y2="{0}" stroke="black"/>"#,
+        top + plot_h,
+        left + plot_w
+    );
+    let _ = writeln!(
+        svg,
+        r#"<line x1="{left}" y1="{top}" x2="{left}" y2="{}" stroke="black"/>"#,
+        top + plot_h
+    );
+    let _ = writeln!(
+        svg,
+        r#"<text x="{}" y="{}" text-anchor="middle">latency (ms, log scale; bucket upper bounds)</text>"#,
+        left + plot_w / 2.0,
+        height - 12.0
+    );
+    let _ = writeln!(
+        svg,
+        r#"<text x="14" y="{}" transform="rotate(-90 14 {})" text-anchor="middle">messages</text>"#,
+        top + plot_h / 2.0,
+        top + plot_h / 2.0
+    );
+    let _ = writeln!(
+        svg,
+        r#"<text x="{left}" y="{top}" font-size="10">max bucket {max_count}</text>"#
+    );
+    // Percentile markers at the bucket holding each percentile.
+    let marks = [
+        ("p50", report.latency.p50_ms, "#2a9d3a"),
+        ("p95", report.latency.p95_ms, "#d08a00"),
+        ("p99", report.latency.p99_ms, "#c0392b"),
+    ];
+    for (row, (label, value, colour)) in marks.iter().enumerate() {
+        let Some(index) = buckets.iter().position(|(bound, _)| *value <= *bound) else {
+            continue;
+        };
+        let x = left + (index as f64 + 0.5) * bar_w;
+        let _ = writeln!(
+            svg,
+            r#"<line x1="{x:.1}" y1="{top}" x2="{x:.1}" y2="{}" stroke="{colour}" stroke-dasharray="4 3"/>"#,
+            top + plot_h
+        );
+        let _ = writeln!(
+            svg,
+            r#"<text x="{:.1}" y="{}" fill="{colour}">{label} {value:.1} ms</text>"#,
+            x + 3.0,
+            top + 14.0 + row as f64 * 14.0
+        );
+    }
+    svg.push_str("</svg>\n");
+    svg
+}
+
+fn format_ms(ms: f64) -> String {
+    if ms >= 1000.0 {
+        format!("{:.0}s", ms / 1000.0)
+    } else if ms >= 1.0 {
+        format!("{ms:.0}")
+    } else {
+        format!("{ms:.2}")
+    }
+}
+
+/// Samples RSS and CPU of the node processes from `/proc` (Linux; elsewhere every read fails
+/// and the figures stay zero).
+#[derive(Default)]
+pub(crate) struct ProcSampler {
+    /// Last CPU ticks seen per pid (a killed process keeps its last figure).
+    cpu_ticks: BTreeMap<u32, u64>,
+    pub(crate) resources: Resources,
+}
+
+/// `/proc/PID/stat` counts CPU in clock ticks: USER_HZ is 100 on every Linux target.
+const TICKS_PER_SECOND: f64 = 100.0;
+
+impl ProcSampler {
+    /// One sample over `pids`.
+    pub(crate) fn sample(&mut self, pids: &[u32]) {
+        let mut sum_kib = 0u64;
+        for pid in pids {
+            let Some(rss_kib) = rss_kib(*pid) else {
+                continue;
+            };
+            sum_kib += rss_kib;
+            self.resources.peak_rss_max_node_mib = self
+                .resources
+                .peak_rss_max_node_mib
+                .max(rss_kib as f64 / 1024.0);
+            if let Some(ticks) = cpu_ticks(*pid) {
+                self.cpu_ticks.insert(*pid, ticks);
+            }
+        }
+        self.resources.peak_rss_sum_mib =
+            self.resources.peak_rss_sum_mib.max(sum_kib as f64 / 1024.0);
+        self.resources.samples += 1;
+        self.resources.cpu_seconds = self.cpu_ticks.values().sum::<u64>() as f64 / TICKS_PER_SECOND;
+    }
+}
+
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|kib| kib.parse().ok())
+}
+
+fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces; fields resume after its closing parenthesis.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after the name.
+    let user: u64 = fields.get(11)?.parse().ok()?;
+    let system: u64 = fields.get(12)?.parse().ok()?;
+    Some(user + system)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_and_histogram_cover_every_sample() {
+        let samples: Vec<u64> = (1..=1000).map(|ms| ms * 1000).collect();
+        let latency = Latency::of(&samples);
+        assert_eq!(latency.samples, 1000);
+        assert!((latency.p50_ms - 500.0).abs() < 1.5);
+        assert!((latency.max_ms - 1000.0).abs() < 0.01);
+        let histogram = histogram(&samples);
+        assert_eq!(histogram.iter().map(|(_, count)| count).sum::<u64>(), 1000);
+        let report = LiveReport {
+            latency,
+            histogram,
+            ..LiveReport::default()
+        };
+        let svg = histogram_svg(&report);
+        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+    }
+
+    #[test]
+    fn this_process_can_be_sampled() {
+        let mut sampler = ProcSampler::default();
+        sampler.sample(&[std::process::id()]);
+        if cfg!(target_os = "linux") {
+            assert!(sampler.resources.peak_rss_sum_mib > 0.0);
+        }
+    }
+}
