@@ -27,6 +27,25 @@ async fn roster_serial(dir: &Path) -> u64 {
     }
 }
 
+/// Bounded wait (generous: the default suite runs this beside CPU-bound tests) until the node
+/// in `dir` runs roster `serial`.
+async fn wait_for_serial(dir: &Path, serial: u64) {
+    let mut seen = 0;
+    for _ in 0..600 {
+        seen = roster_serial(dir).await;
+        if seen == serial {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        seen,
+        serial,
+        "{} did not pick up serial {serial}",
+        dir.display()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_roster_update_spreads_to_every_node() {
     let fixture = fixture(&["DE", "FR", "NL"], vec![]);
@@ -48,24 +67,17 @@ async fn a_roster_update_spreads_to_every_node() {
         Payload::FreeText(example_free_text()),
     )
     .await;
-    // FR, now at serial 2, passes it on to NL.
+    // FR fetches serial 2 from DE after DE's request arrived (a separate exchange that may end
+    // after the delivery): wait for it, so that FR's next request carries serial 2 to NL.
+    wait_for_serial(&fixture.dirs[1], 2).await;
     send_and_wait(
         &fixture.dirs[1],
         "NL",
         Payload::FreeText(example_free_text()),
     )
     .await;
-    // Bounded wait: generous, because the default suite runs this beside CPU-bound tests.
     for dir in &fixture.dirs {
-        let mut serial = 0;
-        for _ in 0..600 {
-            serial = roster_serial(dir).await;
-            if serial == 2 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        assert_eq!(serial, 2, "{} did not pick up serial 2", dir.display());
+        wait_for_serial(dir, 2).await;
     }
     de.stop().await.expect("stop");
     for node in nodes {
