@@ -14,17 +14,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use quickfreeze_keys::roster::{Member, Role, Roster};
-use quickfreeze_keys::{
-    AuthorityKey, CountryCode, EncryptionKey, Identity, SignedRoster, Timestamp,
-};
 use quickfreeze_node::config::{files, NodeConfig};
 use quickfreeze_node::control::{ControlClient, ControlRequest, ControlResponse, Metrics};
 use quickfreeze_node::daemon;
 use quickfreeze_node::store::SyncMode;
+use quickfreeze_node::testnet::{NodePlan, Testnet};
 use quickfreeze_proto::payload::{example_preservation, Payload};
-
-const DAY_MS: u64 = 24 * 3600 * 1000;
 
 struct Options {
     messages: u64,
@@ -64,75 +59,19 @@ fn options() -> Options {
     options
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
 fn setup(root: &Path, group_commit: bool, sync: SyncMode) -> Vec<PathBuf> {
-    let mut rng = rand::rng();
-    let authority = AuthorityKey::generate(&mut rng);
-    let now = Timestamp::now();
-    let mut members = Vec::new();
-    let mut dirs = Vec::new();
-    for country in ["DE", "FR"] {
-        let dir = root.join(country.to_lowercase());
-        std::fs::create_dir_all(&dir).expect("mkdir");
-        let identity = Identity::generate(&mut rng);
-        identity.write_key_file(&dir.join(files::KEY)).expect("key");
-        let address = format!("/ip4/127.0.0.1/tcp/{}", free_port());
-        let mut config = NodeConfig {
-            data_dir: dir.clone(),
-            listen: vec![address.clone()],
-            ..NodeConfig::default()
-        };
+    let plans = [
+        NodePlan::point_of_contact("de", "DE").expect("plan"),
+        NodePlan::point_of_contact("fr", "FR").expect("plan"),
+    ];
+    let net = Testnet::build(root, "bench", &plans, None, |_, config| {
         config.store.group_commit = group_commit;
         config.store.sync = sync;
         config.limits.max_outbox_pending = 1_000_000;
         config.limits.max_in_flight_per_peer = 16;
-        std::fs::write(
-            dir.join(files::CONFIG),
-            toml::to_string(&config).expect("config"),
-        )
-        .expect("config");
-        members.push(Member {
-            node_id: identity.node_id(),
-            country: CountryCode::parse(country).expect("country"),
-            authority_name: country.into(),
-            role: Role::PointOfContact,
-            encryption_key: EncryptionKey(identity.encryption_public()),
-            addresses: vec![address],
-            relays: vec![],
-            valid_from: Timestamp(now.0 - DAY_MS),
-            valid_until: now.plus_ms(DAY_MS),
-            on_duty_contact: "bench".into(),
-        });
-        dirs.push(dir);
-    }
-    let roster = Roster {
-        network: "bench".into(),
-        serial: 1,
-        issued_at: now,
-        expires_at: now.plus_ms(DAY_MS),
-        threshold: 1,
-        authorities: vec![authority.public()],
-        members,
-    };
-    let mut signed = SignedRoster::new(&roster).expect("roster");
-    signed.sign(&authority, None).expect("sign");
-    let bytes = signed.to_bytes().expect("encode");
-    for dir in &dirs {
-        std::fs::write(dir.join(files::ROSTER), &bytes).expect("roster");
-        std::fs::write(
-            dir.join(files::PIN),
-            roster.authority_set_fingerprint().to_string(),
-        )
-        .expect("pin");
-    }
-    dirs
+    })
+    .expect("test network");
+    net.nodes.into_iter().map(|node| node.data_dir).collect()
 }
 
 fn metrics(dir: &Path, reset: bool) -> Metrics {

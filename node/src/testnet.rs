@@ -112,6 +112,19 @@ impl Testnet {
             None => ChaCha20Rng::from_rng(&mut rand::rng()),
         };
         let authority = AuthorityKey::generate(&mut rng);
+        Testnet::build_signed_by(root, network, plans, &mut rng, &authority, configure)
+    }
+
+    /// As [`Testnet::build`], with keys from `rng` and the roster signed by `authority` (kept
+    /// by the caller, for tests that sign roster updates later).
+    pub fn build_signed_by(
+        root: &Path,
+        network: &str,
+        plans: &[NodePlan],
+        rng: &mut ChaCha20Rng,
+        authority: &AuthorityKey,
+        configure: impl Fn(usize, &mut NodeConfig),
+    ) -> Result<Testnet, String> {
         let now = Timestamp::now();
         let mut nodes = Vec::with_capacity(plans.len());
         let mut keys = Vec::with_capacity(plans.len());
@@ -119,7 +132,7 @@ impl Testnet {
             let data_dir = root.join(&plan.label);
             std::fs::create_dir_all(&data_dir)
                 .map_err(|error| format!("{}: {error}", data_dir.display()))?;
-            let identity = Identity::generate(&mut rng);
+            let identity = Identity::generate(rng);
             identity
                 .write_key_file(&data_dir.join(files::KEY))
                 .map_err(|error| error.to_string())?;
@@ -186,7 +199,7 @@ impl Testnet {
         };
         let mut signed = SignedRoster::new(&roster).map_err(|error| error.to_string())?;
         signed
-            .sign(&authority, None)
+            .sign(authority, None)
             .map_err(|error| error.to_string())?;
         let signed_roster = signed.to_bytes().map_err(|error| error.to_string())?;
         let pin = roster.authority_set_fingerprint().to_string();

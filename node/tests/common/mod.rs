@@ -6,10 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use quickfreeze_keys::roster::{Member, Role, Roster};
-use quickfreeze_keys::{
-    AuthorityKey, CountryCode, EncryptionKey, Identity, SignedRoster, Timestamp,
-};
+use quickfreeze_keys::roster::Roster;
+use quickfreeze_keys::{AuthorityKey, Identity, SignedRoster};
 use quickfreeze_node::config::{files, NodeConfig};
 use quickfreeze_node::control::{ControlClient, ControlRequest, ControlResponse};
 use quickfreeze_node::daemon::{self, RunningNode};
@@ -106,70 +104,40 @@ pub(crate) struct Fixture {
     pub(crate) addresses: Vec<String>,
 }
 
-/// One member per country, each with a data dir, key file, config and the signed roster.
+/// One member per country, each with a data dir, key file, config and the signed roster
+/// (`quickfreeze_node::testnet`, with quick retries and `alert_hook`).
 pub(crate) fn fixture(countries: &[&str], alert_hook: Vec<String>) -> Fixture {
     let root = tempfile::tempdir().expect("tempdir");
-    let mut rng = rand::rng();
+    let mut rng = <rand_chacha::ChaCha20Rng as rand::SeedableRng>::from_rng(&mut rand::rng());
     let authority = AuthorityKey::generate(&mut rng);
-    let now = Timestamp::now();
-    let mut members = Vec::new();
-    let mut dirs = Vec::new();
-    let mut identities = Vec::new();
-    let mut addresses = Vec::new();
-    for country in countries {
-        let dir = root.path().join(country.to_lowercase());
-        std::fs::create_dir_all(&dir).expect("mkdir");
-        let identity = Identity::generate(&mut rng);
-        identity.write_key_file(&dir.join(files::KEY)).expect("key");
-        let address = format!("/ip4/127.0.0.1/tcp/{}", free_port());
-        let mut config = NodeConfig {
-            data_dir: dir.clone(),
-            listen: vec![address.clone()],
-            alert_hook: alert_hook.clone(),
-            ..NodeConfig::default()
-        };
-        config.retry.base_ms = 100;
-        config.retry.cap_ms = 1_000;
-        std::fs::write(
-            dir.join(files::CONFIG),
-            toml::to_string(&config).expect("config"),
-        )
-        .expect("config");
-        members.push(Member {
-            node_id: identity.node_id(),
-            country: CountryCode::parse(country).expect("country"),
-            authority_name: format!("{country} point of contact"),
-            role: Role::PointOfContact,
-            encryption_key: EncryptionKey(identity.encryption_public()),
-            addresses: vec![address.clone()],
-            relays: vec![],
-            valid_from: Timestamp(now.0 - DAY_MS),
-            valid_until: now.plus_ms(30 * DAY_MS),
-            on_duty_contact: "duty@example.org".into(),
-        });
-        dirs.push(dir);
-        identities.push(identity);
-        addresses.push(address);
-    }
-    let roster = Roster {
-        network: "daemon-tests".into(),
-        serial: 1,
-        issued_at: now,
-        expires_at: now.plus_ms(30 * DAY_MS),
-        threshold: 1,
-        authorities: vec![authority.public()],
-        members,
-    };
-    let fixture = Fixture {
+    let plans: Vec<NodePlan> = countries
+        .iter()
+        .map(|country| NodePlan::point_of_contact(&country.to_lowercase(), country).expect("plan"))
+        .collect();
+    let net = Testnet::build_signed_by(
+        root.path(),
+        "daemon-tests",
+        &plans,
+        &mut rng,
+        &authority,
+        |_, config| {
+            config.alert_hook = alert_hook.clone();
+            config.retry.base_ms = 100;
+            config.retry.cap_ms = 1_000;
+        },
+    )
+    .expect("test network");
+    let identities = (0..net.nodes.len())
+        .map(|index| net.identity(index).expect("identity"))
+        .collect();
+    Fixture {
         _root: root,
         authority,
-        roster,
-        dirs,
+        roster: net.roster.clone(),
+        dirs: net.nodes.iter().map(|node| node.data_dir.clone()).collect(),
         identities,
-        addresses,
-    };
-    fixture.install(&fixture.roster.clone(), None);
-    fixture
+        addresses: net.nodes.iter().map(|node| node.listen.clone()).collect(),
+    }
 }
 
 impl Fixture {
