@@ -730,15 +730,6 @@ impl Daemon {
                 detail,
             });
         }
-        let outbox_digest = |daemon: &Daemon, id: &MessageId| {
-            daemon
-                .core
-                .store()
-                .get_outbox(id)
-                .ok()
-                .flatten()
-                .map(|entry| (entry.digest, entry.kind))
-        };
         let facts = |kind: AuditKind,
                      message_id: Option<MessageId>,
                      peer: Option<NodeId>,
@@ -756,33 +747,36 @@ impl Daemon {
                 message_id,
                 recipient,
                 priority,
-            } => {
-                let found = outbox_digest(self, message_id);
-                let kind = found.map_or_else(String::new, |(_, kind)| kind.to_string());
-                facts(
-                    AuditKind::Submitted,
-                    Some(*message_id),
-                    Some(*recipient),
-                    found.map(|(digest, _)| digest),
-                    format!("{priority} {kind}"),
-                )
-            }
+                digest,
+                kind,
+            } => facts(
+                AuditKind::Submitted,
+                Some(*message_id),
+                Some(*recipient),
+                Some(*digest),
+                format!("{priority} {kind}"),
+            ),
             Event::Sent {
                 message_id,
                 to,
                 via_relay,
+                digest,
             } => facts(
                 AuditKind::Sent,
                 Some(*message_id),
                 Some(*to),
-                outbox_digest(self, message_id).map(|(digest, _)| digest),
+                Some(*digest),
                 if *via_relay { "to a relay" } else { "direct" }.into(),
             ),
-            Event::Custody { message_id, relay } => facts(
+            Event::Custody {
+                message_id,
+                relay,
+                digest,
+            } => facts(
                 AuditKind::Custody,
                 Some(*message_id),
                 Some(*relay),
-                outbox_digest(self, message_id).map(|(digest, _)| digest),
+                Some(*digest),
                 "custody receipt verified".into(),
             ),
             Event::Delivered {
@@ -790,33 +784,36 @@ impl Daemon {
                 recipient,
                 received_at,
                 latency_ms,
+                digest,
             } => facts(
                 AuditKind::Delivered,
                 Some(*message_id),
                 Some(*recipient),
-                outbox_digest(self, message_id).map(|(digest, _)| digest),
+                Some(*digest),
                 format!("delivery receipt verified; stored by the recipient at {received_at}, {latency_ms} ms after submission"),
             ),
             Event::Expired {
                 message_id,
                 recipient,
                 priority,
+                digest,
             } => facts(
                 AuditKind::Expired,
                 Some(*message_id),
                 Some(*recipient),
-                outbox_digest(self, message_id).map(|(digest, _)| digest),
+                Some(*digest),
                 format!("{priority}: expired without a delivery receipt"),
             ),
             Event::Rejected {
                 message_id,
                 by,
                 reason,
+                digest,
             } => facts(
                 AuditKind::Rejected,
                 Some(*message_id),
                 Some(*by),
-                outbox_digest(self, message_id).map(|(digest, _)| digest),
+                Some(*digest),
                 format!("refused by the recipient: {reason}"),
             ),
             Event::Received {
@@ -825,15 +822,10 @@ impl Daemon {
                 priority,
                 kind,
                 via_relay,
+                digest,
                 reannounced: false,
             } => {
-                let digest = self
-                    .core
-                    .store()
-                    .get_inbox(sender, message_id)
-                    .ok()
-                    .flatten()
-                    .map(|entry| entry.digest);
+                let digest = Some(*digest);
                 let relay = via_relay.map_or_else(String::new, |relay| {
                     format!(" via relay {relay}")
                 });
@@ -1004,6 +996,7 @@ impl Daemon {
                 message_id,
                 recipient,
                 priority,
+                ..
             } => {
                 self.metrics.accepted += 1;
                 if self.accepted_at.len() < MAX_TRACKED_ACCEPTED {
@@ -1016,10 +1009,13 @@ impl Daemon {
                 message_id,
                 to,
                 via_relay,
+                ..
             } => {
                 info!(%message_id, to = %country(to), via_relay, "sent");
             }
-            Event::Custody { message_id, relay } => {
+            Event::Custody {
+                message_id, relay, ..
+            } => {
                 info!(%message_id, relay = %relay, "relay took custody");
             }
             Event::Delivered {
@@ -1027,6 +1023,7 @@ impl Daemon {
                 recipient,
                 received_at,
                 latency_ms,
+                ..
             } => {
                 info!(%message_id, to = %country(recipient), %received_at, latency_ms, "delivered");
                 let message_id = *message_id;
@@ -1065,6 +1062,7 @@ impl Daemon {
                 message_id,
                 recipient,
                 priority,
+                ..
             } => {
                 self.metrics.expired += 1;
                 self.telemetry.expired += 1;
@@ -1082,6 +1080,7 @@ impl Daemon {
                 message_id,
                 by,
                 reason,
+                ..
             } => {
                 error!(%message_id, by = %country(by), %reason, "REFUSED by the recipient");
                 self.telemetry.rejected += 1;
@@ -1094,6 +1093,7 @@ impl Daemon {
                 kind,
                 via_relay,
                 reannounced,
+                ..
             } => {
                 let what = if *reannounced {
                     "STILL UNACKNOWLEDGED after restart"

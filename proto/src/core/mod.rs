@@ -132,6 +132,10 @@ pub enum Event {
         recipient: NodeId,
         /// Priority.
         priority: Priority,
+        /// SHA-256 of the envelope (what receipts and the audit trail refer to).
+        digest: quickfreeze_keys::Digest32,
+        /// Payload kind.
+        kind: PayloadKind,
     },
     /// First transmission of a message.
     Sent {
@@ -141,6 +145,8 @@ pub enum Event {
         to: NodeId,
         /// Whether `to` is a relay.
         via_relay: bool,
+        /// SHA-256 of the envelope (what receipts and the audit trail refer to).
+        digest: quickfreeze_keys::Digest32,
     },
     /// A relay took custody.
     Custody {
@@ -148,6 +154,8 @@ pub enum Event {
         message_id: MessageId,
         /// Relay.
         relay: NodeId,
+        /// SHA-256 of the envelope (what receipts and the audit trail refer to).
+        digest: quickfreeze_keys::Digest32,
     },
     /// The recipient's delivery receipt was verified and stored.
     Delivered {
@@ -159,6 +167,8 @@ pub enum Event {
         received_at: Timestamp,
         /// Milliseconds from acceptance to this event.
         latency_ms: u64,
+        /// SHA-256 of the envelope (what receipts and the audit trail refer to).
+        digest: quickfreeze_keys::Digest32,
     },
     /// A message expired without a delivery receipt.
     Expired {
@@ -168,6 +178,8 @@ pub enum Event {
         recipient: NodeId,
         /// Priority.
         priority: Priority,
+        /// SHA-256 of the envelope (what receipts and the audit trail refer to).
+        digest: quickfreeze_keys::Digest32,
     },
     /// The recipient refused a message for good.
     Rejected {
@@ -177,6 +189,8 @@ pub enum Event {
         by: NodeId,
         /// Their reason.
         reason: String,
+        /// SHA-256 of the envelope (what receipts and the audit trail refer to).
+        digest: quickfreeze_keys::Digest32,
     },
     /// A new message is in the inbox.
     Received {
@@ -190,6 +204,8 @@ pub enum Event {
         kind: PayloadKind,
         /// Relay that brought it, if any.
         via_relay: Option<NodeId>,
+        /// SHA-256 of the envelope (what receipts and the audit trail refer to).
+        digest: quickfreeze_keys::Digest32,
         /// Shown again after a restart because no officer has acknowledged it yet
         /// ([`Core::announce_unacknowledged`]); the first showing may have been lost in a crash.
         reannounced: bool,
@@ -457,6 +473,7 @@ impl<S: Store> Core<S> {
                 priority: entry.priority,
                 kind: entry.payload.kind(),
                 via_relay: entry.via_relay,
+                digest: entry.digest,
                 reannounced: true,
             });
         }
@@ -585,6 +602,7 @@ impl<S: Store> Core<S> {
             status_history: Vec::new(),
             last_error: None,
         };
+        let digest = entry.digest;
         self.store.put_outbox(&entry)?;
         self.outbox.insert(message_id, entry);
         self.schedule(Job::Outbox(message_id), now, priority);
@@ -592,6 +610,8 @@ impl<S: Store> Core<S> {
             message_id,
             recipient,
             priority,
+            digest,
+            kind,
         });
         Ok(message_id)
     }
@@ -1119,6 +1139,7 @@ impl<S: Store> Core<S> {
                 message_id,
                 to: peer,
                 via_relay,
+                digest: snapshot.digest,
             });
         }
         Some((
@@ -1168,6 +1189,7 @@ impl<S: Store> Core<S> {
                 message_id,
                 recipient: entry.recipient,
                 priority: entry.priority,
+                digest: entry.digest,
             }),
             _ => None,
         };
@@ -1310,8 +1332,13 @@ impl<S: Store> Core<S> {
                     permanent, reason, ..
                 },
             ) => {
-                let recipient = self.outbox.get(&message_id).map(|entry| entry.recipient);
-                if permanent && !via_relay && recipient == Some(peer) {
+                let outbox = self
+                    .outbox
+                    .get(&message_id)
+                    .map(|entry| (entry.recipient, entry.digest));
+                if let Some((recipient, digest)) =
+                    outbox.filter(|(recipient, _)| permanent && !via_relay && *recipient == peer)
+                {
                     self.busy.remove(&Job::Outbox(message_id));
                     self.finish_outbox(
                         message_id,
@@ -1322,8 +1349,9 @@ impl<S: Store> Core<S> {
                     );
                     self.push_event(Event::Rejected {
                         message_id,
-                        by: peer,
+                        by: recipient,
                         reason,
+                        digest,
                     });
                 } else {
                     self.item_failed(now, peer, item, reason);
@@ -1445,6 +1473,7 @@ impl<S: Store> Core<S> {
                     self.push_event(Event::Custody {
                         message_id,
                         relay: receipt.body.signer,
+                        digest: snapshot.digest,
                     });
                 }
                 let at = now
@@ -1463,7 +1492,7 @@ impl<S: Store> Core<S> {
         let message_id = entry.message_id;
         let received_at = receipt.body.received_at;
         entry.delivery_receipt = Some(receipt);
-        let (recipient, created_at) = (entry.recipient, entry.created_at);
+        let (recipient, created_at, digest) = (entry.recipient, entry.created_at, entry.digest);
         self.outbox.insert(message_id, entry);
         self.finish_outbox(message_id, OutboxState::Delivered { at: received_at });
         self.push_event(Event::Delivered {
@@ -1471,6 +1500,7 @@ impl<S: Store> Core<S> {
             recipient,
             received_at,
             latency_ms: now.millis_since(created_at),
+            digest,
         });
     }
 
@@ -1678,6 +1708,7 @@ impl<S: Store> Core<S> {
             priority: header.priority,
             kind,
             via_relay,
+            digest,
             reannounced: false,
         });
         if let Some(update) = status_update {
