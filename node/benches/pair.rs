@@ -3,7 +3,7 @@
 //! group commit.
 //!
 //! `cargo bench -p quickfreeze-node --bench pair` (options after `--`: `--messages N`,
-//! `--clients C`, `--seconds S`, `--sync flush|flush-and-sync-data`). Each node is a real daemon
+//! `--clients C`, `--seconds S`, `--sync flush|flush-and-sync-data`, `--saturated-only`, `--batch B`: submissions per console request). Each node is a real daemon
 //! (libp2p over loopback TCP, sled in a temp dir, the control socket); officers are simulated by
 //! `C` console connections that submit 2 KiB preservation requests. Latency is measured inside the
 //! sending daemon from the moment a request is accepted to the moment its delivery receipt is
@@ -15,7 +15,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use quickfreeze_node::config::{files, NodeConfig};
-use quickfreeze_node::control::{ControlClient, ControlRequest, ControlResponse, Metrics};
+use quickfreeze_node::control::{
+    ControlClient, ControlRequest, ControlResponse, Metrics, SubmitItem,
+};
 use quickfreeze_node::daemon;
 use quickfreeze_node::store::SyncMode;
 use quickfreeze_node::testnet::{NodePlan, Testnet};
@@ -26,6 +28,10 @@ struct Options {
     clients: u64,
     seconds: u64,
     sync: SyncMode,
+    /// Submissions per console request (1: `submit`; more: `submit-batch`).
+    batch: u64,
+    /// Only the saturated run with group commit on (for profiling).
+    saturated_only: bool,
 }
 
 fn options() -> Options {
@@ -34,6 +40,8 @@ fn options() -> Options {
         clients: 8,
         seconds: 8,
         sync: SyncMode::FlushAndSyncData,
+        saturated_only: false,
+        batch: 1,
     };
     let args: Vec<String> = std::env::args().collect();
     let mut index = 1;
@@ -42,7 +50,13 @@ fn options() -> Options {
         match args[index].as_str() {
             "--messages" => options.messages = value.parse().expect("--messages N"),
             "--clients" => options.clients = value.parse().expect("--clients C"),
+            "--batch" => options.batch = value.parse().expect("--batch B"),
             "--seconds" => options.seconds = value.parse().expect("--seconds S"),
+            "--saturated-only" => {
+                options.saturated_only = true;
+                index += 1;
+                continue;
+            }
             "--sync" => {
                 options.sync = match value.as_str() {
                     "flush" => SyncMode::Flush,
@@ -59,14 +73,16 @@ fn options() -> Options {
     options
 }
 
-fn setup(root: &Path, group_commit: bool, sync: SyncMode) -> Vec<PathBuf> {
+fn setup(root: &Path, group_commit: bool, options: &Options) -> Vec<PathBuf> {
     let plans = [
         NodePlan::point_of_contact("de", "DE").expect("plan"),
         NodePlan::point_of_contact("fr", "FR").expect("plan"),
     ];
     let net = Testnet::build(root, "bench", &plans, None, |_, config| {
         config.store.group_commit = group_commit;
-        config.store.sync = sync;
+        config.store.sync = options.sync;
+        // The clients plus the harness's own metrics connections.
+        config.limits.max_console_connections = options.clients as usize + 4;
         config.limits.max_outbox_pending = 1_000_000;
         config.limits.max_in_flight_per_peer = 16;
     })
@@ -85,35 +101,56 @@ fn metrics(dir: &Path, reset: bool) -> Metrics {
     }
 }
 
-/// Submits from `clients` connections; `rate_per_s = 0` means as fast as possible.
-fn submit(dir: &Path, clients: u64, total: u64, rate_per_s: f64) -> Duration {
+/// Submits `total` requests from `options.clients` connections, `options.batch` per console
+/// request; `rate_per_s = 0` means as fast as possible.
+fn submit(dir: &Path, options: &Options, total: u64, rate_per_s: f64) -> Duration {
     let sent = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
-    let threads: Vec<_> = (0..clients)
+    let batch = options.batch.max(1);
+    let threads: Vec<_> = (0..options.clients)
         .map(|client_index| {
             let dir = dir.to_path_buf();
             let sent = sent.clone();
             std::thread::spawn(move || {
                 let mut client =
                     ControlClient::connect(&dir, Duration::from_secs(60)).expect("console");
-                let request = ControlRequest::Submit {
+                let item = SubmitItem {
                     recipient: "FR".into(),
-                    payload: Box::new(Payload::Preservation(example_preservation())),
+                    payload: Payload::Preservation(example_preservation()),
                 };
                 let mut mine = 0u64;
                 loop {
-                    let number = sent.fetch_add(1, Ordering::Relaxed);
-                    if number >= total {
+                    let first = sent.fetch_add(batch, Ordering::Relaxed);
+                    if first >= total {
                         break;
                     }
+                    let count = batch.min(total - first);
                     if rate_per_s > 0.0 {
-                        let due = started + Duration::from_secs_f64(number as f64 / rate_per_s);
+                        let due = started + Duration::from_secs_f64(first as f64 / rate_per_s);
                         if let Some(wait) = due.checked_duration_since(Instant::now()) {
                             std::thread::sleep(wait);
                         }
                     }
+                    let request = if count == 1 {
+                        ControlRequest::Submit {
+                            recipient: item.recipient.clone(),
+                            payload: Box::new(item.payload.clone()),
+                        }
+                    } else {
+                        ControlRequest::SubmitBatch {
+                            items: vec![item.clone(); count as usize],
+                        }
+                    };
                     match client.request(&request).expect("submit") {
                         ControlResponse::Submitted { .. } => mine += 1,
+                        ControlResponse::SubmittedBatch { results } => {
+                            for result in results {
+                                match result {
+                                    ControlResponse::Submitted { .. } => mine += 1,
+                                    other => panic!("client {client_index}: {other:?}"),
+                                }
+                            }
+                        }
                         other => panic!("client {client_index}: {other:?}"),
                     }
                 }
@@ -121,9 +158,11 @@ fn submit(dir: &Path, clients: u64, total: u64, rate_per_s: f64) -> Duration {
             })
         })
         .collect();
-    for thread in threads {
-        thread.join().expect("client");
-    }
+    let accepted: u64 = threads
+        .into_iter()
+        .map(|thread| thread.join().expect("client"))
+        .sum();
+    assert_eq!(accepted, total, "every submission accepted");
     started.elapsed()
 }
 
@@ -143,8 +182,27 @@ fn wait_delivered(dir: &Path, target: u64) -> Metrics {
     }
 }
 
+/// CPU time this process has used (user + system, all threads: both daemons, their libp2p and
+/// sled threads, and the console clients), from `/proc/self/stat`. Linux reports it in USER_HZ
+/// ticks, which the kernel ABI fixes at 100 per second.
+fn process_cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").expect("/proc/self/stat");
+    // The command name (field 2) may hold spaces; the fields after its closing parenthesis are
+    // plain numbers. utime and stime are fields 14 and 15, so the 12th and 13th after it.
+    let rest = &stat[stat.rfind(')').expect("stat format") + 1..];
+    let fields: Vec<u64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .map(|field| field.parse().expect("stat field"))
+        .collect();
+    Duration::from_millis((fields[0] + fields[1]) * 10)
+}
+
 struct Row {
     label: String,
+    /// CPU of the whole process per delivered request, in microseconds.
+    cpu_us_per_request: f64,
     offered_per_s: f64,
     delivered_per_s: f64,
     metrics: Metrics,
@@ -153,7 +211,7 @@ struct Row {
 
 fn run_mode(group_commit: bool, options: &Options) -> Vec<Row> {
     let root = tempfile::tempdir().expect("tempdir");
-    let dirs = setup(root.path(), group_commit, options.sync);
+    let dirs = setup(root.path(), group_commit, options);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -169,22 +227,25 @@ fn run_mode(group_commit: bool, options: &Options) -> Vec<Row> {
     let de = &dirs[0];
     let fr = &dirs[1];
     // Warm up: connections, caches.
-    submit(de, options.clients, 500, 0.0);
+    submit(de, options, 500, 0.0);
     wait_delivered(de, 500);
     metrics(de, true);
     let mut rows = Vec::new();
 
     // Saturation.
     let fr_before = metrics(fr, false);
+    let cpu_before = process_cpu();
     let started = Instant::now();
-    submit(de, options.clients, options.messages, 0.0);
+    submit(de, options, options.messages, 0.0);
     let done = wait_delivered(de, options.messages);
     let elapsed = started.elapsed().as_secs_f64();
+    let cpu = (process_cpu() - cpu_before).as_secs_f64();
     let fr_after = metrics(fr, true);
     let max_rate = options.messages as f64 / elapsed;
     let flushes = (done.store_flushes + fr_after.store_flushes - fr_before.store_flushes) as f64;
     rows.push(Row {
         label: "saturated".into(),
+        cpu_us_per_request: cpu * 1e6 / options.messages as f64,
         offered_per_s: 0.0,
         delivered_per_s: max_rate,
         flushes_per_message: flushes / options.messages as f64,
@@ -192,18 +253,26 @@ fn run_mode(group_commit: bool, options: &Options) -> Vec<Row> {
     });
     let _ = done;
 
-    for fraction in [0.1, 0.5, 0.9] {
+    let fractions: &[f64] = if options.saturated_only {
+        &[]
+    } else {
+        &[0.1, 0.5, 0.9]
+    };
+    for &fraction in fractions {
         let rate = max_rate * fraction;
         let total = ((rate * options.seconds as f64) as u64).max(50);
         let before = metrics(de, false).store_flushes + metrics(fr, false).store_flushes;
+        let cpu_before = process_cpu();
         let started = Instant::now();
-        submit(de, options.clients, total, rate);
+        submit(de, options, total, rate);
         wait_delivered(de, total);
         let elapsed = started.elapsed().as_secs_f64();
+        let cpu = (process_cpu() - cpu_before).as_secs_f64();
         let after_de = metrics(de, true);
         let after_fr = metrics(fr, true);
         rows.push(Row {
             label: format!("{:.0} % of max", fraction * 100.0),
+            cpu_us_per_request: cpu * 1e6 / total as f64,
             offered_per_s: rate,
             delivered_per_s: total as f64 / elapsed,
             flushes_per_message: (after_de.store_flushes + after_fr.store_flushes - before) as f64
@@ -229,15 +298,20 @@ fn main() {
         return;
     }
     println!(
-        "two nodes, {} console clients, {} messages at saturation, sync = {:?}",
-        options.clients, options.messages, options.sync
+        "two nodes, {} console clients, {} submission(s) per console request, {} messages at saturation, sync = {:?}",
+        options.clients, options.batch, options.messages, options.sync
     );
-    println!("| group commit | load | offered req/s | delivered req/s | p50 ms | p90 ms | p99 ms | max ms | flushes per message (both nodes) |");
-    println!("|---|---|---|---|---|---|---|---|---|");
-    for group_commit in [true, false] {
+    println!("| group commit | load | offered req/s | delivered req/s | p50 ms | p90 ms | p99 ms | max ms | flushes per message (both nodes) | CPU µs per request (whole process) |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    let modes: &[bool] = if options.saturated_only {
+        &[true]
+    } else {
+        &[true, false]
+    };
+    for &group_commit in modes {
         for row in run_mode(group_commit, &options) {
             println!(
-                "| {} | {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {:.3} |",
+                "| {} | {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {:.3} | {:.0} |",
                 if group_commit { "on" } else { "off" },
                 row.label,
                 if row.offered_per_s > 0.0 {
@@ -251,6 +325,7 @@ fn main() {
                 row.metrics.latency_p99_us as f64 / 1000.0,
                 row.metrics.latency_max_us as f64 / 1000.0,
                 row.flushes_per_message,
+                row.cpu_us_per_request,
             );
         }
     }

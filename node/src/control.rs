@@ -41,6 +41,18 @@ pub struct HelloReply {
     pub error: Option<String>,
 }
 
+/// Most items in one [`ControlRequest::SubmitBatch`].
+pub const MAX_SUBMIT_BATCH: usize = 64;
+
+/// One submission of a [`ControlRequest::SubmitBatch`].
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SubmitItem {
+    /// Country code (the point of contact) or node id.
+    pub recipient: String,
+    /// The message.
+    pub payload: Payload,
+}
+
 /// A console request.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(tag = "command", rename_all = "kebab-case")]
@@ -51,6 +63,13 @@ pub enum ControlRequest {
         recipient: String,
         /// The message (boxed: it dwarfs every other request).
         payload: Box<Payload>,
+    },
+    /// Several submissions in one request, for a system that forwards requests in bulk: each item
+    /// is validated, sealed and stored on its own, exactly as [`ControlRequest::Submit`], and all
+    /// are made durable by the same group commit. At most [`MAX_SUBMIT_BATCH`] items.
+    SubmitBatch {
+        /// The submissions, answered in this order.
+        items: Vec<SubmitItem>,
     },
     /// Newest inbox entries.
     Inbox {
@@ -405,6 +424,12 @@ pub enum ControlResponse {
         recipient: String,
         /// Recipient country.
         country: String,
+    },
+    /// One answer per item of a [`ControlRequest::SubmitBatch`], in order: each
+    /// [`ControlResponse::Submitted`] or [`ControlResponse::Error`].
+    SubmittedBatch {
+        /// The answers.
+        results: Vec<ControlResponse>,
     },
     /// Inbox rows.
     Inbox {

@@ -1,9 +1,13 @@
 //! The daemon: one task that owns the libp2p network, the delivery core and the sled store.
 //!
-//! Each turn of the loop takes one input (shutdown, a console command, a network event, or the
-//! core's timeout), then drains whatever else is ready without waiting, then performs **one group
-//! commit** (`Store::flush`), and only then releases what the turn produced: responses to peers
-//! (which carry receipts), answers to the console ("accepted"), new transmissions and events. No
+//! Each turn of the loop takes one input (shutdown, a console command, a network event, the end
+//! of a group commit, or the core's timeout), then drains whatever else is ready without waiting.
+//! What the turn produced that acknowledges anything — responses to peers (which carry
+//! receipts), answers to the console ("accepted"), new transmissions, events — is held back
+//! until a **group commit** (`SledStore::begin_flush`) that began after the turn's writes has
+//! returned. The commit's IO runs on a blocking thread while the loop goes on working, so turns
+//! that arrive during one commit are covered together by the next one (a two-stage pipeline:
+//! the CPU work of the next batch overlaps the disk sync of the current one). No
 //! acknowledgement of any kind leaves the node before the state it acknowledges is on disk.
 //!
 //! Console connections are served by small tasks that forward typed requests to the loop over a
@@ -19,14 +23,15 @@ use libp2p::request_response::{OutboundRequestId, ResponseChannel};
 use libp2p::{Multiaddr, PeerId};
 use quickfreeze_keys::roster::{Role, Roster};
 use quickfreeze_keys::{CountryCode, Fingerprint, Identity, NodeId, SignedRoster, Timestamp};
-use quickfreeze_proto::core::{Core, Event, OutboxState, Store};
+use quickfreeze_proto::core::{Core, Event, OutboxState, Store, Transmit};
 use quickfreeze_proto::frame::{MAX_BATCH_BYTES, PROTOCOL_ID};
+use quickfreeze_proto::payload::Payload;
 use quickfreeze_proto::receipt::{Receipt, ReceiptKind};
 use quickfreeze_proto::MessageId;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot, Semaphore};
-use tokio::task::JoinSet;
+use tokio::task::{JoinHandle, JoinSet};
 use tracing::{debug, error, info, warn};
 
 use crate::audit::{AuditFacts, AuditKind, AuditLog};
@@ -34,10 +39,10 @@ use crate::config::{files, NodeConfig};
 use crate::control::{
     ControlRequest, ControlResponse, Hello, HelloReply, InboxRow, MessageDetail, Metrics,
     OutboxRow, PeerRow, ReceiptView, StatusReport, StatusView, CONTROL_PROTOCOL_NAME,
-    CONTROL_PROTOCOL_VERSION, MAX_CONTROL_LINE_BYTES,
+    CONTROL_PROTOCOL_VERSION, MAX_CONTROL_LINE_BYTES, MAX_SUBMIT_BATCH,
 };
 use crate::network::{LinkFault, Network, NetworkConfig, NetworkEvent};
-use crate::store::SledStore;
+use crate::store::{FlushDone, SledStore};
 
 /// Why the daemon could not start or had to stop.
 #[derive(Debug, thiserror::Error)]
@@ -238,6 +243,10 @@ struct Daemon {
     tracker: crate::deadlines::Tracker,
     /// Breaches found this turn, shown (log, alert hook) after the commit.
     pending_overdue: Vec<crate::deadlines::Breach>,
+    /// What ended turns produced that waits for the next group commit to begin.
+    waiting: Outputs,
+    /// What the running group commit covers, released when it returns.
+    in_commit: Outputs,
     /// Refused-inbound records per peer in the current minute, to keep a hostile member from
     /// filling the audit log: (minute start, recorded, suppressed).
     refused_audit: BTreeMap<NodeId, (u64, u32, u32)>,
@@ -246,6 +255,26 @@ struct Daemon {
     delivery_log: std::collections::VecDeque<(MessageId, u64)>,
     delivery_log_overflowed: u64,
     duplicates_suppressed: u64,
+}
+
+/// What a turn produced that acknowledges something, held until a commit covers it.
+#[derive(Default)]
+struct Outputs {
+    responses: Vec<(ResponseChannel<Vec<u8>>, Vec<u8>)>,
+    replies: Vec<(oneshot::Sender<ControlResponse>, ControlResponse)>,
+    transmits: Vec<Transmit>,
+    events: Vec<Event>,
+    overdue: Vec<crate::deadlines::Breach>,
+}
+
+impl Outputs {
+    fn is_empty(&self) -> bool {
+        self.responses.is_empty()
+            && self.replies.is_empty()
+            && self.transmits.is_empty()
+            && self.events.is_empty()
+            && self.overdue.is_empty()
+    }
 }
 
 /// Counters and histograms since start, for the Prometheus endpoint.
@@ -420,6 +449,8 @@ impl Daemon {
             deadline_config: config.deadlines.clone(),
             tracker: crate::deadlines::Tracker::default(),
             pending_overdue: Vec::new(),
+            waiting: Outputs::default(),
+            in_commit: Outputs::default(),
             fault_injection: config.testing.fault_injection,
             delivery_log: std::collections::VecDeque::new(),
             delivery_log_overflowed: 0,
@@ -484,6 +515,8 @@ impl Daemon {
             self.deadline_config.check_interval_ms,
         ));
         deadline_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The running group commit, if any (see `end_turn`).
+        let mut flush: Option<JoinHandle<FlushDone>> = None;
         let result = loop {
             let now = Timestamp::now();
             let wake = self.core.poll_timeout();
@@ -498,6 +531,12 @@ impl Daemon {
             tokio::select! {
                 biased;
                 () = &mut shutdown => break Ok(()),
+                done = async { flush.as_mut().expect("guarded by is_some").await }, if flush.is_some() => {
+                    flush = None;
+                    if let Err(error) = self.flush_finished(done) {
+                        break Err(error);
+                    }
+                }
                 Some(command) = command_rx.recv() => self.on_command(command),
                 event = self.network.next_event() => self.on_network(event),
                 _ = relay_links.tick() => self.keep_relay_links(),
@@ -520,9 +559,20 @@ impl Daemon {
             if self.core.poll_timeout().is_some_and(|at| at <= now) {
                 self.core.handle_timeout(now);
             }
-            if let Err(error) = self.flush_and_release() {
+            if let Err(error) = self.end_turn() {
                 break Err(error);
             }
+            if flush.is_none() && self.has_waiting() {
+                match self.start_flush() {
+                    Ok(started) => flush = started,
+                    Err(error) => break Err(error),
+                }
+            }
+        };
+        let result = match result {
+            // A clean stop still answers what this process made durable or can make durable.
+            Ok(()) => self.final_flush(flush.take()).await,
+            Err(error) => Err(error),
         };
         tasks.abort_all();
         while tasks.join_next().await.is_some() {}
@@ -538,6 +588,21 @@ impl Daemon {
             info!(node = %me, "node stopped");
         }
         result
+    }
+
+    /// On a clean stop: waits for the running commit, then commits and releases what is left.
+    async fn final_flush(
+        &mut self,
+        running: Option<JoinHandle<FlushDone>>,
+    ) -> Result<(), DaemonError> {
+        if let Some(running) = running {
+            self.flush_finished(running.await)?;
+        }
+        self.end_turn()?;
+        if let Some(running) = self.start_flush()? {
+            self.flush_finished(running.await)?;
+        }
+        Ok(())
     }
 
     /// Dials every relay the roster names for this node that it is not connected to.
@@ -566,16 +631,18 @@ impl Daemon {
     ///
     /// 1. take the core's events and append their audit records (on-command records such as
     ///    "acknowledged" or "opened" were appended while the command ran);
-    /// 2. one group commit, which makes the turn's state changes and their audit records durable
-    ///    together;
-    /// 3. only then release what acknowledges anything: responses to peers (receipts), console
-    ///    replies, new transmissions;
-    /// 4. show the events (log lines, alert hook).
+    /// 2. set aside everything of this turn that acknowledges anything: responses to peers
+    ///    (receipts), console replies, new transmissions, and the events and alerts to show.
+    ///
+    /// What is set aside leaves only after a group commit that *began after* this turn's writes
+    /// has returned `Ok` (see [`Daemon::start_flush`] and [`Daemon::flush_finished`]): that is
+    /// invariant 1, durable before acknowledged. The commit runs on a blocking thread, so the loop
+    /// goes on taking input while the disk syncs; the next commit covers everything written
+    /// meanwhile, which is how commits grow under load.
     ///
     /// Events the core raises while transmissions are handed to the network (a send that fails at
-    /// once) stay queued in the core and go through steps 1–4 in the next turn, after the commit
-    /// that covers them.
-    fn flush_and_release(&mut self) -> Result<(), DaemonError> {
+    /// once) stay queued in the core and are taken by the next turn, under the next commit.
+    fn end_turn(&mut self) -> Result<(), DaemonError> {
         self.metrics.loop_turns += 1;
         let mut events = Vec::new();
         while let Some(event) = self.core.poll_event() {
@@ -593,23 +660,81 @@ impl Daemon {
                 "audit log write failed, stopping: {error}"
             )));
         }
-        let flushed = tokio::task::block_in_place(|| self.core.store_mut().flush());
-        if let Err(error) = flushed {
-            // Nothing produced in this turn may leave: that would acknowledge what is not durable.
+        let waiting = &mut self.waiting;
+        waiting.responses.append(&mut self.pending_responses);
+        waiting.replies.append(&mut self.pending_replies);
+        while let Some(transmit) = self.core.poll_transmit() {
+            waiting.transmits.push(transmit);
+        }
+        waiting.events.extend(events);
+        waiting.overdue.append(&mut self.pending_overdue);
+        Ok(())
+    }
+
+    /// Begins the group commit for what waits, unless one is running already (what waits then
+    /// goes with the next). With nothing written since the last commit began, what waits is
+    /// already covered by a finished commit and leaves at once. Returns the running commit.
+    fn start_flush(&mut self) -> Result<Option<JoinHandle<FlushDone>>, DaemonError> {
+        let job = self.core.store_mut().begin_flush().map_err(|error| {
+            DaemonError::Store(format!("group commit failed, stopping: {error}"))
+        })?;
+        match job {
+            None => {
+                let ready = std::mem::take(&mut self.waiting);
+                self.release(ready);
+                Ok(None)
+            }
+            Some(job) => {
+                self.in_commit = std::mem::take(&mut self.waiting);
+                Ok(Some(tokio::task::spawn_blocking(move || job.run())))
+            }
+        }
+    }
+
+    /// The running commit returned: on success, release what it covers.
+    fn flush_finished(
+        &mut self,
+        done: Result<FlushDone, tokio::task::JoinError>,
+    ) -> Result<(), DaemonError> {
+        let done = done.unwrap_or_else(|error| {
+            FlushDone::lost(format!("the group commit thread failed: {error}"))
+        });
+        if let Err(error) = self.core.store_mut().end_flush(done) {
+            // Nothing it covered may leave: that would acknowledge what is not durable.
             return Err(DaemonError::Store(format!(
                 "group commit failed, stopping: {error}"
             )));
         }
-        for (channel, response) in self.pending_responses.drain(..) {
+        let covered = std::mem::take(&mut self.in_commit);
+        self.release(covered);
+        Ok(())
+    }
+
+    /// Whether anything waits for a commit.
+    fn has_waiting(&self) -> bool {
+        !self.waiting.is_empty() || self.core.store().is_dirty()
+    }
+
+    /// Lets go of what a finished commit covers: responses, console replies, transmissions,
+    /// then the events (log lines, alert hook) and overdue alerts.
+    fn release(&mut self, outputs: Outputs) {
+        let Outputs {
+            responses,
+            replies,
+            transmits,
+            events,
+            overdue,
+        } = outputs;
+        for (channel, response) in responses {
             if let Err(error) = self.network.send_response(channel, response) {
                 warn!(%error, "response could not be sent (peer gone); it will retry");
             }
         }
-        for (reply, response) in self.pending_replies.drain(..) {
+        for (reply, response) in replies {
             let _ = reply.send(response);
         }
         let now = Timestamp::now();
-        while let Some(transmit) = self.core.poll_transmit() {
+        for transmit in transmits {
             let sent = transmit
                 .to
                 .to_peer_id()
@@ -631,7 +756,7 @@ impl Daemon {
         for event in events {
             self.on_core_event(event);
         }
-        for breach in std::mem::take(&mut self.pending_overdue) {
+        for breach in overdue {
             let country = self.country(&breach.peer);
             warn!(message_id = %breach.message_id, peer = %country, priority = %breach.priority, clock = %breach.clock, overdue_s = breach.overdue_ms / 1000, "OVERDUE: {}", breach.clock.describe());
             self.alert(
@@ -643,7 +768,6 @@ impl Daemon {
             );
         }
         while self.hooks.try_join_next().is_some() {}
-        Ok(())
     }
 
     /// Re-evaluates the deadline clocks; breaches not raised before get an audit record now
@@ -1247,23 +1371,42 @@ impl Daemon {
             .ok_or_else(|| format!("{node} is not in roster serial {}", roster.serial))
     }
 
+    /// Validates, seals and stores one submission; the answer leaves after the group commit.
+    fn submit(&mut self, now: Timestamp, recipient: &str, payload: Payload) -> ControlResponse {
+        match self.resolve_recipient(recipient) {
+            Err(message) => ControlResponse::Error { message },
+            Ok(node) => match self.core.submit(now, node, payload) {
+                Ok(message_id) => ControlResponse::Submitted {
+                    message_id: message_id.to_string(),
+                    recipient: node.to_string(),
+                    country: self.country(&node),
+                },
+                Err(error) => ControlResponse::Error {
+                    message: error.to_string(),
+                },
+            },
+        }
+    }
+
     fn on_command(&mut self, command: Command) {
         let Command { request, reply } = command;
         let now = Timestamp::now();
         let response = match request {
-            ControlRequest::Submit { recipient, payload } => {
-                match self.resolve_recipient(&recipient) {
-                    Err(message) => ControlResponse::Error { message },
-                    Ok(node) => match self.core.submit(now, node, *payload) {
-                        Ok(message_id) => ControlResponse::Submitted {
-                            message_id: message_id.to_string(),
-                            recipient: node.to_string(),
-                            country: self.country(&node),
-                        },
-                        Err(error) => ControlResponse::Error {
-                            message: error.to_string(),
-                        },
-                    },
+            ControlRequest::Submit { recipient, payload } => self.submit(now, &recipient, *payload),
+            ControlRequest::SubmitBatch { items } => {
+                if items.len() > MAX_SUBMIT_BATCH {
+                    ControlResponse::Error {
+                        message: format!(
+                            "a batch holds at most {MAX_SUBMIT_BATCH} submissions, this one {}; split it",
+                            items.len()
+                        ),
+                    }
+                } else {
+                    let results = items
+                        .into_iter()
+                        .map(|item| self.submit(now, &item.recipient, item.payload))
+                        .collect();
+                    ControlResponse::SubmittedBatch { results }
                 }
             }
             ControlRequest::Inbox { limit } => self.inbox(now, limit),
@@ -1674,9 +1817,23 @@ impl Daemon {
         ControlResponse::Inbox { rows }
     }
 
+    /// The store's copy of an unfinished message can lag the core's (a first transmission is not
+    /// written); the console shows the live state and attempt count.
+    fn overlay_live_state(&self, entry: &mut quickfreeze_proto::core::OutboxEntry) {
+        if let Some(live) = self.core.unfinished_outbox(&entry.message_id) {
+            entry.state = live.state.clone();
+            entry.attempts = live.attempts;
+        }
+    }
+
     fn outbox(&self, now: Timestamp, limit: usize) -> ControlResponse {
         let mut entries = match self.core.store().outbox_entries() {
-            Ok(entries) => entries,
+            Ok(mut entries) => {
+                for entry in &mut entries {
+                    self.overlay_live_state(entry);
+                }
+                entries
+            }
             Err(error) => {
                 return ControlResponse::Error {
                     message: error.to_string(),
@@ -1724,7 +1881,8 @@ impl Daemon {
             Err(message) => return ControlResponse::Error { message },
         };
         let store = self.core.store();
-        if let Ok(Some(entry)) = store.get_outbox(&id) {
+        if let Ok(Some(mut entry)) = store.get_outbox(&id) {
+            self.overlay_live_state(&mut entry);
             let payload = Some(entry.payload.clone());
             let mut receipts = Vec::new();
             if let Some(receipt) = &entry.custody_receipt {

@@ -34,9 +34,11 @@
 //! under load batches grow by themselves (more work is ready while the previous sync runs).
 //! A flush with nothing written since the last one does no IO at all.
 //!
-//! Flushes come from one caller only: sled 0.34's `flush_async` deadlocks under concurrent
-//! callers (sled #1308), so this type only ever uses the blocking `flush()`, and `flush` takes
-//! `&mut self`. From async code, call it inside `spawn_blocking`.
+//! Flushes come from one caller at a time: sled 0.34's `flush_async` deadlocks under concurrent
+//! callers (sled #1308), so this type only ever uses the blocking `flush()`, behind a mutex. The
+//! daemon splits a flush in three ([`SledStore::begin_flush`], [`FlushJob::run`] on a blocking
+//! thread, [`SledStore::end_flush`]) so that its loop keeps writing while the disk syncs; what a
+//! flush promises covers the writes made before it *began*.
 //!
 //! # Layout
 //!
@@ -61,6 +63,7 @@ use std::fs::{self, File};
 use std::io;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use quickfreeze_keys::codec;
@@ -228,17 +231,70 @@ pub struct SledStore {
     inbox: sled::Tree,
     relay: sled::Tree,
     meta: sled::Tree,
-    /// sled's `db` file, opened again for `sync_data` (only in [`SyncMode::FlushAndSyncData`]).
-    db_file: Option<File>,
     sync: SyncMode,
-    /// Blob files already synced (only in [`SyncMode::FlushAndSyncData`]).
-    synced_blobs: HashSet<OsString>,
-    /// Something was written since the last successful flush.
+    /// The IO of a group commit; shared with a [`FlushJob`] running on another thread.
+    committer: Arc<Mutex<Committer>>,
+    /// Something was written since the last flush began.
     dirty: bool,
     /// Why a flush failed. After a failed `fsync` the kernel may have dropped the dirty pages and
     /// a retry would "succeed" without the data, so every later flush fails with this reason.
     failed: Option<String>,
     stats: StoreStats,
+}
+
+/// What a group commit needs: sled's handle and the files to sync. Behind a mutex so that at
+/// most one commit runs at a time (sled 0.34's flushes must not race each other, sled #1308).
+struct Committer {
+    path: PathBuf,
+    db: sled::Db,
+    /// sled's `db` file, opened again for `sync_data` (only in [`SyncMode::FlushAndSyncData`]).
+    db_file: Option<File>,
+    /// Blob files already synced (only in [`SyncMode::FlushAndSyncData`]).
+    synced_blobs: HashSet<OsString>,
+}
+
+/// A group commit begun by [`SledStore::begin_flush`]: it covers every write made to the store
+/// before it began (and possibly some made after). [`FlushJob::run`] does the IO and may run on
+/// another thread while the store takes new writes; [`SledStore::end_flush`] records the outcome.
+#[must_use = "a begun flush must be run and ended"]
+pub struct FlushJob {
+    committer: Arc<Mutex<Committer>>,
+}
+
+/// The outcome of [`FlushJob::run`], for [`SledStore::end_flush`].
+#[derive(Debug)]
+pub struct FlushDone {
+    result: Result<(), StoreError>,
+    micros: u64,
+}
+
+impl FlushJob {
+    /// sled's `flush()`, then (in [`SyncMode::FlushAndSyncData`]) blobs and the `db` file.
+    /// Blocks for the duration of the IO.
+    pub fn run(self) -> FlushDone {
+        let start = Instant::now();
+        let result = match self.committer.lock() {
+            Ok(mut committer) => committer.commit(),
+            Err(_) => Err(StoreError(
+                "an earlier group commit panicked; restart the node".into(),
+            )),
+        };
+        FlushDone {
+            result,
+            micros: micros_since(start),
+        }
+    }
+}
+
+impl FlushDone {
+    /// A flush that could not run at all (its thread was lost), so that the store records it as
+    /// failed.
+    pub fn lost(reason: impl Into<String>) -> FlushDone {
+        FlushDone {
+            result: Err(StoreError(reason.into())),
+            micros: 0,
+        }
+    }
 }
 
 impl fmt::Debug for SledStore {
@@ -432,14 +488,18 @@ impl SledStore {
         };
         let mut store = SledStore {
             path: dir.to_path_buf(),
-            db,
+            db: db.clone(),
             outbox,
             inbox,
             relay,
             meta,
-            db_file,
             sync: options.sync,
-            synced_blobs: HashSet::new(),
+            committer: Arc::new(Mutex::new(Committer {
+                path: dir.to_path_buf(),
+                db,
+                db_file,
+                synced_blobs: HashSet::new(),
+            })),
             dirty: false,
             failed: None,
             stats: StoreStats::default(),
@@ -522,6 +582,50 @@ impl SledStore {
         self.db
             .open_tree(name)
             .map_err(|error| sled_error("open", name, error))
+    }
+
+    /// Begins a group commit of every write made so far, for [`FlushJob::run`] to carry out
+    /// (possibly on another thread, while new writes arrive) and [`SledStore::end_flush`] to
+    /// conclude. `None` when nothing was written since the previous flush began (no IO needed).
+    /// At most one job should be running at a time: a second waits for the first.
+    ///
+    /// Fails if an earlier flush failed: nothing written since can be made durable by this
+    /// process.
+    pub fn begin_flush(&mut self) -> Result<Option<FlushJob>, StoreError> {
+        if let Some(reason) = &self.failed {
+            return Err(StoreError(format!(
+                "an earlier flush failed ({reason}); nothing written since can be made durable \
+                 by this process: restart the node"
+            )));
+        }
+        if !self.dirty {
+            self.stats.idle_flushes += 1;
+            return Ok(None);
+        }
+        // Writes from now on need the next flush.
+        self.dirty = false;
+        Ok(Some(FlushJob {
+            committer: self.committer.clone(),
+        }))
+    }
+
+    /// Records the outcome of a job from [`SledStore::begin_flush`]. `Ok` means every write made
+    /// before that job began is durable; an error is final for this instance.
+    pub fn end_flush(&mut self, done: FlushDone) -> Result<(), StoreError> {
+        if let Err(error) = done.result {
+            tracing::error!(path = %self.path.display(), %error, "group commit failed");
+            self.failed = Some(error.0.clone());
+            return Err(error);
+        }
+        self.stats.flushes += 1;
+        self.stats.last_flush_micros = done.micros;
+        self.stats.flush_micros_total = self.stats.flush_micros_total.saturating_add(done.micros);
+        Ok(())
+    }
+
+    /// Whether something was written since the last flush began.
+    pub fn is_dirty(&self) -> bool {
+        self.dirty
     }
 
     /// Tells the store that a tree obtained from [`SledStore::open_tree`] was written, so that
@@ -626,7 +730,9 @@ impl SledStore {
             .map_err(|error| sled_error("write", T::TREE, error))?;
         Ok(())
     }
+}
 
+impl Committer {
     /// sled's `flush()`, then (in [`SyncMode::FlushAndSyncData`]) blobs and the `db` file.
     fn commit(&mut self) -> Result<(), StoreError> {
         self.db
@@ -752,27 +858,9 @@ impl Store for SledStore {
     /// Once a flush has failed, every later one fails too (see [`SledStore`]): the node must stop
     /// acknowledging and be restarted, which recovers exactly what reached the disk.
     fn flush(&mut self) -> Result<(), StoreError> {
-        if let Some(reason) = &self.failed {
-            return Err(StoreError(format!(
-                "an earlier flush failed ({reason}); nothing written since can be made durable \
-                 by this process: restart the node"
-            )));
+        match self.begin_flush()? {
+            None => Ok(()),
+            Some(job) => self.end_flush(job.run()),
         }
-        if !self.dirty {
-            self.stats.idle_flushes += 1;
-            return Ok(());
-        }
-        let start = Instant::now();
-        if let Err(error) = self.commit() {
-            tracing::error!(path = %self.path.display(), %error, "group commit failed");
-            self.failed = Some(error.0.clone());
-            return Err(error);
-        }
-        self.dirty = false;
-        let micros = micros_since(start);
-        self.stats.flushes += 1;
-        self.stats.last_flush_micros = micros;
-        self.stats.flush_micros_total = self.stats.flush_micros_total.saturating_add(micros);
-        Ok(())
     }
 }

@@ -10,7 +10,7 @@ use libp2p::Multiaddr;
 use quickfreeze_keys::roster::Role;
 use quickfreeze_keys::Timestamp;
 use quickfreeze_node::config::{files, NodeConfig};
-use quickfreeze_node::control::{ControlRequest, ControlResponse};
+use quickfreeze_node::control::{ControlRequest, ControlResponse, SubmitItem, MAX_SUBMIT_BATCH};
 use quickfreeze_node::network::{Network, NetworkConfig, NetworkEvent};
 use quickfreeze_proto::envelope::Envelope;
 use quickfreeze_proto::frame::{Batch, Frame};
@@ -232,6 +232,83 @@ async fn a_hostile_member_is_refused_and_the_node_keeps_serving() {
     )
     .await;
     drop(hostile);
+    de.stop().await.expect("stop");
+    fr.stop().await.expect("stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_submission_answers_each_item_and_refuses_only_the_bad_ones() {
+    let fixture = fixture(&["DE", "FR"], vec![]);
+    let de = fixture.start(0).await;
+    let fr = fixture.start(1).await;
+    let good = |payload: Payload| SubmitItem {
+        recipient: "FR".into(),
+        payload,
+    };
+    let mut invalid = example_preservation();
+    invalid.header.case_reference.clear();
+    let items = vec![
+        good(Payload::Preservation(example_preservation())),
+        SubmitItem {
+            recipient: "XX".into(),
+            payload: Payload::Preservation(example_preservation()),
+        },
+        good(Payload::Preservation(invalid)),
+        good(Payload::FreeText(example_free_text())),
+    ];
+    let results = match ask(&fixture.dirs[0], ControlRequest::SubmitBatch { items }).await {
+        ControlResponse::SubmittedBatch { results } => results,
+        other => panic!("batch refused: {other:?}"),
+    };
+    assert_eq!(results.len(), 4, "one answer per item: {results:?}");
+    let accepted: Vec<String> = results
+        .iter()
+        .filter_map(|result| match result {
+            ControlResponse::Submitted { message_id, .. } => Some(message_id.clone()),
+            _ => None,
+        })
+        .collect();
+    assert!(matches!(results[0], ControlResponse::Submitted { .. }));
+    assert!(
+        matches!(&results[1], ControlResponse::Error { message } if message.contains("XX")),
+        "{:?}",
+        results[1]
+    );
+    assert!(
+        matches!(results[2], ControlResponse::Error { .. }),
+        "{:?}",
+        results[2]
+    );
+    assert!(matches!(results[3], ControlResponse::Submitted { .. }));
+    for message_id in accepted {
+        match ask(
+            &fixture.dirs[0],
+            ControlRequest::WaitDelivered {
+                message_id: message_id.clone(),
+                timeout_ms: 30_000,
+            },
+        )
+        .await
+        {
+            ControlResponse::Delivered { receipt, .. } => assert!(receipt.verified),
+            other => panic!("{message_id} not delivered: {other:?}"),
+        }
+    }
+    // Over the limit: refused whole, nothing stored.
+    let too_many = vec![good(Payload::FreeText(example_free_text())); MAX_SUBMIT_BATCH + 1];
+    match ask(
+        &fixture.dirs[0],
+        ControlRequest::SubmitBatch { items: too_many },
+    )
+    .await
+    {
+        ControlResponse::Error { message } => assert!(message.contains("split"), "{message}"),
+        other => panic!("an oversized batch was accepted: {other:?}"),
+    }
+    match ask(&fixture.dirs[0], ControlRequest::Outbox { limit: 1000 }).await {
+        ControlResponse::Outbox { rows } => assert_eq!(rows.len(), 2, "{rows:?}"),
+        other => panic!("outbox: {other:?}"),
+    }
     de.stop().await.expect("stop");
     fr.stop().await.expect("stop");
 }

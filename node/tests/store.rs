@@ -724,42 +724,72 @@ fn store_idle_flushes_do_no_io_and_stats_count_commits() {
     assert!(store.size_on_disk().expect("size") > 0);
 }
 
-/// Not a pass/fail test: prints the cost of one group commit of 10 entries in each mode
-/// (run with `--nocapture` to see it).
+/// The daemon's pipelined commit: a flush covers what was written before it began; writes made
+/// while it runs need (and get) the next one; both survive a reopen.
 #[test]
-fn store_report_flush_cost_per_batch() {
-    for sync in [SyncMode::Flush, SyncMode::FlushAndSyncData] {
-        let dir = temp_dir();
-        let mut store = open(dir.path(), sync);
-        let mut rng = ChaCha8Rng::seed_from_u64(11);
-        let batches = 100u64;
-        let mut flush_time = Duration::ZERO;
-        let mut samples = Vec::new();
-        for batch in 0..batches {
-            for n in 0..10u64 {
-                let mut bytes = [0u8; 16];
-                bytes[..8].copy_from_slice(&(batch * 10 + n).to_be_bytes());
-                let mut entry = random_outbox(&mut rng, MessageId(bytes));
-                entry.envelope = vec![1; 2000];
-                store.put_outbox(&entry).expect("put");
-            }
-            let start = Instant::now();
-            store.flush().expect("flush");
-            let took = start.elapsed();
-            flush_time += took;
-            samples.push(took);
-        }
-        samples.sort();
-        let stats = store.stats();
-        println!(
-            "{sync:?}: {batches} batches of 10 × ~2.4 KB: mean {:?}, p50 {:?}, p90 {:?} per \
-             flush; store stats mean {} µs",
-            flush_time / batches as u32,
-            samples[samples.len() / 2],
-            samples[samples.len() * 9 / 10],
-            stats.flush_micros_total / stats.flushes.max(1),
+fn a_flush_running_on_another_thread_covers_what_came_before_it_and_the_next_covers_the_rest() {
+    let dir = temp_dir();
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let first = random_outbox(&mut rng, numbered_id(1));
+    let second = random_outbox(&mut rng, numbered_id(2));
+    {
+        let mut store = open(dir.path(), SyncMode::FlushAndSyncData);
+        store.put_outbox(&first).expect("put");
+        let job = store
+            .begin_flush()
+            .expect("begin")
+            .expect("something to commit");
+        assert!(!store.is_dirty(), "the begun flush covers the first write");
+        let running = std::thread::spawn(move || job.run());
+        store.put_outbox(&second).expect("put while the flush runs");
+        assert!(
+            store.is_dirty(),
+            "a write during the flush needs the next one"
         );
+        store
+            .end_flush(running.join().expect("flush thread"))
+            .expect("flush");
+        let next = store
+            .begin_flush()
+            .expect("begin")
+            .expect("the second write");
+        store.end_flush(next.run()).expect("flush");
+        assert!(
+            store.begin_flush().expect("begin").is_none(),
+            "nothing left"
+        );
+        assert_eq!(store.stats().flushes, 3, "format stamp + two commits");
     }
+    let store = open(dir.path(), SyncMode::FlushAndSyncData);
+    assert_eq!(
+        store.get_outbox(&first.message_id).expect("read"),
+        Some(first)
+    );
+    assert_eq!(
+        store.get_outbox(&second.message_id).expect("read"),
+        Some(second)
+    );
+}
+
+/// A begun flush that fails is final, like a blocking one.
+#[test]
+fn a_failed_background_flush_stops_every_later_flush() {
+    let dir = temp_dir();
+    let mut store = open(dir.path(), SyncMode::FlushAndSyncData);
+    std::fs::remove_dir_all(dir.path().join("blobs")).expect("remove blobs");
+    store.put_roster(b"roster 1").expect("put");
+    let job = store.begin_flush().expect("begin").expect("job");
+    let done = std::thread::spawn(move || job.run())
+        .join()
+        .expect("thread");
+    assert!(store.end_flush(done).is_err(), "the sync fails");
+    std::fs::create_dir(dir.path().join("blobs")).expect("restore blobs");
+    store.put_roster(b"roster 2").expect("put");
+    let error = match store.begin_flush() {
+        Err(error) => error,
+        Ok(_) => panic!("a later flush must not begin"),
+    };
+    assert!(error.0.contains("restart the node"), "{error}");
 }
 
 #[test]

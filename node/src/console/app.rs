@@ -442,7 +442,9 @@ impl App {
             | ControlResponse::AuditVerified { .. }
             | ControlResponse::AuditPage { .. }
             | ControlResponse::FaultsSet { .. }
-            | ControlResponse::DeliveryLog { .. } => {}
+            | ControlResponse::DeliveryLog { .. }
+            // The console submits one request at a time.
+            | ControlResponse::SubmittedBatch { .. } => {}
         }
         Vec::new()
     }

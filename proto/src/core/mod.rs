@@ -855,6 +855,12 @@ impl<S: Store> Core<S> {
         }
     }
 
+    /// The live entry of an unfinished outgoing message. It can be ahead of the store's copy,
+    /// which is not rewritten for a first transmission (see `prepare_outbox`).
+    pub fn unfinished_outbox(&self, message_id: &MessageId) -> Option<&OutboxEntry> {
+        self.outbox.get(message_id)
+    }
+
     /// Next transmission for the shell.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
         self.transmits.pop_front()
@@ -1128,18 +1134,18 @@ impl<S: Store> Core<S> {
             entry.relay_attempts += 1;
         }
         if entry.state == OutboxState::Accepted {
+            // Not written to the store: on the usual path the delivery receipt follows within
+            // milliseconds and its write records the outcome, and a failed attempt writes the
+            // entry (state, attempts, error) in `item_failed`. After a crash an entry still
+            // "accepted" is transmitted again, which is what "sent" would have led to as well.
+            // [`Core::unfinished_outbox`] shows the live state meanwhile.
             entry.state = OutboxState::Sent;
-            let snapshot = entry.clone();
-            if let Err(error) = self.store.put_outbox(&snapshot) {
-                self.push_event(Event::StoreFailed {
-                    reason: error.to_string(),
-                });
-            }
+            let digest = entry.digest;
             self.push_event(Event::Sent {
                 message_id,
                 to: peer,
                 via_relay,
-                digest: snapshot.digest,
+                digest,
             });
         }
         Some((
