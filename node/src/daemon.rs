@@ -675,6 +675,12 @@ impl Daemon {
     /// goes with the next). With nothing written since the last commit began, what waits is
     /// already covered by a finished commit and leaves at once. Returns the running commit.
     fn start_flush(&mut self) -> Result<Option<JoinHandle<FlushDone>>, DaemonError> {
+        // The audit records of every turn this commit covers go in first, as one block.
+        self.audit
+            .write_pending(self.core.store_mut())
+            .map_err(|error| {
+                DaemonError::Store(format!("audit log write failed, stopping: {error}"))
+            })?;
         let job = self.core.store_mut().begin_flush().map_err(|error| {
             DaemonError::Store(format!("group commit failed, stopping: {error}"))
         })?;
@@ -712,7 +718,7 @@ impl Daemon {
 
     /// Whether anything waits for a commit.
     fn has_waiting(&self) -> bool {
-        !self.waiting.is_empty() || self.core.store().is_dirty()
+        !self.waiting.is_empty() || self.audit.has_pending() || self.core.store().is_dirty()
     }
 
     /// Lets go of what a finished commit covers: responses, console replies, transmissions,
@@ -821,7 +827,7 @@ impl Daemon {
             return;
         }
         let kind = facts.kind;
-        if let Err(error) = self.audit.append(self.core.store_mut(), now, facts) {
+        if let Err(error) = self.audit.append(now, facts) {
             error!(%error, %kind, "audit record could not be written");
             self.audit_error = Some(error.to_string());
         }
@@ -1519,7 +1525,19 @@ impl Daemon {
                 })
             }
             request @ (ControlRequest::AuditVerify { .. } | ControlRequest::AuditExport { .. }) => {
-                tokio::task::block_in_place(|| crate::audit::answer(&self.audit, &request))
+                // The records of this turn so far are read too (they become durable with its
+                // commit, like everything else the answer reports).
+                match self.audit.write_pending(self.core.store_mut()) {
+                    Err(error) => {
+                        self.audit_error = Some(error.to_string());
+                        ControlResponse::Error {
+                            message: format!("the audit log cannot be written: {error}"),
+                        }
+                    }
+                    Ok(()) => {
+                        tokio::task::block_in_place(|| crate::audit::answer(&self.audit, &request))
+                    }
+                }
             }
             ControlRequest::Fault {
                 peers,
