@@ -140,7 +140,18 @@ pub struct RetrySection {
     pub relay_after_failures: u32,
     /// While a relay holds a message, how often to still try the recipient directly.
     pub custody_recheck_ms: u64,
+    /// How often (at most; each wait is jittered down to half of it) to dial the backed-off,
+    /// unconnected peers that pending work waits on, so that a peer that comes back is found in
+    /// about a second instead of at the end of its backoff. 0 turns probing off.
+    pub reconnect_probe_ms: u64,
+    /// Peers dialled per probe at most (emergency work first, then the least recently tried).
+    pub reconnect_probe_max_dials: usize,
 }
+
+/// Default of `retry.reconnect_probe_ms`.
+pub const DEFAULT_RECONNECT_PROBE_MS: u64 = 1_000;
+/// Default of `retry.reconnect_probe_max_dials`.
+pub const DEFAULT_RECONNECT_PROBE_MAX_DIALS: usize = 32;
 
 impl Default for RetrySection {
     fn default() -> Self {
@@ -150,7 +161,28 @@ impl Default for RetrySection {
             cap_ms: core.retry_cap_ms,
             relay_after_failures: core.relay_after_failures,
             custody_recheck_ms: core.custody_recheck_ms,
+            reconnect_probe_ms: DEFAULT_RECONNECT_PROBE_MS,
+            reconnect_probe_max_dials: DEFAULT_RECONNECT_PROBE_MAX_DIALS,
         }
+    }
+}
+
+impl RetrySection {
+    /// Refuses probe settings that would dial in a tight loop or not at all by accident.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.reconnect_probe_ms != 0 && !(100..=600_000).contains(&self.reconnect_probe_ms) {
+            return Err(format!(
+                "retry.reconnect_probe_ms = {}: use 100 to 600000 milliseconds, or 0 to turn probing off",
+                self.reconnect_probe_ms
+            ));
+        }
+        if !(1..=1024).contains(&self.reconnect_probe_max_dials) {
+            return Err(format!(
+                "retry.reconnect_probe_max_dials = {}: use 1 to 1024 (reconnect_probe_ms = 0 turns probing off)",
+                self.reconnect_probe_max_dials
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -201,6 +233,7 @@ impl NodeConfig {
         config
             .deadlines
             .validate()
+            .and_then(|()| config.retry.validate())
             .map_err(|message| ConfigError::Invalid {
                 path: path.to_path_buf(),
                 message,
@@ -292,6 +325,11 @@ cap_ms = {cap}
 relay_after_failures = {relay_after}
 # While a relay holds a message, how often this node still tries the recipient directly.
 custody_recheck_ms = {recheck}
+# How often (at most) to dial peers that work waits on while they are backing off, so that a
+# peer that comes back is found within about a second. 0 turns it off.
+reconnect_probe_ms = {probe}
+# Peers dialled per probe at most.
+reconnect_probe_max_dials = {probe_dials}
 
 [limits]
 # Undelivered messages the outbox may hold before `send` is refused.
@@ -336,6 +374,8 @@ routine_s = {t3r}
             cap = core.retry_cap_ms,
             relay_after = core.relay_after_failures,
             recheck = core.custody_recheck_ms,
+            probe = DEFAULT_RECONNECT_PROBE_MS,
+            probe_dials = DEFAULT_RECONNECT_PROBE_MAX_DIALS,
             outbox = limits.max_outbox_pending,
             in_flight = limits.max_in_flight_per_peer,
             relay_messages = limits.relay_max_messages_per_sender,
@@ -374,6 +414,11 @@ mod tests {
             LimitsSection::default().max_outbox_pending
         );
         assert_eq!(config.deadlines, DeadlineConfig::default());
+        assert_eq!(
+            config.retry.reconnect_probe_ms,
+            RetrySection::default().reconnect_probe_ms
+        );
+        config.retry.validate().expect("defaults valid");
         assert_eq!(config.metrics_listen, None);
     }
 
@@ -391,6 +436,28 @@ mod tests {
         std::fs::write(&path, "metrics_listen = \"localhost\"\n").expect("write");
         let error = NodeConfig::load(&path).expect_err("refused").to_string();
         assert!(error.contains("metrics_listen"), "{error}");
+    }
+
+    #[test]
+    fn probe_settings_are_bounded() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("node.toml");
+        for (text, ok) in [
+            ("[retry]\nreconnect_probe_ms = 0\n", true),
+            ("[retry]\nreconnect_probe_ms = 1500\n", true),
+            ("[retry]\nreconnect_probe_ms = 10\n", false),
+            ("[retry]\nreconnect_probe_max_dials = 0\n", false),
+            ("[retry]\nreconnect_probe_max_dials = 5000\n", false),
+        ] {
+            std::fs::write(&path, text).expect("write");
+            match NodeConfig::load(&path) {
+                Ok(_) => assert!(ok, "{text} accepted"),
+                Err(error) => {
+                    assert!(!ok, "{text} refused: {error}");
+                    assert!(error.to_string().contains("reconnect_probe"), "{error}");
+                }
+            }
+        }
     }
 
     #[test]
