@@ -190,8 +190,9 @@ struct Slot {
     up: AtomicBool,
     /// A restart is in progress.
     restarting: AtomicBool,
-    /// Injected faults on this node, by peer index (re-applied after a restart).
-    rules: Mutex<BTreeMap<usize, LinkRule>>,
+    /// Injected fault layers on this node: peer index → layer id → rule (re-applied after a
+    /// restart). The node gets the union of a peer's layers.
+    rules: Mutex<BTreeMap<usize, BTreeMap<u32, LinkRule>>>,
 }
 
 #[derive(Clone, Debug)]
@@ -228,10 +229,15 @@ struct Shared {
     jobs_done: AtomicUsize,
     jobs_total: AtomicUsize,
     replies_open: AtomicBool,
+    /// The faulty phase is over: an officer whose node is down gives up instead of trying
+    /// again (a node left down until the heal would otherwise hold the heal back).
+    closing: AtomicBool,
     stop: AtomicBool,
 }
 
 const SUBMITTERS: usize = 8;
+/// Console requests in parallel when the heal lifts every fault.
+const HEAL_LANES: usize = 8;
 const OFFICER_RETRY: Duration = Duration::from_secs(1);
 const MAX_SUBMIT_ATTEMPTS: u32 = 20;
 const CONSOLE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -252,20 +258,29 @@ impl Shared {
         client.request(request).map_err(|error| error.to_string())
     }
 
-    /// Sends node `node` its current fault rules (after a restart, or a change).
-    fn apply_rules(&self, node: usize, peers: &[usize]) {
+    /// Sends node `node` its current rules for `peers` (after a restart, or a change): the
+    /// union of each peer's layers, one console request per distinct rule.
+    fn apply_rules(&self, node: usize, peers: &BTreeSet<usize>) {
         let slot = &self.slots[node];
-        let rules = slot
-            .rules
-            .lock()
-            .map(|rules| rules.clone())
-            .unwrap_or_default();
-        for peer in peers {
-            let rule = rules.get(peer).copied().unwrap_or_default();
+        let mut by_rule: BTreeMap<LinkRule, Vec<String>> = BTreeMap::new();
+        if let Ok(rules) = slot.rules.lock() {
+            for peer in peers {
+                let rule = rules.get(peer).map_or(LinkRule::default(), |layers| {
+                    layers
+                        .values()
+                        .fold(LinkRule::default(), |all, rule| all.union(*rule))
+                });
+                by_rule
+                    .entry(rule)
+                    .or_default()
+                    .push(self.slots[*peer].node_id.to_string());
+            }
+        }
+        for (rule, peers) in by_rule {
             let _ = self.request(
                 node,
                 &ControlRequest::Fault {
-                    peers: vec![self.slots[*peer].node_id.to_string()],
+                    peers,
                     drop_outbound: rule.drop_outbound,
                     drop_inbound: rule.drop_inbound,
                     delay_ms: rule.delay_ms,
@@ -274,16 +289,32 @@ impl Shared {
         }
     }
 
-    fn set_rule(&self, node: usize, peer: usize, rule: LinkRule) {
+    /// Adds (`Some`) or removes layer `id` of node `node`'s rule for `peer`; the caller applies.
+    fn set_layer(&self, node: usize, peer: usize, id: u32, rule: Option<LinkRule>) {
         if let Ok(mut rules) = self.slots[node].rules.lock() {
-            if rule == LinkRule::default() {
-                rules.remove(&peer);
-            } else {
-                rules.insert(peer, rule);
+            match rule {
+                Some(rule) => {
+                    rules.entry(peer).or_default().insert(id, rule);
+                }
+                None => {
+                    if let Some(layers) = rules.get_mut(&peer) {
+                        layers.remove(&id);
+                        if layers.is_empty() {
+                            rules.remove(&peer);
+                        }
+                    }
+                }
             }
         }
-        if self.slots[node].up.load(Ordering::Relaxed) {
-            self.apply_rules(node, &[peer]);
+    }
+
+    /// Undelivered outbox entries plus relay entries of node `node`, if it answers.
+    fn pending(&self, node: usize) -> Option<usize> {
+        match self.request(node, &ControlRequest::Status) {
+            Ok(ControlResponse::Status { report }) => {
+                Some(report.outbox_pending.iter().sum::<usize>() + report.relay_pending)
+            }
+            _ => None,
         }
     }
 
@@ -319,12 +350,13 @@ impl Shared {
                 if let Ok(mut slot_process) = slot.process.lock() {
                     *slot_process = Some(process);
                 }
-                let peers: Vec<usize> = slot
+                // Up first: a fault layer added from now on is applied by its own action.
+                slot.up.store(true, Ordering::Relaxed);
+                let peers: BTreeSet<usize> = slot
                     .rules
                     .lock()
                     .map(|rules| rules.keys().copied().collect())
                     .unwrap_or_default();
-                slot.up.store(true, Ordering::Relaxed);
                 self.apply_rules(node, &peers);
                 Ok(())
             }
@@ -439,7 +471,9 @@ impl Shared {
                 } else {
                     submissions[index].reply_attempts
                 };
-                if attempts < MAX_SUBMIT_ATTEMPTS && !self.stop.load(Ordering::Relaxed) {
+                let closing =
+                    self.closing.load(Ordering::Relaxed) || self.stop.load(Ordering::Relaxed);
+                if attempts < MAX_SUBMIT_ATTEMPTS && !closing {
                     drop(submissions);
                     self.retry(job);
                 } else {
@@ -662,6 +696,7 @@ pub fn run(config: &LiveConfig) -> Result<LiveReport, String> {
         jobs_done: AtomicUsize::new(0),
         jobs_total: AtomicUsize::new(config.messages),
         replies_open: AtomicBool::new(true),
+        closing: AtomicBool::new(false),
         stop: AtomicBool::new(false),
     });
     let mut progress = Progress {
@@ -759,8 +794,19 @@ pub fn run(config: &LiveConfig) -> Result<LiveReport, String> {
         }
     }
     let phase = config.fault_phase();
-    let mut schedule = faults::plan(config.seed, config.faults, members, config.relays, phase);
+    let workload_span = Duration::from_secs_f64(config.messages as f64 / config.rate.max(0.1));
+    let (mut schedule, at_heal) = faults::plan(
+        config.seed,
+        config.faults,
+        members,
+        config.relays,
+        phase,
+        workload_span,
+    );
     schedule.reverse();
+    report.at_heal.partition_sides = (at_heal.sides[0].len(), at_heal.sides[1].len());
+    report.at_heal.partition_from_s = at_heal.partition_from.as_secs_f64();
+    report.at_heal.isolated_relay = at_heal.isolated_relay;
     let mut next_plan = 0;
     let mut waiting: BinaryHeap<std::cmp::Reverse<(Instant, u64)>> = BinaryHeap::new();
     let mut waiting_jobs: BTreeMap<u64, Job> = BTreeMap::new();
@@ -770,6 +816,10 @@ pub fn run(config: &LiveConfig) -> Result<LiveReport, String> {
     let mut down: BTreeSet<usize> = BTreeSet::new();
     loop {
         let elapsed = phase_start.elapsed();
+        let closing = elapsed >= phase;
+        if closing {
+            shared.closing.store(true, Ordering::Relaxed);
+        }
         while next_plan < planned.len() && planned[next_plan].at <= elapsed {
             let _ = job_tx.send(Job::Request { index: next_plan });
             next_plan += 1;
@@ -780,7 +830,8 @@ pub fn run(config: &LiveConfig) -> Result<LiveReport, String> {
             waiting_jobs.insert(job_seq, job);
         }
         while let Some(std::cmp::Reverse((at, seq))) = waiting.peek().copied() {
-            if at > Instant::now() {
+            // Once the phase is over, an officer's last try goes at once.
+            if at > Instant::now() && !closing {
                 break;
             }
             waiting.pop();
@@ -828,31 +879,60 @@ pub fn run(config: &LiveConfig) -> Result<LiveReport, String> {
     }
     report.fault_phase_s = phase_start.elapsed().as_secs_f64();
 
-    // Heal: no more replies, the hostile member stops, every fault cleared, every node up.
+    // Heal: no more replies, the hostile member stops, every node up, every fault lifted.
     shared.replies_open.store(false, Ordering::Relaxed);
     hostile_stop.store(true, Ordering::Relaxed);
     for handle in restarts {
         let _ = handle.join();
     }
-    for (index, slot) in shared.slots.iter().enumerate() {
-        if let Ok(mut rules) = slot.rules.lock() {
-            rules.clear();
-        }
-        if slot.up.load(Ordering::Relaxed) {
-            let _ = shared.request(index, &ControlRequest::FaultClear);
-        }
-    }
+    let heal_start = Instant::now();
+    // First what is still broken, and the work that waits on it.
+    report.at_heal.faulty_links = shared
+        .slots
+        .iter()
+        .map(|slot| slot.rules.lock().map_or(0, |rules| rules.len()))
+        .sum();
     let dead: Vec<usize> = (0..total)
         .filter(|index| !shared.slots[*index].up.load(Ordering::Relaxed))
         .collect();
+    report.at_heal.nodes_down = dead.len();
+    report.at_heal.pending = (0..total)
+        .filter(|index| shared.slots[*index].up.load(Ordering::Relaxed))
+        .map(|index| shared.pending(index).unwrap_or(0))
+        .sum();
+    // The dead come back (with their faults, as after any restart) ...
     for index in dead {
-        if let Err(error) = shared.restart(index) {
-            report
+        match shared.restart(index) {
+            Ok(()) => {
+                let pending = shared.pending(index).unwrap_or(0);
+                report.at_heal.pending += pending;
+                report.at_heal.pending_on_nodes_down += pending;
+            }
+            Err(error) => report
                 .violations
-                .push(format!("node {index} did not restart at the heal: {error}"));
+                .push(format!("node {index} did not restart at the heal: {error}")),
         }
     }
+    // ... then every fault is lifted, on all nodes at about the same moment.
+    for slot in &shared.slots {
+        if let Ok(mut rules) = slot.rules.lock() {
+            rules.clear();
+        }
+    }
+    std::thread::scope(|scope| {
+        for lane in 0..HEAL_LANES {
+            let shared = &shared;
+            scope.spawn(move || {
+                for index in (lane..total).step_by(HEAL_LANES) {
+                    if shared.slots[index].up.load(Ordering::Relaxed) {
+                        let _ = shared.request(index, &ControlRequest::FaultClear);
+                    }
+                }
+            });
+        }
+    });
     let healed = Instant::now();
+    report.heal_s = healed.duration_since(heal_start).as_secs_f64();
     // Convergence: every outbox finished, every relay idle.
     let converge_deadline = healed + config.converge_timeout;
     loop {
@@ -1011,49 +1091,37 @@ fn apply_fault(
                 }));
             }
         }
-        FaultAction::Link {
-            a,
-            b,
-            a_rule,
-            b_rule,
+        FaultAction::Links {
+            id,
+            links,
+            on,
             counts,
         } => {
-            shared.set_rule(a, b, a_rule);
-            shared.set_rule(b, a, b_rule);
-            match counts {
-                faults::Counts::Cut => report.link_cuts += 1,
-                faults::Counts::OneWay => {
-                    report.link_cuts += 1;
-                    report.one_way_cuts += 1;
-                }
-                faults::Counts::Slow => report.slow_links += 1,
-                faults::Counts::Restore => {}
-            }
-        }
-        FaultAction::Isolate { node, peers, on } => {
-            let rule = if on {
-                LinkRule {
-                    drop_outbound: true,
-                    drop_inbound: true,
-                    delay_ms: 0,
-                }
-            } else {
-                LinkRule::default()
-            };
-            if let Ok(mut rules) = shared.slots[node].rules.lock() {
-                for peer in &peers {
-                    if on {
-                        rules.insert(*peer, rule);
-                    } else {
-                        rules.remove(peer);
+            let mut touched: BTreeMap<usize, BTreeSet<usize>> = BTreeMap::new();
+            for (a, b, a_rule, b_rule) in links {
+                for (node, peer, rule) in [(a, b, a_rule), (b, a, b_rule)] {
+                    if rule != LinkRule::default() {
+                        shared.set_layer(node, peer, id, on.then_some(rule));
+                        touched.entry(node).or_default().insert(peer);
                     }
                 }
             }
-            if shared.slots[node].up.load(Ordering::Relaxed) {
-                shared.apply_rules(node, &peers);
+            for (node, peers) in touched {
+                if shared.slots[node].up.load(Ordering::Relaxed) {
+                    shared.apply_rules(node, &peers);
+                }
             }
             if on {
-                report.isolations += 1;
+                match counts {
+                    faults::Counts::Cut => report.link_cuts += 1,
+                    faults::Counts::OneWay => {
+                        report.link_cuts += 1;
+                        report.one_way_cuts += 1;
+                    }
+                    faults::Counts::Slow => report.slow_links += 1,
+                    faults::Counts::Isolation => report.isolations += 1,
+                    faults::Counts::Partition => report.partitions += 1,
+                }
             }
         }
     }
