@@ -25,10 +25,15 @@
 //! - **relay outages**: a relay killed for seconds;
 //! - **link cuts**, both directions or one, and **slow links** (50–400 ms), through the daemon's
 //!   test-only `fault` console request, refused unless the node's config has
-//!   `[testing] fault_injection = true`: the network layer fails requests to a cut peer, drops
-//!   requests and responses from it, or holds them back (`quickfreeze_node::network::LinkFault`).
-//!   The harness re-applies a node's faults when it restarts;
-//! - **isolation**: one node cut from everyone;
+//!   `[testing] fault_injection = true`: a cut link holds no connection (the network layer
+//!   refuses to dial it and closes connections across it), a one-way cut is a peer that cannot
+//!   be dialled by the other, a slow link holds messages back
+//!   (`quickfreeze_node::network::LinkFault`). Faults are layers, so they may overlap; the
+//!   harness re-applies a node's faults when it restarts;
+//! - **isolation**: one member cut from everyone for seconds;
+//! - with harsh faults, three that only the heal lifts: a **partition** of members and relays
+//!   into two sides from about the middle of the submissions on, **one relay isolated**, and a
+//!   **member killed and left down**;
 //! - **a hostile member** (see [`hostile`]): the harness itself, on the roster, flooding members
 //!   with garbage and forged frames.
 //!
@@ -41,17 +46,26 @@
 //! second later (up to 20 times). About one delivered request in six gets a status reply from
 //! the recipient's officer. Every payload carries a unique case reference `QFSIM-CASE-…`.
 //!
+//! The nodes run the production retry policy (1 s doubling to a 60 s cap, custody re-check every
+//! 60 s) and the daemon's reconnect probe; `--short-retries` restores the old 200 ms / 1.5 s
+//! harness setting and `--reconnect-probe-ms 0` turns the probe off, to measure what each buys.
+//! `--routine-lifetime-s` makes routine messages expire after seconds, so expiry happens live.
+//!
 //! # The end
 //!
-//! Heal: every fault cleared, every dead node restarted, the hostile member stopped. Then the
-//! harness polls every node's status until no outbox holds undelivered work and no relay holds
-//! anything (bounded by `--converge-timeout`); that time is "converge after heal". Then every node
-//! is killed and its sled store opened by the harness, and the invariants are checked from the
-//! stores themselves:
+//! Heal: the hostile member stopped; the work still pending counted on every node (that is the
+//! work convergence has to do); every dead node restarted; then every fault lifted on every
+//! node at once. Then the harness polls every node's status until no outbox holds undelivered
+//! work and no relay holds anything (bounded by `--converge-timeout`); that time is "converge
+//! after heal". Then every node is killed and its sled store opened by the harness, and the
+//! invariants are checked from the stores themselves:
 //!
 //! - every accepted message is delivered (its outbox entry is `delivered` with a delivery
 //!   receipt that verifies against the roster, signed by the recipient, for that message and
-//!   envelope digest) and sits in the recipient's inbox, or is expired (the node reported it);
+//!   envelope digest) and sits in the recipient's inbox, or is expired and the sender's audit
+//!   trail holds its `expired` record (written in the same group commit as the expiry, before
+//!   the log line and the alert hook: the operator was told). Anything else at the end is a
+//!   violation;
 //! - the recipient's inbox holds it exactly once and no other inbox holds it;
 //! - every inbox entry is something the harness submitted (its case reference, sender and
 //!   recipient match a submission, or it is a status reply) — nothing forged was accepted, and
@@ -76,14 +90,17 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use quickfreeze_keys::roster::Role;
 use quickfreeze_keys::types::iso_country_codes;
+use quickfreeze_keys::Timestamp;
 use quickfreeze_keys::{CountryCode, NodeId};
-use quickfreeze_node::config::files;
+use quickfreeze_node::audit::{AuditKind, AuditLog, MAX_EXPORT_PAGE};
+use quickfreeze_node::config::{files, RetrySection};
 use quickfreeze_node::control::{ControlClient, ControlRequest, ControlResponse};
 use quickfreeze_node::store::{SledStore, StoreOptions};
 use quickfreeze_node::testnet::{NodeCommand, NodePlan, NodeProcess, Testnet};
 use quickfreeze_proto::core::{OutboxState, Store};
 use quickfreeze_proto::payload::{Payload, Status};
 use quickfreeze_proto::receipt::ReceiptKind;
+use quickfreeze_proto::MessageId;
 use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -120,6 +137,17 @@ pub struct LiveConfig {
     pub converge_timeout: Duration,
     /// Show a progress bar on stderr.
     pub progress: bool,
+    /// Retry quickly (200 ms base, 1.5 s cap, 2 s custody re-check) instead of the production
+    /// defaults (1 s base, 60 s cap, 60 s custody re-check, reconnect probe every second).
+    pub short_retries: bool,
+    /// Lifetime of routine messages on every node, seconds (default: the production 14 days).
+    /// With a few seconds, routine requests (about 15 % of the workload) and status replies to
+    /// them expire when their recipient stays out of reach, and the run checks that each such
+    /// expiry was reported.
+    pub routine_lifetime_s: Option<u64>,
+    /// The nodes' `retry.reconnect_probe_ms` (default: the node's default; 0 turns the probe
+    /// off, to measure what it buys).
+    pub reconnect_probe_ms: Option<u64>,
 }
 
 impl LiveConfig {
@@ -146,6 +174,9 @@ impl LiveConfig {
             report_dir: None,
             converge_timeout: Duration::from_secs(120),
             progress: false,
+            short_retries: false,
+            routine_lifetime_s: None,
+            reconnect_probe_ms: None,
         }
     }
 
@@ -169,6 +200,15 @@ impl LiveConfig {
         );
         if let Some(duration) = self.duration {
             line.push_str(&format!(" --duration {}", duration.as_secs_f64()));
+        }
+        if self.short_retries {
+            line.push_str(" --short-retries");
+        }
+        if let Some(lifetime) = self.routine_lifetime_s {
+            line.push_str(&format!(" --routine-lifetime-s {lifetime}"));
+        }
+        if let Some(probe) = self.reconnect_probe_ms {
+            line.push_str(&format!(" --reconnect-probe-ms {probe}"));
         }
         line
     }
@@ -711,6 +751,13 @@ pub fn run(config: &LiveConfig) -> Result<LiveReport, String> {
         faults: format!("{:?}", config.faults).to_lowercase(),
         planned: config.messages,
         reproduce: config.command_line(),
+        retries_profile: match (config.short_retries, config.reconnect_probe_ms) {
+            (true, _) => "short".into(),
+            (false, Some(0)) => "production, probe off".into(),
+            (false, Some(ms)) => format!("production, probe every {ms} ms"),
+            (false, None) => "production".into(),
+        },
+        routine_lifetime_s: config.routine_lifetime_s,
         ..LiveReport::default()
     };
 
@@ -963,9 +1010,17 @@ pub fn run(config: &LiveConfig) -> Result<LiveReport, String> {
     report.converge_after_heal_s = healed.elapsed().as_secs_f64();
     progress.finish();
 
-    // Final delivery-log read, then stop everything.
+    // Final delivery-log read and probe counts, then stop everything.
     let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
     shared.drain_logs(&mut rng, &mpsc::channel().0);
+    report.probe_dials = (0..total)
+        .filter_map(|index| {
+            match shared.request(index, &ControlRequest::Metrics { reset: false }) {
+                Ok(ControlResponse::Metrics { metrics }) => Some(metrics.probe_dials),
+                _ => None,
+            }
+        })
+        .sum();
     shared.stop.store(true, Ordering::Relaxed);
     drop(job_tx);
     for submitter in submitters {
@@ -1055,10 +1110,20 @@ fn build_network(root: &Path, config: &LiveConfig, hostile: bool) -> Result<Test
         });
     }
     Testnet::build(root, "simnet-live", &plans, Some(config.seed), |_, node| {
-        // Short retries so that a healed network converges in seconds, not minutes.
-        node.retry.base_ms = 200;
-        node.retry.cap_ms = 1_500;
-        node.retry.custody_recheck_ms = 2_000;
+        // The production retry policy (and reconnect probe) unless asked otherwise: what
+        // converges here converges in the field.
+        node.retry = RetrySection::default();
+        if config.short_retries {
+            node.retry.base_ms = 200;
+            node.retry.cap_ms = 1_500;
+            node.retry.custody_recheck_ms = 2_000;
+        }
+        if let Some(lifetime) = config.routine_lifetime_s {
+            node.lifetime.routine_s = lifetime;
+        }
+        if let Some(probe) = config.reconnect_probe_ms {
+            node.retry.reconnect_probe_ms = probe;
+        }
         node.store.cache_capacity_bytes = 4 * 1024 * 1024;
         node.testing.fault_injection = true;
     })
@@ -1184,6 +1249,9 @@ fn check_stores(shared: &Shared, net: &Testnet, report: &mut LiveReport) {
         .collect();
     let mut outboxes = Vec::new();
     let mut inboxes = Vec::new();
+    // Per node: messages whose expiry its audit trail records (written in the same group
+    // commit as the expiry itself, before the log line and the alert hook).
+    let mut expiries: Vec<BTreeSet<MessageId>> = Vec::new();
     for (index, slot) in shared.slots.iter().enumerate() {
         let store = match SledStore::open(&slot.data_dir.join(files::STORE), &options) {
             Ok(store) => store,
@@ -1193,11 +1261,25 @@ fn check_stores(shared: &Shared, net: &Testnet, report: &mut LiveReport) {
                 ));
                 outboxes.push(Vec::new());
                 inboxes.push(Vec::new());
+                expiries.push(BTreeSet::new());
                 continue;
             }
         };
         let outbox = store.outbox_entries().unwrap_or_default();
         let inbox = store.inbox_entries().unwrap_or_default();
+        if slot.kind == Kind::Member {
+            match recorded_expiries(&store) {
+                Ok(ids) => expiries.push(ids),
+                Err(error) => {
+                    report.violations.push(format!(
+                        "node {index}: audit trail unreadable after the run: {error}"
+                    ));
+                    expiries.push(BTreeSet::new());
+                }
+            }
+        } else {
+            expiries.push(BTreeSet::new());
+        }
         if slot.kind == Kind::Relay {
             if !inbox.is_empty() || !outbox.is_empty() {
                 report.violations.push(format!(
@@ -1355,15 +1437,23 @@ fn check_stores(shared: &Shared, net: &Testnet, report: &mut LiveReport) {
                     }
                 }
             }
-            OutboxState::Expired { .. } => report.expired += 1,
+            OutboxState::Expired { .. } => {
+                // It may have reached the recipient before its receipt was lost (at most once:
+                // the inbox check above); what matters here is that the operator was told.
+                report.expired += 1;
+                let recorded = expiries[submission.sender].contains(&entry.message_id);
+                if recorded {
+                    report.expired_reported += 1;
+                }
+                if let Some(violation) = unfinished(id, submission, &entry.state, recorded) {
+                    report.violations.push(violation);
+                }
+            }
             other => {
                 report.undelivered += 1;
-                report.violations.push(format!(
-                    "message {id} from node {} to node {} ended `{}`",
-                    submission.sender,
-                    submission.recipient,
-                    other.name()
-                ));
+                if let Some(violation) = unfinished(id, submission, other, false) {
+                    report.violations.push(violation);
+                }
             }
         }
     }
@@ -1372,6 +1462,54 @@ fn check_stores(shared: &Shared, net: &Testnet, report: &mut LiveReport) {
     if last_receipt > first_submit {
         report.throughput_per_s =
             delivered_requests as f64 / ((last_receipt - first_submit) as f64 / 1e6);
+    }
+}
+
+/// Why an accepted message's final state at its sender breaks "every message ends delivered, or
+/// expired with the operator told"; `None` when it does not. A delivered message's receipt and
+/// inbox entry are checked separately.
+fn unfinished(
+    id: &str,
+    submission: &Submission,
+    state: &OutboxState,
+    expiry_recorded: bool,
+) -> Option<String> {
+    match state {
+        OutboxState::Delivered { .. } => None,
+        OutboxState::Expired { .. } if expiry_recorded => None,
+        OutboxState::Expired { .. } => Some(format!(
+            "message {id} from node {} to node {} expired without an `expired` record in the sender's audit trail (the operator was never told)",
+            submission.sender, submission.recipient
+        )),
+        other => Some(format!(
+            "message {id} from node {} to node {} ended `{}`: neither delivered nor expired",
+            submission.sender,
+            submission.recipient,
+            other.name()
+        )),
+    }
+}
+
+/// The message ids of every `expired` record in a node's audit trail.
+fn recorded_expiries(store: &SledStore) -> Result<BTreeSet<MessageId>, String> {
+    let log = AuditLog::open(store).map_err(|error| error.to_string())?;
+    let mut ids = BTreeSet::new();
+    let mut after = None;
+    loop {
+        let (lines, next) = log
+            .export_page(Timestamp(0), after, MAX_EXPORT_PAGE)
+            .map_err(|error| error.to_string())?;
+        for line in lines {
+            if line.kind == AuditKind::Expired {
+                if let Some(id) = line.message_id.and_then(|id| id.parse().ok()) {
+                    ids.insert(id);
+                }
+            }
+        }
+        match next {
+            Some(seq) => after = Some(seq),
+            None => return Ok(ids),
+        }
     }
 }
 
@@ -1411,4 +1549,41 @@ fn write_report_files(dir: &Path, report: &LiveReport) -> Result<(), String> {
     std::fs::write(dir.join("summary.txt"), report.summary())
         .map_err(|error| format!("{}: {error}", dir.display()))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn submission() -> Submission {
+        Submission {
+            marker: None,
+            sender: 1,
+            recipient: 2,
+            submit_unix_us: 0,
+            message_id: Some("m".into()),
+            status_reply: false,
+            failed: None,
+            ambiguous: false,
+            attempts: 1,
+            reply_attempts: 0,
+        }
+    }
+
+    #[test]
+    fn a_message_must_end_delivered_or_expired_with_the_operator_told() {
+        let submission = submission();
+        let delivered = OutboxState::Delivered { at: Timestamp(5) };
+        let expired = OutboxState::Expired { at: Timestamp(5) };
+        assert_eq!(unfinished("m", &submission, &delivered, false), None);
+        assert_eq!(unfinished("m", &submission, &expired, true), None);
+        // Expired, but nothing in the audit trail: the operator was never told.
+        let silent = unfinished("m", &submission, &expired, false).expect("a violation");
+        assert!(silent.contains("never told"), "{silent}");
+        // Still under way at the end: neither delivered nor expired, whatever the audit says.
+        for state in [OutboxState::Accepted, OutboxState::Sent] {
+            let open = unfinished("m", &submission, &state, true).expect("a violation");
+            assert!(open.contains("neither delivered nor expired"), "{open}");
+        }
+    }
 }

@@ -143,6 +143,16 @@ pub struct LiveReport {
     pub converge_after_heal_s: f64,
     /// Seconds the heal itself took (restart the dead nodes, lift every fault on every node).
     pub heal_s: f64,
+    /// Retry settings of the nodes: `production` (1 s base, 60 s cap, reconnect probe) or
+    /// `short` (the old 200 ms / 1.5 s harness setting).
+    pub retries_profile: String,
+    /// Lifetime of routine messages, seconds (None: the production default).
+    pub routine_lifetime_s: Option<u64>,
+    /// Expired messages whose expiry the sender recorded in its audit trail (the record the
+    /// operator's alert comes with).
+    pub expired_reported: usize,
+    /// Dials the reconnect probes started (read at the end; a killed node loses its count).
+    pub probe_dials: u64,
     /// Whether convergence happened within the bound.
     pub converged: bool,
     /// Resource use.
@@ -178,9 +188,9 @@ impl LiveReport {
         );
         let _ = writeln!(
             out,
-            "  accepted {} ({} status replies; {} not accepted, {} ambiguous) delivered {} expired {} undelivered {}",
+            "  accepted {} ({} status replies; {} not accepted, {} ambiguous) delivered {} expired {} ({} reported) undelivered {}",
             self.accepted, self.status_replies, self.not_accepted, self.ambiguous,
-            self.delivered, self.expired, self.undelivered
+            self.delivered, self.expired, self.expired_reported, self.undelivered
         );
         let _ = writeln!(
             out,
@@ -211,9 +221,12 @@ impl LiveReport {
         );
         let _ = writeln!(
             out,
-            "  converged {} s after the final heal (heal took {} s){}",
+            "  converged {} s after the final heal (heal took {} s; {} retries, routine lifetime {}; {} probe dials){}",
             round2(self.converge_after_heal_s),
             round2(self.heal_s),
+            self.retries_profile,
+            self.routine_lifetime_s.map_or("default".to_owned(), |s| format!("{s} s")),
+            self.probe_dials,
             if self.converged {
                 ""
             } else {
