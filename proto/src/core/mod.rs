@@ -1403,11 +1403,18 @@ impl<S: Store> Core<S> {
                 let outbox = self
                     .outbox
                     .get(&message_id)
-                    .map(|entry| (entry.recipient, entry.digest));
-                if let Some((recipient, digest)) =
-                    outbox.filter(|(recipient, _)| permanent && !via_relay && *recipient == peer)
+                    .map(|entry| (entry.recipient, entry.digest, entry.expires_at));
+                if let Some((recipient, digest, expires_at)) =
+                    outbox.filter(|(recipient, _, _)| permanent && !via_relay && *recipient == peer)
                 {
                     self.busy.remove(&Job::Outbox(message_id));
+                    if now >= expires_at {
+                        // Sent just before its end and refused as expired on arrival: that is an
+                        // expiry, and the officer must hear "expired, use the phone", not that
+                        // the recipient refused the request.
+                        self.finish_outbox(message_id, OutboxState::Expired { at: now });
+                        return;
+                    }
                     self.finish_outbox(
                         message_id,
                         OutboxState::Rejected {

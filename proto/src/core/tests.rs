@@ -825,3 +825,36 @@ fn a_relay_seen_again_takes_the_work_that_waited_for_it() {
         matches!(net.outbox_state(1, id), OutboxState::Custody { relay: by, .. } if by == relay)
     );
 }
+
+#[test]
+fn a_message_refused_because_it_expired_on_the_way_ends_expired_not_rejected() {
+    let config = CoreConfig {
+        lifetime_urgent_ms: 10_000,
+        ..CoreConfig::default()
+    };
+    let mut net = net_with(2, config);
+    let id = net.submit(1, 2, Payload::Preservation(example_preservation()));
+    // Sent just before the end of its life, it arrives just after.
+    let sent_at = net.now.plus_ms(9_999);
+    net.core(1).handle_timeout(sent_at);
+    let transmit = net.core(1).poll_transmit().expect("a transmit");
+    let arrived_at = net.now.plus_ms(10_050);
+    let from = net.nodes[1].id;
+    let answer = net
+        .core(2)
+        .handle_request(arrived_at, from, &transmit.bytes);
+    assert_eq!(net.inbox_count(2, 1, id), 0, "refused as expired");
+    net.core(1)
+        .handle_response(arrived_at, transmit.request_id, &answer);
+    net.core(1).store_mut().flush().expect("flush");
+    net.round();
+    assert!(matches!(
+        net.outbox_state(1, id),
+        OutboxState::Expired { .. }
+    ));
+    assert!(net.has_event(
+        1,
+        |event| matches!(event, Event::Expired { message_id, .. } if *message_id == id)
+    ));
+    assert!(!net.has_event(1, |event| matches!(event, Event::Rejected { .. })));
+}
