@@ -276,11 +276,16 @@ struct Shared {
 }
 
 const SUBMITTERS: usize = 8;
-/// Console requests in parallel when the heal lifts every fault.
+/// Console requests in parallel when the heal lifts every fault and while convergence is polled.
 const HEAL_LANES: usize = 8;
 const OFFICER_RETRY: Duration = Duration::from_secs(1);
 const MAX_SUBMIT_ATTEMPTS: u32 = 20;
 const CONSOLE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Seconds, to the millisecond (for the report).
+fn round_ms(seconds: f64) -> f64 {
+    (seconds * 1000.0).round() / 1000.0
+}
 
 fn unix_us() -> u64 {
     SystemTime::now()
@@ -346,6 +351,30 @@ impl Shared {
                 }
             }
         }
+    }
+
+    /// [`Shared::pending`] of nodes `0..total`, asked in parallel so that one round over a
+    /// hundred busy nodes takes a fraction of a second (the convergence time is only as precise
+    /// as a round is short).
+    fn pending_everywhere(&self, total: usize) -> Vec<(usize, Option<usize>)> {
+        let mut all: Vec<(usize, Option<usize>)> = std::thread::scope(|scope| {
+            let lanes: Vec<_> = (0..HEAL_LANES)
+                .map(|lane| {
+                    scope.spawn(move || {
+                        (lane..total)
+                            .step_by(HEAL_LANES)
+                            .map(|index| (index, self.pending(index)))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            lanes
+                .into_iter()
+                .flat_map(|lane| lane.join().unwrap_or_default())
+                .collect()
+        });
+        all.sort_unstable();
+        all
     }
 
     /// Undelivered outbox entries plus relay entries of node `node`, if it answers.
@@ -943,9 +972,10 @@ pub fn run(config: &LiveConfig) -> Result<LiveReport, String> {
         .filter(|index| !shared.slots[*index].up.load(Ordering::Relaxed))
         .collect();
     report.at_heal.nodes_down = dead.len();
-    report.at_heal.pending = (0..total)
-        .filter(|index| shared.slots[*index].up.load(Ordering::Relaxed))
-        .map(|index| shared.pending(index).unwrap_or(0))
+    report.at_heal.pending = shared
+        .pending_everywhere(total)
+        .into_iter()
+        .filter_map(|(_, pending)| pending)
         .sum();
     // The dead come back (with their faults, as after any restart) ...
     for index in dead {
@@ -982,26 +1012,42 @@ pub fn run(config: &LiveConfig) -> Result<LiveReport, String> {
     report.heal_s = healed.duration_since(heal_start).as_secs_f64();
     // Convergence: every outbox finished, every relay idle.
     let converge_deadline = healed + config.converge_timeout;
+    let mut last_busy: Vec<(usize, usize)> = Vec::new();
     loop {
         let mut busy = 0usize;
         let mut unknown = 0usize;
-        for index in 0..total {
-            match shared.request(index, &ControlRequest::Status) {
-                Ok(ControlResponse::Status { report: status }) => {
-                    busy += status.outbox_pending.iter().sum::<usize>() + status.relay_pending;
+        let mut busy_nodes = Vec::new();
+        for (index, pending) in shared.pending_everywhere(total) {
+            match pending {
+                Some(0) => {}
+                Some(pending) => {
+                    busy += pending;
+                    busy_nodes.push((index, pending));
                 }
-                _ => unknown += 1,
+                None => unknown += 1,
             }
+        }
+        let since_heal = healed.elapsed().as_secs_f64();
+        if report
+            .converge_curve
+            .last()
+            .is_none_or(|(at, _)| since_heal - at >= 0.1)
+        {
+            report.converge_curve.push((round_ms(since_heal), busy));
         }
         if busy == 0 && unknown == 0 {
             report.converged = true;
+            report.converge_curve.push((round_ms(since_heal), 0));
+            report.last_busy = last_busy;
             break;
         }
+        last_busy = busy_nodes;
         if Instant::now() > converge_deadline {
             report.violations.push(format!(
                 "not converged {} s after the heal: {busy} messages still pending, {unknown} nodes not answering",
                 config.converge_timeout.as_secs()
             ));
+            report.last_busy = last_busy;
             break;
         }
         progress.show("converge", 0, 1, &format!("{busy} pending"));

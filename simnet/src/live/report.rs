@@ -143,6 +143,12 @@ pub struct LiveReport {
     pub converge_after_heal_s: f64,
     /// Seconds the heal itself took (restart the dead nodes, lift every fault on every node).
     pub heal_s: f64,
+    /// Pending work over all nodes after the heal: (seconds since the heal, pending), about
+    /// every 100 ms of polling.
+    pub converge_curve: Vec<(f64, usize)>,
+    /// The nodes (index, pending) still busy at the last poll before convergence: what the
+    /// tail of the convergence waited on.
+    pub last_busy: Vec<(usize, usize)>,
     /// Retry settings of the nodes: `production` (1 s base, 60 s cap, reconnect probe) or
     /// `short` (the old 200 ms / 1.5 s harness setting).
     pub retries_profile: String,
