@@ -73,6 +73,8 @@ pub struct NodeConfig {
     pub metrics_listen: Option<String>,
     /// Deadline clocks per priority (see [`crate::deadlines`]).
     pub deadlines: DeadlineConfig,
+    /// How long new messages live, per priority.
+    pub lifetime: LifetimeSection,
     /// Test-only switches. Off by default; a production node must never enable them.
     pub testing: TestingSection,
 }
@@ -98,8 +100,69 @@ impl Default for NodeConfig {
             alert_hook: Vec::new(),
             metrics_listen: None,
             deadlines: DeadlineConfig::default(),
+            lifetime: LifetimeSection::default(),
             testing: TestingSection::default(),
         }
+    }
+}
+
+/// `[lifetime]`: seconds from submission until an undelivered message expires (the sender then
+/// tells the officer; relays drop it; recipients refuse it). Sealed into each envelope, so it
+/// is the sender's setting that counts.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LifetimeSection {
+    /// Emergency requests (default 1 day).
+    pub emergency_s: u64,
+    /// Urgent (default 3 days).
+    pub urgent_s: u64,
+    /// Routine (default 14 days).
+    pub routine_s: u64,
+}
+
+impl Default for LifetimeSection {
+    fn default() -> Self {
+        let core = CoreConfig::default();
+        LifetimeSection {
+            emergency_s: core.lifetime_emergency_ms / 1000,
+            urgent_s: core.lifetime_urgent_ms / 1000,
+            routine_s: core.lifetime_routine_ms / 1000,
+        }
+    }
+}
+
+/// Shortest lifetime a production node accepts in `[lifetime]`: anything shorter is almost
+/// certainly minutes or hours written as seconds.
+pub const MIN_LIFETIME_S: u64 = 60;
+
+impl LifetimeSection {
+    /// Each lifetime must be at least [`MIN_LIFETIME_S`] (1 s on a test network, with
+    /// `[testing] fault_injection`) and at most what every receiver accepts
+    /// (`AcceptPolicy::max_lifetime_ms`, 60 days): a longer one would have every message refused.
+    pub fn validate(&self, testing: &TestingSection) -> Result<(), String> {
+        let max_s = quickfreeze_proto::envelope::AcceptPolicy::default().max_lifetime_ms / 1000;
+        let min_s = if testing.fault_injection {
+            1
+        } else {
+            MIN_LIFETIME_S
+        };
+        for (name, value) in [
+            ("emergency_s", self.emergency_s),
+            ("urgent_s", self.urgent_s),
+            ("routine_s", self.routine_s),
+        ] {
+            if value < min_s || value > max_s {
+                return Err(format!(
+                    "[lifetime] {name} = {value}: must be between {min_s} and {max_s} seconds (60 days, the longest lifetime receivers accept){}",
+                    if testing.fault_injection {
+                        ""
+                    } else {
+                        "; lifetimes under a minute are for test networks only"
+                    }
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -140,7 +203,18 @@ pub struct RetrySection {
     pub relay_after_failures: u32,
     /// While a relay holds a message, how often to still try the recipient directly.
     pub custody_recheck_ms: u64,
+    /// How often (at most; each wait is jittered down to half of it) to dial the backed-off,
+    /// unconnected peers that pending work waits on, so that a peer that comes back is found in
+    /// about a second instead of at the end of its backoff. 0 turns probing off.
+    pub reconnect_probe_ms: u64,
+    /// Peers dialled per probe at most (emergency work first, then the least recently tried).
+    pub reconnect_probe_max_dials: usize,
 }
+
+/// Default of `retry.reconnect_probe_ms`.
+pub const DEFAULT_RECONNECT_PROBE_MS: u64 = 1_000;
+/// Default of `retry.reconnect_probe_max_dials`.
+pub const DEFAULT_RECONNECT_PROBE_MAX_DIALS: usize = 32;
 
 impl Default for RetrySection {
     fn default() -> Self {
@@ -150,7 +224,28 @@ impl Default for RetrySection {
             cap_ms: core.retry_cap_ms,
             relay_after_failures: core.relay_after_failures,
             custody_recheck_ms: core.custody_recheck_ms,
+            reconnect_probe_ms: DEFAULT_RECONNECT_PROBE_MS,
+            reconnect_probe_max_dials: DEFAULT_RECONNECT_PROBE_MAX_DIALS,
         }
+    }
+}
+
+impl RetrySection {
+    /// Refuses probe settings that would dial in a tight loop or not at all by accident.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.reconnect_probe_ms != 0 && !(100..=600_000).contains(&self.reconnect_probe_ms) {
+            return Err(format!(
+                "retry.reconnect_probe_ms = {}: use 100 to 600000 milliseconds, or 0 to turn probing off",
+                self.reconnect_probe_ms
+            ));
+        }
+        if !(1..=1024).contains(&self.reconnect_probe_max_dials) {
+            return Err(format!(
+                "retry.reconnect_probe_max_dials = {}: use 1 to 1024 (reconnect_probe_ms = 0 turns probing off)",
+                self.reconnect_probe_max_dials
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -201,6 +296,8 @@ impl NodeConfig {
         config
             .deadlines
             .validate()
+            .and_then(|()| config.retry.validate())
+            .and_then(|()| config.lifetime.validate(&config.testing))
             .map_err(|message| ConfigError::Invalid {
                 path: path.to_path_buf(),
                 message,
@@ -234,6 +331,9 @@ impl NodeConfig {
             relay_max_messages_per_sender: self.limits.relay_max_messages_per_sender,
             relay_max_bytes_per_sender: self.limits.relay_max_bytes_per_sender,
             relay_max_bytes_total: self.limits.relay_max_bytes_total,
+            lifetime_emergency_ms: self.lifetime.emergency_s.saturating_mul(1000),
+            lifetime_urgent_ms: self.lifetime.urgent_s.saturating_mul(1000),
+            lifetime_routine_ms: self.lifetime.routine_s.saturating_mul(1000),
             ..CoreConfig::default()
         }
     }
@@ -256,6 +356,7 @@ impl NodeConfig {
         let core = CoreConfig::default();
         let limits = LimitsSection::default();
         let deadlines = DeadlineConfig::default();
+        let lifetime = LifetimeSection::default();
         format!(
             r#"# quickfreeze node configuration. Every field may be omitted to use its default.
 
@@ -292,6 +393,11 @@ cap_ms = {cap}
 relay_after_failures = {relay_after}
 # While a relay holds a message, how often this node still tries the recipient directly.
 custody_recheck_ms = {recheck}
+# How often (at most) to dial peers that work waits on while they are backing off, so that a
+# peer that comes back is found within about a second. 0 turns it off.
+reconnect_probe_ms = {probe}
+# Peers dialled per probe at most.
+reconnect_probe_max_dials = {probe_dials}
 
 [limits]
 # Undelivered messages the outbox may hold before `send` is refused.
@@ -304,6 +410,14 @@ relay_max_bytes_per_sender = {relay_sender_bytes}
 relay_max_bytes_total = {relay_total}
 # Console connections served at once.
 max_console_connections = {console}
+
+# How long an undelivered message lives, in seconds per priority. When it runs out the node
+# stops trying, marks the message expired and alerts the officer (QF_EVENT=expired). At least
+# 60 s; at most 60 days (5184000 s), the longest lifetime receivers accept.
+[lifetime]
+emergency_s = {life_e}
+urgent_s = {life_u}
+routine_s = {life_r}
 
 # Deadlines, in seconds per priority; 0 turns a clock off. A breach is logged, written to the
 # audit log, sent to the alert hook as QF_EVENT=overdue, listed by `status`, and sorts the
@@ -336,6 +450,8 @@ routine_s = {t3r}
             cap = core.retry_cap_ms,
             relay_after = core.relay_after_failures,
             recheck = core.custody_recheck_ms,
+            probe = DEFAULT_RECONNECT_PROBE_MS,
+            probe_dials = DEFAULT_RECONNECT_PROBE_MAX_DIALS,
             outbox = limits.max_outbox_pending,
             in_flight = limits.max_in_flight_per_peer,
             relay_messages = limits.relay_max_messages_per_sender,
@@ -343,6 +459,9 @@ routine_s = {t3r}
             relay_total = limits.relay_max_bytes_total,
             console = limits.max_console_connections,
             check = deadlines.check_interval_ms,
+            life_e = lifetime.emergency_s,
+            life_u = lifetime.urgent_s,
+            life_r = lifetime.routine_s,
             t1e = deadlines.receipt.emergency_s,
             t1u = deadlines.receipt.urgent_s,
             t1r = deadlines.receipt.routine_s,
@@ -374,6 +493,16 @@ mod tests {
             LimitsSection::default().max_outbox_pending
         );
         assert_eq!(config.deadlines, DeadlineConfig::default());
+        assert_eq!(config.lifetime, LifetimeSection::default());
+        assert_eq!(
+            config.retry.reconnect_probe_ms,
+            RetrySection::default().reconnect_probe_ms
+        );
+        config.retry.validate().expect("defaults valid");
+        config
+            .lifetime
+            .validate(&config.testing)
+            .expect("defaults valid");
         assert_eq!(config.metrics_listen, None);
     }
 
@@ -391,6 +520,71 @@ mod tests {
         std::fs::write(&path, "metrics_listen = \"localhost\"\n").expect("write");
         let error = NodeConfig::load(&path).expect_err("refused").to_string();
         assert!(error.contains("metrics_listen"), "{error}");
+    }
+
+    #[test]
+    fn lifetimes_reach_the_core_and_are_bounded() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("node.toml");
+        std::fs::write(&path, "[lifetime]\nurgent_s = 3600\n").expect("write");
+        let config = NodeConfig::load(&path).expect("valid");
+        let core = config.core_config();
+        assert_eq!(core.lifetime_urgent_ms, 3_600_000);
+        assert_eq!(
+            core.lifetime_emergency_ms,
+            CoreConfig::default().lifetime_emergency_ms
+        );
+        for (text, field) in [
+            ("[lifetime]\nroutine_s = 0\n", "routine_s"),
+            ("[lifetime]\nemergency_s = 59\n", "emergency_s"),
+            // Longer than receivers accept: every message would be refused.
+            ("[lifetime]\nurgent_s = 5184001\n", "urgent_s"),
+        ] {
+            std::fs::write(&path, text).expect("write");
+            let error = NodeConfig::load(&path).expect_err(text).to_string();
+            assert!(error.contains(field), "{error}");
+        }
+        // A test network may use lifetimes of seconds, never zero.
+        std::fs::write(
+            &path,
+            "[lifetime]\nroutine_s = 5\n[testing]\nfault_injection = true\n",
+        )
+        .expect("write");
+        assert_eq!(
+            NodeConfig::load(&path)
+                .expect("test network")
+                .lifetime
+                .routine_s,
+            5
+        );
+        std::fs::write(
+            &path,
+            "[lifetime]\nroutine_s = 0\n[testing]\nfault_injection = true\n",
+        )
+        .expect("write");
+        assert!(NodeConfig::load(&path).is_err());
+    }
+
+    #[test]
+    fn probe_settings_are_bounded() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("node.toml");
+        for (text, ok) in [
+            ("[retry]\nreconnect_probe_ms = 0\n", true),
+            ("[retry]\nreconnect_probe_ms = 1500\n", true),
+            ("[retry]\nreconnect_probe_ms = 10\n", false),
+            ("[retry]\nreconnect_probe_max_dials = 0\n", false),
+            ("[retry]\nreconnect_probe_max_dials = 5000\n", false),
+        ] {
+            std::fs::write(&path, text).expect("write");
+            match NodeConfig::load(&path) {
+                Ok(_) => assert!(ok, "{text} accepted"),
+                Err(error) => {
+                    assert!(!ok, "{text} refused: {error}");
+                    assert!(error.to_string().contains("reconnect_probe"), "{error}");
+                }
+            }
+        }
     }
 
     #[test]

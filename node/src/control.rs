@@ -401,6 +401,10 @@ pub struct Metrics {
     pub store_flush_micros: u64,
     /// Loop turns (each ends with one flush call).
     pub loop_turns: u64,
+    /// Dials started by the reconnect probe (peers that work waited on while they were backing
+    /// off and not connected).
+    #[serde(default)]
+    pub probe_dials: u64,
 }
 
 /// One verified delivery, for test harnesses.

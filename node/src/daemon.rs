@@ -255,6 +255,8 @@ struct Daemon {
     delivery_log: std::collections::VecDeque<(MessageId, u64)>,
     delivery_log_overflowed: u64,
     duplicates_suppressed: u64,
+    /// Dials backed-off peers that work waits on (see `crate::probe`).
+    probe: crate::probe::ReconnectProbe,
 }
 
 /// What a turn produced that acknowledges something, held until a commit covers it.
@@ -455,6 +457,10 @@ impl Daemon {
             delivery_log: std::collections::VecDeque::new(),
             delivery_log_overflowed: 0,
             duplicates_suppressed: 0,
+            probe: crate::probe::ReconnectProbe::new(
+                config.retry.reconnect_probe_ms,
+                config.retry.reconnect_probe_max_dials,
+            ),
         };
         if let Some((serial, network)) = roster_installed {
             // Made durable by the first group commit of the loop, like every other record.
@@ -517,6 +523,9 @@ impl Daemon {
         deadline_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // The running group commit, if any (see `end_turn`).
         let mut flush: Option<JoinHandle<FlushDone>> = None;
+        let probing = self.probe.enabled();
+        let probe_tick = tokio::time::sleep(self.probe.next_delay());
+        tokio::pin!(probe_tick);
         let result = loop {
             let now = Timestamp::now();
             let wake = self.core.poll_timeout();
@@ -540,6 +549,11 @@ impl Daemon {
                 Some(command) = command_rx.recv() => self.on_command(command),
                 event = self.network.next_event() => self.on_network(event),
                 _ = relay_links.tick() => self.keep_relay_links(),
+                () = &mut probe_tick, if probing => {
+                    self.probe_reconnect();
+                    let next = tokio::time::Instant::now() + self.probe.next_delay();
+                    probe_tick.as_mut().reset(next);
+                }
                 _ = deadline_tick.tick() => self.check_deadlines(Timestamp::now()),
                 () = sleep => {}
             }
@@ -623,6 +637,36 @@ impl Daemon {
             };
             if let Err(error) = self.network.dial(peer) {
                 debug!(%relay, %error, "cannot dial our relay now; will try again");
+            }
+        }
+    }
+
+    /// Dials the backed-off peers that pending work waits on and that are not connected (at
+    /// most the configured number per tick; see `crate::probe`). A dial that connects is
+    /// reported as `Connected`, which resets the peer's backoff in the core and retries its
+    /// work at once; one that fails changes nothing.
+    fn probe_reconnect(&mut self) {
+        let waiting = self.core.peers_awaiting_reconnect(Timestamp::now());
+        if waiting.is_empty() {
+            return;
+        }
+        let roster = self.core.roster();
+        let connected = &self.connected;
+        let picked = self
+            .probe
+            .pick(std::time::Instant::now(), &waiting, |node| {
+                connected.contains(node)
+                    || roster
+                        .member(node)
+                        .is_none_or(|member| member.addresses.is_empty())
+            });
+        for node in picked {
+            let Ok(peer) = node.to_peer_id() else {
+                continue;
+            };
+            match self.network.dial(peer) {
+                Ok(()) => self.metrics.probe_dials += 1,
+                Err(error) => debug!(%node, %error, "reconnect probe: cannot dial now"),
             }
         }
     }

@@ -21,6 +21,7 @@ pub mod daemon;
 pub mod deadlines;
 pub mod demo;
 pub mod network;
+mod probe;
 pub mod prometheus;
 pub mod stats;
 pub mod store;

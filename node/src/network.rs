@@ -282,13 +282,22 @@ impl fmt::Debug for NetworkEvent {
 /// daemon refuses these requests otherwise). Messages are dropped or delayed here, above
 /// Noise/Yamux, because dropping bytes inside an encrypted stream would only kill the connection.
 ///
-/// - `drop_outbound`: [`Network::send_request`] to the peer fails at once with
-///   [`NetworkError::LinkCut`], as a refused dial would.
-/// - `drop_inbound`: requests from the peer are dropped without an answer (the peer sees its
-///   request fail), and responses from the peer are discarded and reported as an
+/// - `drop_outbound`: this node cannot open a connection to the peer (a firewall or NAT in
+///   between): [`Network::dial`] fails, and [`Network::send_request`] fails at once with
+///   [`NetworkError::LinkCut`], as a refused dial would, unless a connection the peer opened is
+///   up; such a connection carries traffic both ways.
+/// - `drop_inbound`: nothing from the peer arrives: a connection with it, whoever opened it, is
+///   closed as soon as it is established (and never reported as [`NetworkEvent::Connected`]);
+///   requests from the peer still arriving are dropped without an answer (the peer sees its
+///   request fail), and responses from it are discarded and reported as an
 ///   [`NetworkEvent::OutboundFailure`] (what crossed the cut direction is lost).
 /// - `delay_ms`: responses from the peer and requests from it are held that long before they
 ///   are handed to the owner: a slow link, seen from both ends.
+///
+/// Both flags on both ends is a cut link: no connection between the two can exist, as with a
+/// real partition (TCP needs both directions), so when the fault is lifted the first
+/// successful dial is what tells each side that the peer is back. `drop_outbound` alone on one
+/// end is a peer that can dial but cannot be dialled.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LinkFault {
     /// Fail every request to the peer.
@@ -501,7 +510,8 @@ impl Network {
     ) -> Result<OutboundRequestId, NetworkError> {
         let addresses = self.allowed_addresses(peer)?;
         check_frame_size(frame.len(), self.max_request_bytes)?;
-        if self.link_fault(&peer).drop_outbound {
+        let fault = self.link_fault(&peer);
+        if fault.drop_inbound || (fault.drop_outbound && !self.swarm.is_connected(&peer)) {
             return Err(NetworkError::LinkCut { peer });
         }
         // The roster's addresses are passed with every request rather than left to
@@ -535,6 +545,10 @@ impl Network {
     /// Requests do this by themselves; this is for warming a link up ahead of traffic.
     pub fn dial(&mut self, peer: PeerId) -> Result<(), NetworkError> {
         let addresses = self.allowed_addresses(peer)?;
+        let fault = self.link_fault(&peer);
+        if fault.drop_outbound || fault.drop_inbound {
+            return Err(NetworkError::LinkCut { peer });
+        }
         let options = DialOpts::peer_id(peer)
             .addresses(addresses)
             .extend_addresses_through_behaviour()
@@ -655,7 +669,16 @@ impl Network {
                 peer_id,
                 num_established,
                 ..
-            } => (num_established.get() == 1).then_some(NetworkEvent::Connected { peer: peer_id }),
+            } => {
+                if self.link_fault(&peer_id).drop_inbound {
+                    // Fault injection: nothing from this peer gets through, so neither does a
+                    // connection (see `LinkFault`).
+                    tracing::debug!(peer = %peer_id, "fault injection: connection closed");
+                    let _ = self.swarm.disconnect_peer_id(peer_id);
+                    return None;
+                }
+                (num_established.get() == 1).then_some(NetworkEvent::Connected { peer: peer_id })
+            }
             SwarmEvent::ConnectionClosed {
                 peer_id,
                 num_established,

@@ -128,6 +128,7 @@ impl Testnet {
         let now = Timestamp::now();
         let mut nodes = Vec::with_capacity(plans.len());
         let mut keys = Vec::with_capacity(plans.len());
+        let mut ports = std::collections::BTreeSet::new();
         for (index, plan) in plans.iter().enumerate() {
             let data_dir = root.join(&plan.label);
             std::fs::create_dir_all(&data_dir)
@@ -136,7 +137,15 @@ impl Testnet {
             identity
                 .write_key_file(&data_dir.join(files::KEY))
                 .map_err(|error| error.to_string())?;
-            let listen = format!("/ip4/127.0.0.1/tcp/{}", free_port()?);
+            // The OS may hand out a port it handed out a moment ago; two nodes on one port
+            // would both listen (libp2p sets SO_REUSEPORT) and each get half the other's dials.
+            let port = loop {
+                let port = free_port()?;
+                if ports.insert(port) {
+                    break port;
+                }
+            };
+            let listen = format!("/ip4/127.0.0.1/tcp/{port}");
             let mut config = NodeConfig {
                 data_dir: data_dir.clone(),
                 listen: vec![listen.clone()],

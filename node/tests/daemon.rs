@@ -376,3 +376,138 @@ fn the_demo_shows_custody_delivery_and_status() {
     );
     assert!(stdout.contains("(via relay)"), "{stdout}");
 }
+
+/// DE's backoff for FR after a cut: (consecutive failures, the earliest instant the next
+/// attempt may come, as a lower bound: `peers` shows whole seconds).
+async fn backoff_of(dir: &Path, peer: &str) -> (u32, Option<Timestamp>) {
+    let ControlResponse::Peers { rows } = ask(dir, ControlRequest::Peers).await else {
+        panic!("peers refused");
+    };
+    let row = rows
+        .into_iter()
+        .find(|row| row.node_id == peer)
+        .expect("peer listed");
+    let retry_at = row
+        .retry_at
+        .map(|text| Timestamp::parse_rfc3339(&text).expect("rfc 3339"));
+    (row.consecutive_failures, retry_at)
+}
+
+async fn fault(dir: &Path, peer: &str, cut: bool) {
+    let request = ControlRequest::Fault {
+        peers: vec![peer.to_owned()],
+        drop_outbound: cut,
+        drop_inbound: cut,
+        delay_ms: 0,
+    };
+    assert!(matches!(
+        ask(dir, request).await,
+        ControlResponse::FaultsSet { .. }
+    ));
+}
+
+/// Cuts DE–FR, lets DE back off from FR until its next attempt is at least 2 s away, heals,
+/// and returns (whether the request was delivered within 1.2 s of the heal, the time to
+/// delivery from the heal). Retries start at 400 ms and are capped at 30 s.
+async fn delivery_after_heal(probe_ms: u64) -> (bool, Duration) {
+    let fixture = fixture(&["DE", "FR"], vec![]);
+    for dir in &fixture.dirs {
+        let path = dir.join(files::CONFIG);
+        let mut config = NodeConfig::load(&path).expect("config");
+        config.retry.base_ms = 400;
+        config.retry.cap_ms = 30_000;
+        config.retry.reconnect_probe_ms = probe_ms;
+        config.testing.fault_injection = true;
+        std::fs::write(&path, toml::to_string(&config).expect("config")).expect("config");
+    }
+    let de = fixture.start(0).await;
+    let fr = fixture.start(1).await;
+    let (de_dir, fr_dir) = (&fixture.dirs[0], &fixture.dirs[1]);
+    let de_id = fixture.identities[0].node_id().to_string();
+    let fr_id = fixture.identities[1].node_id().to_string();
+    fault(de_dir, &fr_id, true).await;
+    fault(fr_dir, &de_id, true).await;
+    let ControlResponse::Submitted { message_id, .. } = ask(
+        de_dir,
+        ControlRequest::Submit {
+            recipient: "FR".into(),
+            payload: Box::new(Payload::Preservation(example_preservation())),
+        },
+    )
+    .await
+    else {
+        panic!("submit refused");
+    };
+    // Back off until the next attempt is at least 2 s away (the 5th failure or later).
+    let mut waited = 0;
+    let next_attempt = loop {
+        let (failures, retry_at) = backoff_of(de_dir, &fr_id).await;
+        let now = Timestamp::now();
+        if let Some(at) = retry_at.filter(|at| failures >= 4 && at.millis_since(now) >= 2_000) {
+            break at;
+        }
+        waited += 1;
+        assert!(
+            waited < 600,
+            "DE never backed off from FR ({failures} failures)"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    fault(de_dir, &fr_id, false).await;
+    fault(fr_dir, &de_id, false).await;
+    let healed = std::time::Instant::now();
+    let healed_at = Timestamp::now();
+    assert!(
+        next_attempt.millis_since(healed_at) >= 1_500,
+        "too slow to heal"
+    );
+    let quick = matches!(
+        ask(
+            de_dir,
+            ControlRequest::WaitDelivered {
+                message_id: message_id.clone(),
+                timeout_ms: 1_200,
+            },
+        )
+        .await,
+        ControlResponse::Delivered { .. }
+    );
+    // Delivered in the end either way: DE's own retry comes within the 30 s cap.
+    match ask(
+        de_dir,
+        ControlRequest::WaitDelivered {
+            message_id,
+            timeout_ms: 40_000,
+        },
+    )
+    .await
+    {
+        ControlResponse::Delivered { receipt, .. } => assert!(receipt.verified),
+        other => panic!("not delivered after the heal: {other:?}"),
+    }
+    let took = healed.elapsed();
+    de.stop().await.expect("stop");
+    fr.stop().await.expect("stop");
+    (quick, took)
+}
+
+/// After a partition heals, the reconnect probe finds the peer long before the backoff ends:
+/// DE's next attempt was at least 1.5 s after the heal, so only the probe (every 100–200 ms)
+/// can deliver within 1.2 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reconnect_probe_delivers_soon_after_a_heal_despite_a_long_backoff() {
+    let (quick, took) = delivery_after_heal(200).await;
+    assert!(quick, "delivered only {took:?} after the heal");
+}
+
+/// The control: without the probe the same message waits for DE's backoff (so the test above
+/// measures the probe, not something else that reconnects).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_probe_a_healed_peer_waits_for_the_backoff() {
+    let (quick, took) = delivery_after_heal(0).await;
+    assert!(
+        !quick,
+        "delivered {took:?} after the heal without the probe"
+    );
+    assert!(took >= Duration::from_millis(1_200), "{took:?}");
+}

@@ -39,7 +39,16 @@ fn options(sync: SyncMode) -> StoreOptions {
 }
 
 fn open(dir: &Path, sync: SyncMode) -> SledStore {
-    SledStore::open(dir, &options(sync)).expect("open the store")
+    // sled releases its file lock when its flusher thread exits, a moment after the last handle
+    // is dropped; a reopen in the same process right after a drop can still find it held (a
+    // new process, the real restart, never does). Wait for it, briefly.
+    for _ in 0..200 {
+        match SledStore::open(dir, &options(sync)) {
+            Err(StoreOpenError::Locked { .. }) => std::thread::sleep(Duration::from_millis(10)),
+            other => return other.expect("open the store"),
+        }
+    }
+    SledStore::open(dir, &options(sync)).expect("open the store (still locked after 2 s)")
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -76,6 +76,19 @@ struct LiveArgs {
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
+    /// Nodes retry quickly (200 ms base, 1.5 s cap) instead of with the production defaults
+    /// (1 s base, 60 s cap, reconnect probe every second).
+    #[arg(long)]
+    short_retries: bool,
+    /// Routine messages (about 15 % of requests, and status replies to them) expire this many
+    /// seconds after submission on every node, so expiry happens live; each expired message
+    /// must have been reported to the operator (the sender's audit trail shows it).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=5_184_000))]
+    routine_lifetime_s: Option<u64>,
+    /// The nodes' reconnect probe interval in ms (0: off, to measure what the probe buys;
+    /// default: the node's default).
+    #[arg(long)]
+    reconnect_probe_ms: Option<u64>,
 }
 
 #[derive(Args, Debug)]
@@ -214,6 +227,9 @@ fn run_live(args: LiveArgs) -> anyhow::Result<ExitCode> {
     config.report_dir = args.report_dir;
     config.work_dir = args.work_dir;
     config.progress = !args.quiet;
+    config.short_retries = args.short_retries;
+    config.routine_lifetime_s = args.routine_lifetime_s;
+    config.reconnect_probe_ms = args.reconnect_probe_ms;
     let report = live::run(&config).map_err(anyhow::Error::msg)?;
     print!("{}", report.summary());
     if let Some(path) = &args.json {

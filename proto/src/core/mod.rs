@@ -539,6 +539,38 @@ impl<S: Store> Core<S> {
             .collect()
     }
 
+    /// The peers this node is backing off from (`retry_at` after `now`) while pending work waits
+    /// on them, each with the highest priority of that work; emergency first, then the longest
+    /// wait. Work waits on a peer when its next attempt may go there: a message's recipient, and
+    /// its relays while no relay holds it; a held message's recipient; a carried receipt's
+    /// sender. Requests in flight do not count.
+    ///
+    /// A shell that opens a connection to one of them and reports it with
+    /// [`Core::handle_peer_seen`] gets that work retried at once instead of at the end of the
+    /// backoff (up to `retry_cap_ms`). The core does no IO: which of these to dial, and how
+    /// many at a time, is the shell's choice.
+    pub fn peers_awaiting_reconnect(&self, now: Timestamp) -> Vec<(NodeId, Priority)> {
+        let mut waiting: BTreeMap<NodeId, Priority> = BTreeMap::new();
+        for (job, (_, priority)) in &self.due_at {
+            for peer in self.job_peers(job) {
+                let backing_off = self
+                    .peers
+                    .get(&peer)
+                    .is_some_and(|state| state.retry_at > now);
+                if backing_off {
+                    let highest = waiting.entry(peer).or_insert(*priority);
+                    *highest = (*highest).max(*priority);
+                }
+            }
+        }
+        let mut peers: Vec<(NodeId, Priority)> = waiting.into_iter().collect();
+        peers.sort_by_key(|(peer, priority)| {
+            let retry_at = self.peers.get(peer).map_or(now, |state| state.retry_at);
+            (Reverse(*priority), Reverse(retry_at), *peer)
+        });
+        peers
+    }
+
     // ----- officer commands -------------------------------------------------------------
 
     /// Seals and stores a new message for `recipient`. The shell must flush before telling the
@@ -700,11 +732,12 @@ impl<S: Store> Core<S> {
         }
         state.consecutive_failures = 0;
         state.retry_at = now;
-        // Everything waiting on this peer becomes due now.
+        // Everything waiting on this peer becomes due now (a job whose next attempt turns out to
+        // go elsewhere just waits again for that peer).
         let jobs: Vec<(Job, Priority)> = self
             .due_at
             .iter()
-            .filter(|(job, _)| self.job_peer(job) == Some(peer))
+            .filter(|(job, _)| self.job_peers(job).contains(&peer))
             .map(|(job, (_, priority))| (*job, *priority))
             .collect();
         for (job, priority) in jobs {
@@ -929,15 +962,42 @@ impl<S: Store> Core<S> {
         }
     }
 
-    /// The peer a job would go to next (approximate for outbox jobs in relay mode).
-    fn job_peer(&self, job: &Job) -> Option<NodeId> {
+    /// The peers a job's next attempt may go to (see `prepare_outbox` for the choice): the
+    /// recipient and, until a relay has custody, the recipient's relays; once in custody, the
+    /// recipient if it can be dialled, else the custody relay.
+    fn job_peers(&self, job: &Job) -> Vec<NodeId> {
         match job {
-            Job::Outbox(id) => self.outbox.get(id).map(|entry| entry.recipient),
-            Job::RelayDeliver(sender, id) => {
-                self.relay.get(&(*sender, *id)).map(|entry| entry.recipient)
+            Job::Outbox(id) => {
+                let Some(entry) = self.outbox.get(id) else {
+                    return Vec::new();
+                };
+                let member = self.roster.member(&entry.recipient);
+                let direct_possible = member.is_some_and(|member| !member.addresses.is_empty());
+                match entry.state {
+                    OutboxState::Custody { relay, .. } if !direct_possible => vec![relay],
+                    OutboxState::Custody { .. } => vec![entry.recipient],
+                    _ => {
+                        let mut peers = vec![entry.recipient];
+                        if let Some(member) = member {
+                            peers.extend(member.relays.iter().filter(|relay| **relay != self.me));
+                        }
+                        peers
+                    }
+                }
             }
-            Job::RelayReceipt(sender, _) => Some(*sender),
+            Job::RelayDeliver(sender, id) => self
+                .relay
+                .get(&(*sender, *id))
+                .map(|entry| vec![entry.recipient])
+                .unwrap_or_default(),
+            Job::RelayReceipt(sender, _) => vec![*sender],
         }
+    }
+
+    fn backing_off(&self, now: Timestamp, peer: NodeId) -> bool {
+        self.peers
+            .get(&peer)
+            .is_some_and(|state| state.retry_at > now)
     }
 
     fn backoff_ms(&mut self, failures: u32) -> u64 {
@@ -1098,11 +1158,19 @@ impl<S: Store> Core<S> {
             .collect();
         let direct_possible = !recipient.addresses.is_empty();
         let in_custody = matches!(entry.state, OutboxState::Custody { .. });
-        let use_relay = !in_custody
+        let mut use_relay = !in_custody
             && !relays.is_empty()
             && (!direct_possible || entry.direct_failures >= self.config.relay_after_failures)
             // Alternate with direct attempts so a recipient that comes back is reached directly.
             && (!direct_possible || entry.relay_attempts <= entry.direct_failures.saturating_sub(self.config.relay_after_failures));
+        if use_relay && direct_possible {
+            // The relay's turn, but the relay is backing off and the recipient is not (it was
+            // just seen, or its backoff ended first): go direct rather than wait for the relay.
+            let relay = relays[(entry.relay_attempts as usize) % relays.len()];
+            if self.backing_off(now, relay) && !self.backing_off(now, entry.recipient) {
+                use_relay = false;
+            }
+        }
         let envelope = Envelope::from_bytes(&entry.envelope).ok()?;
         let size = entry.envelope.len();
         let (peer, frame, via_relay) = if use_relay {
@@ -1341,11 +1409,18 @@ impl<S: Store> Core<S> {
                 let outbox = self
                     .outbox
                     .get(&message_id)
-                    .map(|entry| (entry.recipient, entry.digest));
-                if let Some((recipient, digest)) =
-                    outbox.filter(|(recipient, _)| permanent && !via_relay && *recipient == peer)
+                    .map(|entry| (entry.recipient, entry.digest, entry.expires_at));
+                if let Some((recipient, digest, expires_at)) =
+                    outbox.filter(|(recipient, _, _)| permanent && !via_relay && *recipient == peer)
                 {
                     self.busy.remove(&Job::Outbox(message_id));
+                    if now >= expires_at {
+                        // Sent just before its end and refused as expired on arrival: that is an
+                        // expiry, and the officer must hear "expired, use the phone", not that
+                        // the recipient refused the request.
+                        self.finish_outbox(message_id, OutboxState::Expired { at: now });
+                        return;
+                    }
                     self.finish_outbox(
                         message_id,
                         OutboxState::Rejected {

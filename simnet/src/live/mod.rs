@@ -25,10 +25,15 @@
 //! - **relay outages**: a relay killed for seconds;
 //! - **link cuts**, both directions or one, and **slow links** (50–400 ms), through the daemon's
 //!   test-only `fault` console request, refused unless the node's config has
-//!   `[testing] fault_injection = true`: the network layer fails requests to a cut peer, drops
-//!   requests and responses from it, or holds them back (`quickfreeze_node::network::LinkFault`).
-//!   The harness re-applies a node's faults when it restarts;
-//! - **isolation**: one node cut from everyone;
+//!   `[testing] fault_injection = true`: a cut link holds no connection (the network layer
+//!   refuses to dial it and closes connections across it), a one-way cut is a peer that cannot
+//!   be dialled by the other, a slow link holds messages back
+//!   (`quickfreeze_node::network::LinkFault`). Faults are layers, so they may overlap; the
+//!   harness re-applies a node's faults when it restarts;
+//! - **isolation**: one member cut from everyone for seconds;
+//! - with harsh faults, three that only the heal lifts: a **partition** of members and relays
+//!   into two sides from about the middle of the submissions on, **one relay isolated**, and a
+//!   **member killed and left down**;
 //! - **a hostile member** (see [`hostile`]): the harness itself, on the roster, flooding members
 //!   with garbage and forged frames.
 //!
@@ -41,17 +46,26 @@
 //! second later (up to 20 times). About one delivered request in six gets a status reply from
 //! the recipient's officer. Every payload carries a unique case reference `QFSIM-CASE-…`.
 //!
+//! The nodes run the production retry policy (1 s doubling to a 60 s cap, custody re-check every
+//! 60 s) and the daemon's reconnect probe; `--short-retries` restores the old 200 ms / 1.5 s
+//! harness setting and `--reconnect-probe-ms 0` turns the probe off, to measure what each buys.
+//! `--routine-lifetime-s` makes routine messages expire after seconds, so expiry happens live.
+//!
 //! # The end
 //!
-//! Heal: every fault cleared, every dead node restarted, the hostile member stopped. Then the
-//! harness polls every node's status until no outbox holds undelivered work and no relay holds
-//! anything (bounded by `--converge-timeout`); that time is "converge after heal". Then every node
-//! is killed and its sled store opened by the harness, and the invariants are checked from the
-//! stores themselves:
+//! Heal: the hostile member stopped; the work still pending counted on every node (that is the
+//! work convergence has to do); every dead node restarted; then every fault lifted on every
+//! node at once. Then the harness polls every node's status until no outbox holds undelivered
+//! work and no relay holds anything (bounded by `--converge-timeout`); that time is "converge
+//! after heal". Then every node is killed and its sled store opened by the harness, and the
+//! invariants are checked from the stores themselves:
 //!
 //! - every accepted message is delivered (its outbox entry is `delivered` with a delivery
 //!   receipt that verifies against the roster, signed by the recipient, for that message and
-//!   envelope digest) and sits in the recipient's inbox, or is expired (the node reported it);
+//!   envelope digest) and sits in the recipient's inbox, or is expired and the sender's audit
+//!   trail holds its `expired` record (written in the same group commit as the expiry, before
+//!   the log line and the alert hook: the operator was told). Anything else at the end is a
+//!   violation;
 //! - the recipient's inbox holds it exactly once and no other inbox holds it;
 //! - every inbox entry is something the harness submitted (its case reference, sender and
 //!   recipient match a submission, or it is a status reply) — nothing forged was accepted, and
@@ -76,14 +90,17 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use quickfreeze_keys::roster::Role;
 use quickfreeze_keys::types::iso_country_codes;
+use quickfreeze_keys::Timestamp;
 use quickfreeze_keys::{CountryCode, NodeId};
-use quickfreeze_node::config::files;
+use quickfreeze_node::audit::{AuditKind, AuditLog, MAX_EXPORT_PAGE};
+use quickfreeze_node::config::{files, RetrySection};
 use quickfreeze_node::control::{ControlClient, ControlRequest, ControlResponse};
 use quickfreeze_node::store::{SledStore, StoreOptions};
 use quickfreeze_node::testnet::{NodeCommand, NodePlan, NodeProcess, Testnet};
 use quickfreeze_proto::core::{OutboxState, Store};
 use quickfreeze_proto::payload::{Payload, Status};
 use quickfreeze_proto::receipt::ReceiptKind;
+use quickfreeze_proto::MessageId;
 use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -120,6 +137,17 @@ pub struct LiveConfig {
     pub converge_timeout: Duration,
     /// Show a progress bar on stderr.
     pub progress: bool,
+    /// Retry quickly (200 ms base, 1.5 s cap, 2 s custody re-check) instead of the production
+    /// defaults (1 s base, 60 s cap, 60 s custody re-check, reconnect probe every second).
+    pub short_retries: bool,
+    /// Lifetime of routine messages on every node, seconds (default: the production 14 days).
+    /// With a few seconds, routine requests (about 15 % of the workload) and status replies to
+    /// them expire when their recipient stays out of reach, and the run checks that each such
+    /// expiry was reported.
+    pub routine_lifetime_s: Option<u64>,
+    /// The nodes' `retry.reconnect_probe_ms` (default: the node's default; 0 turns the probe
+    /// off, to measure what it buys).
+    pub reconnect_probe_ms: Option<u64>,
 }
 
 impl LiveConfig {
@@ -146,6 +174,9 @@ impl LiveConfig {
             report_dir: None,
             converge_timeout: Duration::from_secs(120),
             progress: false,
+            short_retries: false,
+            routine_lifetime_s: None,
+            reconnect_probe_ms: None,
         }
     }
 
@@ -170,6 +201,15 @@ impl LiveConfig {
         if let Some(duration) = self.duration {
             line.push_str(&format!(" --duration {}", duration.as_secs_f64()));
         }
+        if self.short_retries {
+            line.push_str(" --short-retries");
+        }
+        if let Some(lifetime) = self.routine_lifetime_s {
+            line.push_str(&format!(" --routine-lifetime-s {lifetime}"));
+        }
+        if let Some(probe) = self.reconnect_probe_ms {
+            line.push_str(&format!(" --reconnect-probe-ms {probe}"));
+        }
         line
     }
 }
@@ -190,8 +230,9 @@ struct Slot {
     up: AtomicBool,
     /// A restart is in progress.
     restarting: AtomicBool,
-    /// Injected faults on this node, by peer index (re-applied after a restart).
-    rules: Mutex<BTreeMap<usize, LinkRule>>,
+    /// Injected fault layers on this node: peer index → layer id → rule (re-applied after a
+    /// restart). The node gets the union of a peer's layers.
+    rules: Mutex<BTreeMap<usize, BTreeMap<u32, LinkRule>>>,
 }
 
 #[derive(Clone, Debug)]
@@ -228,13 +269,23 @@ struct Shared {
     jobs_done: AtomicUsize,
     jobs_total: AtomicUsize,
     replies_open: AtomicBool,
+    /// The faulty phase is over: an officer whose node is down gives up instead of trying
+    /// again (a node left down until the heal would otherwise hold the heal back).
+    closing: AtomicBool,
     stop: AtomicBool,
 }
 
 const SUBMITTERS: usize = 8;
+/// Console requests in parallel when the heal lifts every fault and while convergence is polled.
+const HEAL_LANES: usize = 8;
 const OFFICER_RETRY: Duration = Duration::from_secs(1);
 const MAX_SUBMIT_ATTEMPTS: u32 = 20;
 const CONSOLE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Seconds, to the millisecond (for the report).
+fn round_ms(seconds: f64) -> f64 {
+    (seconds * 1000.0).round() / 1000.0
+}
 
 fn unix_us() -> u64 {
     SystemTime::now()
@@ -252,20 +303,29 @@ impl Shared {
         client.request(request).map_err(|error| error.to_string())
     }
 
-    /// Sends node `node` its current fault rules (after a restart, or a change).
-    fn apply_rules(&self, node: usize, peers: &[usize]) {
+    /// Sends node `node` its current rules for `peers` (after a restart, or a change): the
+    /// union of each peer's layers, one console request per distinct rule.
+    fn apply_rules(&self, node: usize, peers: &BTreeSet<usize>) {
         let slot = &self.slots[node];
-        let rules = slot
-            .rules
-            .lock()
-            .map(|rules| rules.clone())
-            .unwrap_or_default();
-        for peer in peers {
-            let rule = rules.get(peer).copied().unwrap_or_default();
+        let mut by_rule: BTreeMap<LinkRule, Vec<String>> = BTreeMap::new();
+        if let Ok(rules) = slot.rules.lock() {
+            for peer in peers {
+                let rule = rules.get(peer).map_or(LinkRule::default(), |layers| {
+                    layers
+                        .values()
+                        .fold(LinkRule::default(), |all, rule| all.union(*rule))
+                });
+                by_rule
+                    .entry(rule)
+                    .or_default()
+                    .push(self.slots[*peer].node_id.to_string());
+            }
+        }
+        for (rule, peers) in by_rule {
             let _ = self.request(
                 node,
                 &ControlRequest::Fault {
-                    peers: vec![self.slots[*peer].node_id.to_string()],
+                    peers,
                     drop_outbound: rule.drop_outbound,
                     drop_inbound: rule.drop_inbound,
                     delay_ms: rule.delay_ms,
@@ -274,16 +334,56 @@ impl Shared {
         }
     }
 
-    fn set_rule(&self, node: usize, peer: usize, rule: LinkRule) {
+    /// Adds (`Some`) or removes layer `id` of node `node`'s rule for `peer`; the caller applies.
+    fn set_layer(&self, node: usize, peer: usize, id: u32, rule: Option<LinkRule>) {
         if let Ok(mut rules) = self.slots[node].rules.lock() {
-            if rule == LinkRule::default() {
-                rules.remove(&peer);
-            } else {
-                rules.insert(peer, rule);
+            match rule {
+                Some(rule) => {
+                    rules.entry(peer).or_default().insert(id, rule);
+                }
+                None => {
+                    if let Some(layers) = rules.get_mut(&peer) {
+                        layers.remove(&id);
+                        if layers.is_empty() {
+                            rules.remove(&peer);
+                        }
+                    }
+                }
             }
         }
-        if self.slots[node].up.load(Ordering::Relaxed) {
-            self.apply_rules(node, &[peer]);
+    }
+
+    /// [`Shared::pending`] of nodes `0..total`, asked in parallel so that one round over a
+    /// hundred busy nodes takes a fraction of a second (the convergence time is only as precise
+    /// as a round is short).
+    fn pending_everywhere(&self, total: usize) -> Vec<(usize, Option<usize>)> {
+        let mut all: Vec<(usize, Option<usize>)> = std::thread::scope(|scope| {
+            let lanes: Vec<_> = (0..HEAL_LANES)
+                .map(|lane| {
+                    scope.spawn(move || {
+                        (lane..total)
+                            .step_by(HEAL_LANES)
+                            .map(|index| (index, self.pending(index)))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            lanes
+                .into_iter()
+                .flat_map(|lane| lane.join().unwrap_or_default())
+                .collect()
+        });
+        all.sort_unstable();
+        all
+    }
+
+    /// Undelivered outbox entries plus relay entries of node `node`, if it answers.
+    fn pending(&self, node: usize) -> Option<usize> {
+        match self.request(node, &ControlRequest::Status) {
+            Ok(ControlResponse::Status { report }) => {
+                Some(report.outbox_pending.iter().sum::<usize>() + report.relay_pending)
+            }
+            _ => None,
         }
     }
 
@@ -319,12 +419,13 @@ impl Shared {
                 if let Ok(mut slot_process) = slot.process.lock() {
                     *slot_process = Some(process);
                 }
-                let peers: Vec<usize> = slot
+                // Up first: a fault layer added from now on is applied by its own action.
+                slot.up.store(true, Ordering::Relaxed);
+                let peers: BTreeSet<usize> = slot
                     .rules
                     .lock()
                     .map(|rules| rules.keys().copied().collect())
                     .unwrap_or_default();
-                slot.up.store(true, Ordering::Relaxed);
                 self.apply_rules(node, &peers);
                 Ok(())
             }
@@ -439,7 +540,9 @@ impl Shared {
                 } else {
                     submissions[index].reply_attempts
                 };
-                if attempts < MAX_SUBMIT_ATTEMPTS && !self.stop.load(Ordering::Relaxed) {
+                let closing =
+                    self.closing.load(Ordering::Relaxed) || self.stop.load(Ordering::Relaxed);
+                if attempts < MAX_SUBMIT_ATTEMPTS && !closing {
                     drop(submissions);
                     self.retry(job);
                 } else {
@@ -662,6 +765,7 @@ pub fn run(config: &LiveConfig) -> Result<LiveReport, String> {
         jobs_done: AtomicUsize::new(0),
         jobs_total: AtomicUsize::new(config.messages),
         replies_open: AtomicBool::new(true),
+        closing: AtomicBool::new(false),
         stop: AtomicBool::new(false),
     });
     let mut progress = Progress {
@@ -676,6 +780,13 @@ pub fn run(config: &LiveConfig) -> Result<LiveReport, String> {
         faults: format!("{:?}", config.faults).to_lowercase(),
         planned: config.messages,
         reproduce: config.command_line(),
+        retries_profile: match (config.short_retries, config.reconnect_probe_ms) {
+            (true, _) => "short".into(),
+            (false, Some(0)) => "production, probe off".into(),
+            (false, Some(ms)) => format!("production, probe every {ms} ms"),
+            (false, None) => "production".into(),
+        },
+        routine_lifetime_s: config.routine_lifetime_s,
         ..LiveReport::default()
     };
 
@@ -759,8 +870,19 @@ pub fn run(config: &LiveConfig) -> Result<LiveReport, String> {
         }
     }
     let phase = config.fault_phase();
-    let mut schedule = faults::plan(config.seed, config.faults, members, config.relays, phase);
+    let workload_span = Duration::from_secs_f64(config.messages as f64 / config.rate.max(0.1));
+    let (mut schedule, at_heal) = faults::plan(
+        config.seed,
+        config.faults,
+        members,
+        config.relays,
+        phase,
+        workload_span,
+    );
     schedule.reverse();
+    report.at_heal.partition_sides = (at_heal.sides[0].len(), at_heal.sides[1].len());
+    report.at_heal.partition_from_s = at_heal.partition_from.as_secs_f64();
+    report.at_heal.isolated_relay = at_heal.isolated_relay;
     let mut next_plan = 0;
     let mut waiting: BinaryHeap<std::cmp::Reverse<(Instant, u64)>> = BinaryHeap::new();
     let mut waiting_jobs: BTreeMap<u64, Job> = BTreeMap::new();
@@ -770,6 +892,10 @@ pub fn run(config: &LiveConfig) -> Result<LiveReport, String> {
     let mut down: BTreeSet<usize> = BTreeSet::new();
     loop {
         let elapsed = phase_start.elapsed();
+        let closing = elapsed >= phase;
+        if closing {
+            shared.closing.store(true, Ordering::Relaxed);
+        }
         while next_plan < planned.len() && planned[next_plan].at <= elapsed {
             let _ = job_tx.send(Job::Request { index: next_plan });
             next_plan += 1;
@@ -780,7 +906,8 @@ pub fn run(config: &LiveConfig) -> Result<LiveReport, String> {
             waiting_jobs.insert(job_seq, job);
         }
         while let Some(std::cmp::Reverse((at, seq))) = waiting.peek().copied() {
-            if at > Instant::now() {
+            // Once the phase is over, an officer's last try goes at once.
+            if at > Instant::now() && !closing {
                 break;
             }
             waiting.pop();
@@ -828,53 +955,99 @@ pub fn run(config: &LiveConfig) -> Result<LiveReport, String> {
     }
     report.fault_phase_s = phase_start.elapsed().as_secs_f64();
 
-    // Heal: no more replies, the hostile member stops, every fault cleared, every node up.
+    // Heal: no more replies, the hostile member stops, every node up, every fault lifted.
     shared.replies_open.store(false, Ordering::Relaxed);
     hostile_stop.store(true, Ordering::Relaxed);
     for handle in restarts {
         let _ = handle.join();
     }
-    for (index, slot) in shared.slots.iter().enumerate() {
-        if let Ok(mut rules) = slot.rules.lock() {
-            rules.clear();
-        }
-        if slot.up.load(Ordering::Relaxed) {
-            let _ = shared.request(index, &ControlRequest::FaultClear);
-        }
-    }
+    let heal_start = Instant::now();
+    // First what is still broken, and the work that waits on it.
+    report.at_heal.faulty_links = shared
+        .slots
+        .iter()
+        .map(|slot| slot.rules.lock().map_or(0, |rules| rules.len()))
+        .sum();
     let dead: Vec<usize> = (0..total)
         .filter(|index| !shared.slots[*index].up.load(Ordering::Relaxed))
         .collect();
+    report.at_heal.nodes_down = dead.len();
+    report.at_heal.pending = shared
+        .pending_everywhere(total)
+        .into_iter()
+        .filter_map(|(_, pending)| pending)
+        .sum();
+    // The dead come back (with their faults, as after any restart) ...
     for index in dead {
-        if let Err(error) = shared.restart(index) {
-            report
+        match shared.restart(index) {
+            Ok(()) => {
+                let pending = shared.pending(index).unwrap_or(0);
+                report.at_heal.pending += pending;
+                report.at_heal.pending_on_nodes_down += pending;
+            }
+            Err(error) => report
                 .violations
-                .push(format!("node {index} did not restart at the heal: {error}"));
+                .push(format!("node {index} did not restart at the heal: {error}")),
         }
     }
+    // ... then every fault is lifted, on all nodes at about the same moment.
+    for slot in &shared.slots {
+        if let Ok(mut rules) = slot.rules.lock() {
+            rules.clear();
+        }
+    }
+    std::thread::scope(|scope| {
+        for lane in 0..HEAL_LANES {
+            let shared = &shared;
+            scope.spawn(move || {
+                for index in (lane..total).step_by(HEAL_LANES) {
+                    if shared.slots[index].up.load(Ordering::Relaxed) {
+                        let _ = shared.request(index, &ControlRequest::FaultClear);
+                    }
+                }
+            });
+        }
+    });
     let healed = Instant::now();
+    report.heal_s = healed.duration_since(heal_start).as_secs_f64();
     // Convergence: every outbox finished, every relay idle.
     let converge_deadline = healed + config.converge_timeout;
+    let mut last_busy: Vec<(usize, usize)> = Vec::new();
     loop {
         let mut busy = 0usize;
         let mut unknown = 0usize;
-        for index in 0..total {
-            match shared.request(index, &ControlRequest::Status) {
-                Ok(ControlResponse::Status { report: status }) => {
-                    busy += status.outbox_pending.iter().sum::<usize>() + status.relay_pending;
+        let mut busy_nodes = Vec::new();
+        for (index, pending) in shared.pending_everywhere(total) {
+            match pending {
+                Some(0) => {}
+                Some(pending) => {
+                    busy += pending;
+                    busy_nodes.push((index, pending));
                 }
-                _ => unknown += 1,
+                None => unknown += 1,
             }
+        }
+        let since_heal = healed.elapsed().as_secs_f64();
+        if report
+            .converge_curve
+            .last()
+            .is_none_or(|(at, _)| since_heal - at >= 0.1)
+        {
+            report.converge_curve.push((round_ms(since_heal), busy));
         }
         if busy == 0 && unknown == 0 {
             report.converged = true;
+            report.converge_curve.push((round_ms(since_heal), 0));
+            report.last_busy = last_busy;
             break;
         }
+        last_busy = busy_nodes;
         if Instant::now() > converge_deadline {
             report.violations.push(format!(
                 "not converged {} s after the heal: {busy} messages still pending, {unknown} nodes not answering",
                 config.converge_timeout.as_secs()
             ));
+            report.last_busy = last_busy;
             break;
         }
         progress.show("converge", 0, 1, &format!("{busy} pending"));
@@ -883,9 +1056,17 @@ pub fn run(config: &LiveConfig) -> Result<LiveReport, String> {
     report.converge_after_heal_s = healed.elapsed().as_secs_f64();
     progress.finish();
 
-    // Final delivery-log read, then stop everything.
+    // Final delivery-log read and probe counts, then stop everything.
     let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
     shared.drain_logs(&mut rng, &mpsc::channel().0);
+    report.probe_dials = (0..total)
+        .filter_map(|index| {
+            match shared.request(index, &ControlRequest::Metrics { reset: false }) {
+                Ok(ControlResponse::Metrics { metrics }) => Some(metrics.probe_dials),
+                _ => None,
+            }
+        })
+        .sum();
     shared.stop.store(true, Ordering::Relaxed);
     drop(job_tx);
     for submitter in submitters {
@@ -975,10 +1156,20 @@ fn build_network(root: &Path, config: &LiveConfig, hostile: bool) -> Result<Test
         });
     }
     Testnet::build(root, "simnet-live", &plans, Some(config.seed), |_, node| {
-        // Short retries so that a healed network converges in seconds, not minutes.
-        node.retry.base_ms = 200;
-        node.retry.cap_ms = 1_500;
-        node.retry.custody_recheck_ms = 2_000;
+        // The production retry policy (and reconnect probe) unless asked otherwise: what
+        // converges here converges in the field.
+        node.retry = RetrySection::default();
+        if config.short_retries {
+            node.retry.base_ms = 200;
+            node.retry.cap_ms = 1_500;
+            node.retry.custody_recheck_ms = 2_000;
+        }
+        if let Some(lifetime) = config.routine_lifetime_s {
+            node.lifetime.routine_s = lifetime;
+        }
+        if let Some(probe) = config.reconnect_probe_ms {
+            node.retry.reconnect_probe_ms = probe;
+        }
         node.store.cache_capacity_bytes = 4 * 1024 * 1024;
         node.testing.fault_injection = true;
     })
@@ -1011,49 +1202,37 @@ fn apply_fault(
                 }));
             }
         }
-        FaultAction::Link {
-            a,
-            b,
-            a_rule,
-            b_rule,
+        FaultAction::Links {
+            id,
+            links,
+            on,
             counts,
         } => {
-            shared.set_rule(a, b, a_rule);
-            shared.set_rule(b, a, b_rule);
-            match counts {
-                faults::Counts::Cut => report.link_cuts += 1,
-                faults::Counts::OneWay => {
-                    report.link_cuts += 1;
-                    report.one_way_cuts += 1;
-                }
-                faults::Counts::Slow => report.slow_links += 1,
-                faults::Counts::Restore => {}
-            }
-        }
-        FaultAction::Isolate { node, peers, on } => {
-            let rule = if on {
-                LinkRule {
-                    drop_outbound: true,
-                    drop_inbound: true,
-                    delay_ms: 0,
-                }
-            } else {
-                LinkRule::default()
-            };
-            if let Ok(mut rules) = shared.slots[node].rules.lock() {
-                for peer in &peers {
-                    if on {
-                        rules.insert(*peer, rule);
-                    } else {
-                        rules.remove(peer);
+            let mut touched: BTreeMap<usize, BTreeSet<usize>> = BTreeMap::new();
+            for (a, b, a_rule, b_rule) in links {
+                for (node, peer, rule) in [(a, b, a_rule), (b, a, b_rule)] {
+                    if rule != LinkRule::default() {
+                        shared.set_layer(node, peer, id, on.then_some(rule));
+                        touched.entry(node).or_default().insert(peer);
                     }
                 }
             }
-            if shared.slots[node].up.load(Ordering::Relaxed) {
-                shared.apply_rules(node, &peers);
+            for (node, peers) in touched {
+                if shared.slots[node].up.load(Ordering::Relaxed) {
+                    shared.apply_rules(node, &peers);
+                }
             }
             if on {
-                report.isolations += 1;
+                match counts {
+                    faults::Counts::Cut => report.link_cuts += 1,
+                    faults::Counts::OneWay => {
+                        report.link_cuts += 1;
+                        report.one_way_cuts += 1;
+                    }
+                    faults::Counts::Slow => report.slow_links += 1,
+                    faults::Counts::Isolation => report.isolations += 1,
+                    faults::Counts::Partition => report.partitions += 1,
+                }
             }
         }
     }
@@ -1116,6 +1295,9 @@ fn check_stores(shared: &Shared, net: &Testnet, report: &mut LiveReport) {
         .collect();
     let mut outboxes = Vec::new();
     let mut inboxes = Vec::new();
+    // Per node: messages whose expiry its audit trail records (written in the same group
+    // commit as the expiry itself, before the log line and the alert hook).
+    let mut expiries: Vec<BTreeSet<MessageId>> = Vec::new();
     for (index, slot) in shared.slots.iter().enumerate() {
         let store = match SledStore::open(&slot.data_dir.join(files::STORE), &options) {
             Ok(store) => store,
@@ -1125,11 +1307,25 @@ fn check_stores(shared: &Shared, net: &Testnet, report: &mut LiveReport) {
                 ));
                 outboxes.push(Vec::new());
                 inboxes.push(Vec::new());
+                expiries.push(BTreeSet::new());
                 continue;
             }
         };
         let outbox = store.outbox_entries().unwrap_or_default();
         let inbox = store.inbox_entries().unwrap_or_default();
+        if slot.kind == Kind::Member {
+            match recorded_expiries(&store) {
+                Ok(ids) => expiries.push(ids),
+                Err(error) => {
+                    report.violations.push(format!(
+                        "node {index}: audit trail unreadable after the run: {error}"
+                    ));
+                    expiries.push(BTreeSet::new());
+                }
+            }
+        } else {
+            expiries.push(BTreeSet::new());
+        }
         if slot.kind == Kind::Relay {
             if !inbox.is_empty() || !outbox.is_empty() {
                 report.violations.push(format!(
@@ -1287,15 +1483,23 @@ fn check_stores(shared: &Shared, net: &Testnet, report: &mut LiveReport) {
                     }
                 }
             }
-            OutboxState::Expired { .. } => report.expired += 1,
+            OutboxState::Expired { .. } => {
+                // It may have reached the recipient before its receipt was lost (at most once:
+                // the inbox check above); what matters here is that the operator was told.
+                report.expired += 1;
+                let recorded = expiries[submission.sender].contains(&entry.message_id);
+                if recorded {
+                    report.expired_reported += 1;
+                }
+                if let Some(violation) = unfinished(id, submission, &entry.state, recorded) {
+                    report.violations.push(violation);
+                }
+            }
             other => {
                 report.undelivered += 1;
-                report.violations.push(format!(
-                    "message {id} from node {} to node {} ended `{}`",
-                    submission.sender,
-                    submission.recipient,
-                    other.name()
-                ));
+                if let Some(violation) = unfinished(id, submission, other, false) {
+                    report.violations.push(violation);
+                }
             }
         }
     }
@@ -1304,6 +1508,54 @@ fn check_stores(shared: &Shared, net: &Testnet, report: &mut LiveReport) {
     if last_receipt > first_submit {
         report.throughput_per_s =
             delivered_requests as f64 / ((last_receipt - first_submit) as f64 / 1e6);
+    }
+}
+
+/// Why an accepted message's final state at its sender breaks "every message ends delivered, or
+/// expired with the operator told"; `None` when it does not. A delivered message's receipt and
+/// inbox entry are checked separately.
+fn unfinished(
+    id: &str,
+    submission: &Submission,
+    state: &OutboxState,
+    expiry_recorded: bool,
+) -> Option<String> {
+    match state {
+        OutboxState::Delivered { .. } => None,
+        OutboxState::Expired { .. } if expiry_recorded => None,
+        OutboxState::Expired { .. } => Some(format!(
+            "message {id} from node {} to node {} expired without an `expired` record in the sender's audit trail (the operator was never told)",
+            submission.sender, submission.recipient
+        )),
+        other => Some(format!(
+            "message {id} from node {} to node {} ended `{}`: neither delivered nor expired",
+            submission.sender,
+            submission.recipient,
+            other.name()
+        )),
+    }
+}
+
+/// The message ids of every `expired` record in a node's audit trail.
+fn recorded_expiries(store: &SledStore) -> Result<BTreeSet<MessageId>, String> {
+    let log = AuditLog::open(store).map_err(|error| error.to_string())?;
+    let mut ids = BTreeSet::new();
+    let mut after = None;
+    loop {
+        let (lines, next) = log
+            .export_page(Timestamp(0), after, MAX_EXPORT_PAGE)
+            .map_err(|error| error.to_string())?;
+        for line in lines {
+            if line.kind == AuditKind::Expired {
+                if let Some(id) = line.message_id.and_then(|id| id.parse().ok()) {
+                    ids.insert(id);
+                }
+            }
+        }
+        match next {
+            Some(seq) => after = Some(seq),
+            None => return Ok(ids),
+        }
     }
 }
 
@@ -1343,4 +1595,41 @@ fn write_report_files(dir: &Path, report: &LiveReport) -> Result<(), String> {
     std::fs::write(dir.join("summary.txt"), report.summary())
         .map_err(|error| format!("{}: {error}", dir.display()))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn submission() -> Submission {
+        Submission {
+            marker: None,
+            sender: 1,
+            recipient: 2,
+            submit_unix_us: 0,
+            message_id: Some("m".into()),
+            status_reply: false,
+            failed: None,
+            ambiguous: false,
+            attempts: 1,
+            reply_attempts: 0,
+        }
+    }
+
+    #[test]
+    fn a_message_must_end_delivered_or_expired_with_the_operator_told() {
+        let submission = submission();
+        let delivered = OutboxState::Delivered { at: Timestamp(5) };
+        let expired = OutboxState::Expired { at: Timestamp(5) };
+        assert_eq!(unfinished("m", &submission, &delivered, false), None);
+        assert_eq!(unfinished("m", &submission, &expired, true), None);
+        // Expired, but nothing in the audit trail: the operator was never told.
+        let silent = unfinished("m", &submission, &expired, false).expect("a violation");
+        assert!(silent.contains("never told"), "{silent}");
+        // Still under way at the end: neither delivered nor expired, whatever the audit says.
+        for state in [OutboxState::Accepted, OutboxState::Sent] {
+            let open = unfinished("m", &submission, &state, true).expect("a violation");
+            assert!(open.contains("neither delivered nor expired"), "{open}");
+        }
+    }
 }

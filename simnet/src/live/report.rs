@@ -60,6 +60,27 @@ pub struct Resources {
     pub samples: u64,
 }
 
+/// The state of the network when the faulty phase ended.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct AtHealReport {
+    /// Members and relays on each side of the partition that the heal lifted (0, 0: none).
+    pub partition_sides: (usize, usize),
+    /// Seconds into the faulty phase the partition began.
+    pub partition_from_s: f64,
+    /// The relay cut from everyone until the heal.
+    pub isolated_relay: Option<usize>,
+    /// Nodes down when the faulty phase ended (restarted by the heal).
+    pub nodes_down: usize,
+    /// Node pairs with a link fault still active (each direction counted once per node).
+    pub faulty_links: usize,
+    /// Undelivered outbox entries plus relay entries (held messages, receipts being carried)
+    /// over every node, just before the heal: the work the convergence had to finish. The
+    /// nodes that were down are counted as they came back up.
+    pub pending: usize,
+    /// Of `pending`, what the nodes that were down held.
+    pub pending_on_nodes_down: usize,
+}
+
 /// Everything a live run measured and checked.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct LiveReport {
@@ -112,10 +133,32 @@ pub struct LiveReport {
     pub slow_links: u64,
     /// Nodes isolated from everyone at once.
     pub isolations: u64,
+    /// Partitions (the final one, still active at the heal).
+    pub partitions: u64,
+    /// What was still broken when the faulty phase ended, and what the heal had to clear.
+    pub at_heal: AtHealReport,
     /// What the hostile member sent and got.
     pub hostile: HostileStats,
     /// Seconds from the end of the final heal until every outbox and relay was idle.
     pub converge_after_heal_s: f64,
+    /// Seconds the heal itself took (restart the dead nodes, lift every fault on every node).
+    pub heal_s: f64,
+    /// Pending work over all nodes after the heal: (seconds since the heal, pending), about
+    /// every 100 ms of polling.
+    pub converge_curve: Vec<(f64, usize)>,
+    /// The nodes (index, pending) still busy at the last poll before convergence: what the
+    /// tail of the convergence waited on.
+    pub last_busy: Vec<(usize, usize)>,
+    /// Retry settings of the nodes: `production` (1 s base, 60 s cap, reconnect probe) or
+    /// `short` (the old 200 ms / 1.5 s harness setting).
+    pub retries_profile: String,
+    /// Lifetime of routine messages, seconds (None: the production default).
+    pub routine_lifetime_s: Option<u64>,
+    /// Expired messages whose expiry the sender recorded in its audit trail (the record the
+    /// operator's alert comes with).
+    pub expired_reported: usize,
+    /// Dials the reconnect probes started (read at the end; a killed node loses its count).
+    pub probe_dials: u64,
     /// Whether convergence happened within the bound.
     pub converged: bool,
     /// Resource use.
@@ -151,9 +194,9 @@ impl LiveReport {
         );
         let _ = writeln!(
             out,
-            "  accepted {} ({} status replies; {} not accepted, {} ambiguous) delivered {} expired {} undelivered {}",
+            "  accepted {} ({} status replies; {} not accepted, {} ambiguous) delivered {} expired {} ({} reported) undelivered {}",
             self.accepted, self.status_replies, self.not_accepted, self.ambiguous,
-            self.delivered, self.expired, self.undelivered
+            self.delivered, self.expired, self.expired_reported, self.undelivered
         );
         let _ = writeln!(
             out,
@@ -168,15 +211,28 @@ impl LiveReport {
         );
         let _ = writeln!(
             out,
-            "  faults: {} kills, {} relay outages, {} link cuts ({} one-way), {} slow links, {} isolations; hostile sent {} (answered {}, failed {})",
+            "  faults: {} kills, {} relay outages, {} link cuts ({} one-way), {} slow links, {} isolations, {} partitions; hostile sent {} (answered {}, failed {})",
             self.kills, self.relay_outages, self.link_cuts, self.one_way_cuts, self.slow_links,
-            self.isolations, self.hostile.sent.values().sum::<u64>(), self.hostile.answered,
+            self.isolations, self.partitions, self.hostile.sent.values().sum::<u64>(), self.hostile.answered,
             self.hostile.failed
         );
         let _ = writeln!(
             out,
-            "  converged {} s after the final heal{}",
+            "  at the heal: partition {}+{} nodes (from {:.1} s), isolated relay {}, {} nodes down, {} faulty links; {} pending ({} on nodes that were down)",
+            self.at_heal.partition_sides.0, self.at_heal.partition_sides.1,
+            self.at_heal.partition_from_s,
+            self.at_heal.isolated_relay.map_or("none".to_owned(), |relay| relay.to_string()),
+            self.at_heal.nodes_down, self.at_heal.faulty_links, self.at_heal.pending,
+            self.at_heal.pending_on_nodes_down
+        );
+        let _ = writeln!(
+            out,
+            "  converged {} s after the final heal (heal took {} s; {} retries, routine lifetime {}; {} probe dials){}",
             round2(self.converge_after_heal_s),
+            round2(self.heal_s),
+            self.retries_profile,
+            self.routine_lifetime_s.map_or("default".to_owned(), |s| format!("{s} s")),
+            self.probe_dials,
             if self.converged {
                 ""
             } else {
