@@ -3,7 +3,8 @@
 //! group commit.
 //!
 //! `cargo bench -p quickfreeze-node --bench pair` (options after `--`: `--messages N`,
-//! `--clients C`, `--seconds S`, `--sync flush|flush-and-sync-data`, `--saturated-only`, `--batch B`: submissions per console request). Each node is a real daemon
+//! `--clients C`, `--seconds S`, `--sync flush|flush-and-sync-data`, `--saturated-only`, `--batch B` / `--rate-batch B`: submissions per console request at
+//! saturation / in the paced runs). Each node is a real daemon
 //! (libp2p over loopback TCP, sled in a temp dir, the control socket); officers are simulated by
 //! `C` console connections that submit 2 KiB preservation requests. Latency is measured inside the
 //! sending daemon from the moment a request is accepted to the moment its delivery receipt is
@@ -28,8 +29,10 @@ struct Options {
     clients: u64,
     seconds: u64,
     sync: SyncMode,
-    /// Submissions per console request (1: `submit`; more: `submit-batch`).
+    /// Submissions per console request at saturation (1: `submit`; more: `submit-batch`).
     batch: u64,
+    /// Submissions per console request in the paced runs (10/50/90 % of the maximum).
+    rate_batch: u64,
     /// Only the saturated run with group commit on (for profiling).
     saturated_only: bool,
 }
@@ -42,6 +45,7 @@ fn options() -> Options {
         sync: SyncMode::FlushAndSyncData,
         saturated_only: false,
         batch: 1,
+        rate_batch: 1,
     };
     let args: Vec<String> = std::env::args().collect();
     let mut index = 1;
@@ -51,6 +55,7 @@ fn options() -> Options {
             "--messages" => options.messages = value.parse().expect("--messages N"),
             "--clients" => options.clients = value.parse().expect("--clients C"),
             "--batch" => options.batch = value.parse().expect("--batch B"),
+            "--rate-batch" => options.rate_batch = value.parse().expect("--rate-batch B"),
             "--seconds" => options.seconds = value.parse().expect("--seconds S"),
             "--saturated-only" => {
                 options.saturated_only = true;
@@ -101,12 +106,28 @@ fn metrics(dir: &Path, reset: bool) -> Metrics {
     }
 }
 
+fn mean_commit_us(before: &Metrics, after: &Metrics) -> f64 {
+    let commits = after
+        .store_flushes
+        .saturating_sub(before.store_flushes)
+        .max(1);
+    after
+        .store_flush_micros
+        .saturating_sub(before.store_flush_micros) as f64
+        / commits as f64
+}
+
 /// Submits `total` requests from `options.clients` connections, `options.batch` per console
 /// request; `rate_per_s = 0` means as fast as possible.
 fn submit(dir: &Path, options: &Options, total: u64, rate_per_s: f64) -> Duration {
     let sent = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
-    let batch = options.batch.max(1);
+    let batch = if rate_per_s > 0.0 {
+        options.rate_batch
+    } else {
+        options.batch
+    }
+    .max(1);
     let threads: Vec<_> = (0..options.clients)
         .map(|client_index| {
             let dir = dir.to_path_buf();
@@ -203,6 +224,8 @@ struct Row {
     label: String,
     /// CPU of the whole process per delivered request, in microseconds.
     cpu_us_per_request: f64,
+    /// Mean duration of the sending node's group commits in this row, in microseconds.
+    commit_us: f64,
     offered_per_s: f64,
     delivered_per_s: f64,
     metrics: Metrics,
@@ -234,6 +257,7 @@ fn run_mode(group_commit: bool, options: &Options) -> Vec<Row> {
 
     // Saturation.
     let fr_before = metrics(fr, false);
+    let de_before = metrics(de, false);
     let cpu_before = process_cpu();
     let started = Instant::now();
     submit(de, options, options.messages, 0.0);
@@ -246,6 +270,7 @@ fn run_mode(group_commit: bool, options: &Options) -> Vec<Row> {
     rows.push(Row {
         label: "saturated".into(),
         cpu_us_per_request: cpu * 1e6 / options.messages as f64,
+        commit_us: mean_commit_us(&de_before, &done),
         offered_per_s: 0.0,
         delivered_per_s: max_rate,
         flushes_per_message: flushes / options.messages as f64,
@@ -261,7 +286,8 @@ fn run_mode(group_commit: bool, options: &Options) -> Vec<Row> {
     for &fraction in fractions {
         let rate = max_rate * fraction;
         let total = ((rate * options.seconds as f64) as u64).max(50);
-        let before = metrics(de, false).store_flushes + metrics(fr, false).store_flushes;
+        let de_before = metrics(de, false);
+        let before = de_before.store_flushes + metrics(fr, false).store_flushes;
         let cpu_before = process_cpu();
         let started = Instant::now();
         submit(de, options, total, rate);
@@ -273,6 +299,7 @@ fn run_mode(group_commit: bool, options: &Options) -> Vec<Row> {
         rows.push(Row {
             label: format!("{:.0} % of max", fraction * 100.0),
             cpu_us_per_request: cpu * 1e6 / total as f64,
+            commit_us: mean_commit_us(&de_before, &after_de),
             offered_per_s: rate,
             delivered_per_s: total as f64 / elapsed,
             flushes_per_message: (after_de.store_flushes + after_fr.store_flushes - before) as f64
@@ -298,11 +325,11 @@ fn main() {
         return;
     }
     println!(
-        "two nodes, {} console clients, {} submission(s) per console request, {} messages at saturation, sync = {:?}",
-        options.clients, options.batch, options.messages, options.sync
+        "two nodes, {} console clients, {} / {} submission(s) per console request (saturated / paced), {} messages at saturation, sync = {:?}",
+        options.clients, options.batch, options.rate_batch, options.messages, options.sync
     );
-    println!("| group commit | load | offered req/s | delivered req/s | p50 ms | p90 ms | p99 ms | max ms | flushes per message (both nodes) | CPU µs per request (whole process) |");
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("| group commit | load | offered req/s | delivered req/s | p50 ms | p90 ms | p99 ms | max ms | flushes per message (both nodes) | mean commit µs (sender) | CPU µs per request (whole process) |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     let modes: &[bool] = if options.saturated_only {
         &[true]
     } else {
@@ -311,7 +338,7 @@ fn main() {
     for &group_commit in modes {
         for row in run_mode(group_commit, &options) {
             println!(
-                "| {} | {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {:.3} | {:.0} |",
+                "| {} | {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {:.3} | {:.0} | {:.0} |",
                 if group_commit { "on" } else { "off" },
                 row.label,
                 if row.offered_per_s > 0.0 {
@@ -325,6 +352,7 @@ fn main() {
                 row.metrics.latency_p99_us as f64 / 1000.0,
                 row.metrics.latency_max_us as f64 / 1000.0,
                 row.flushes_per_message,
+                row.commit_us,
                 row.cpu_us_per_request,
             );
         }
