@@ -16,7 +16,7 @@ use quickfreeze_proto::envelope::Envelope;
 use quickfreeze_proto::frame::{Batch, Frame};
 use quickfreeze_proto::payload::{example_free_text, example_preservation, Payload};
 
-use common::{ask, fixture, send_and_wait};
+use common::{ask, fixture, send_and_wait, wait_delivered};
 
 const DAY_MS: u64 = 24 * 3600 * 1000;
 
@@ -281,18 +281,7 @@ async fn a_batch_submission_answers_each_item_and_refuses_only_the_bad_ones() {
     );
     assert!(matches!(results[3], ControlResponse::Submitted { .. }));
     for message_id in accepted {
-        match ask(
-            &fixture.dirs[0],
-            ControlRequest::WaitDelivered {
-                message_id: message_id.clone(),
-                timeout_ms: 30_000,
-            },
-        )
-        .await
-        {
-            ControlResponse::Delivered { receipt, .. } => assert!(receipt.verified),
-            other => panic!("{message_id} not delivered: {other:?}"),
-        }
+        wait_delivered(&fixture.dirs[0], &message_id).await;
     }
     // Over the limit: refused whole, nothing stored.
     let too_many = vec![good(Payload::FreeText(example_free_text())); MAX_SUBMIT_BATCH + 1];

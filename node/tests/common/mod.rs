@@ -197,17 +197,22 @@ pub(crate) async fn send_and_wait(dir: &Path, to: &str, payload: Payload) -> Str
     else {
         panic!("submit refused");
     };
+    wait_delivered(dir, &message_id).await;
+    message_id
+}
+
+/// Waits (up to 30 s) for the verified delivery receipt of `message_id`.
+pub(crate) async fn wait_delivered(dir: &Path, message_id: &str) {
     match ask(
         dir,
         ControlRequest::WaitDelivered {
-            message_id: message_id.clone(),
+            message_id: message_id.to_string(),
             timeout_ms: 30_000,
         },
     )
     .await
     {
         ControlResponse::Delivered { receipt, .. } => assert!(receipt.verified),
-        other => panic!("not delivered: {other:?}"),
+        other => panic!("{message_id} not delivered: {other:?}"),
     }
-    message_id
 }
