@@ -243,6 +243,8 @@ struct Daemon {
     tracker: crate::deadlines::Tracker,
     /// Breaches found this turn, shown (log, alert hook) after the commit.
     pending_overdue: Vec<crate::deadlines::Breach>,
+    /// Counts on-the-spot deadline checks, so that an older periodic scan is not applied.
+    deadline_generation: u64,
     /// What ended turns produced that waits for the next group commit to begin.
     waiting: Outputs,
     /// What the running group commit covers, released when it returns.
@@ -257,6 +259,14 @@ struct Daemon {
     duplicates_suppressed: u64,
     /// Dials backed-off peers that work waits on (see `crate::probe`).
     probe: crate::probe::ReconnectProbe,
+}
+
+/// The result of a periodic deadline check run off the loop.
+struct DeadlineScan {
+    /// `Daemon::deadline_generation` when it started.
+    generation: u64,
+    now: Timestamp,
+    found: Result<Vec<(crate::deadlines::Breach, Option<quickfreeze_keys::Digest32>)>, String>,
 }
 
 /// What a turn produced that acknowledges something, held until a commit covers it.
@@ -451,6 +461,7 @@ impl Daemon {
             deadline_config: config.deadlines.clone(),
             tracker: crate::deadlines::Tracker::default(),
             pending_overdue: Vec::new(),
+            deadline_generation: 0,
             waiting: Outputs::default(),
             in_commit: Outputs::default(),
             fault_injection: config.testing.fault_injection,
@@ -523,6 +534,8 @@ impl Daemon {
         deadline_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // The running group commit, if any (see `end_turn`).
         let mut flush: Option<JoinHandle<FlushDone>> = None;
+        // The running periodic deadline check, if any.
+        let mut deadline_scan: Option<JoinHandle<DeadlineScan>> = None;
         let probing = self.probe.enabled();
         let probe_tick = tokio::time::sleep(self.probe.next_delay());
         tokio::pin!(probe_tick);
@@ -554,7 +567,13 @@ impl Daemon {
                     let next = tokio::time::Instant::now() + self.probe.next_delay();
                     probe_tick.as_mut().reset(next);
                 }
-                _ = deadline_tick.tick() => self.check_deadlines(Timestamp::now()),
+                _ = deadline_tick.tick(), if deadline_scan.is_none() => {
+                    deadline_scan = Some(self.start_deadline_scan(Timestamp::now()));
+                }
+                done = async { deadline_scan.as_mut().expect("guarded by is_some").await }, if deadline_scan.is_some() => {
+                    deadline_scan = None;
+                    self.deadline_scan_finished(done);
+                }
                 () = sleep => {}
             }
             // Group commit: take whatever else is ready, then flush once for all of it.
@@ -823,6 +842,8 @@ impl Daemon {
     /// Re-evaluates the deadline clocks; breaches not raised before get an audit record now
     /// and are shown after this turn's commit.
     fn check_deadlines(&mut self, now: Timestamp) {
+        // Anything a periodic scan already running has read is older than this.
+        self.deadline_generation += 1;
         let store = self.core.store();
         let (outbox, inbox) = match (store.outbox_entries(), store.inbox_entries()) {
             (Ok(outbox), Ok(inbox)) => (outbox, inbox),
@@ -832,19 +853,53 @@ impl Daemon {
             }
         };
         let found = crate::deadlines::breaches(now, &outbox, &inbox, &self.deadline_config);
-        for breach in self.tracker.update(found) {
-            let digest = outbox
-                .iter()
-                .find(|entry| entry.message_id == breach.message_id)
-                .map(|entry| entry.digest)
-                .or_else(|| {
-                    inbox
-                        .iter()
-                        .find(|entry| {
-                            entry.message_id == breach.message_id && entry.sender == breach.peer
-                        })
-                        .map(|entry| entry.digest)
-                });
+        let found = crate::deadlines::with_digests(found, &outbox, &inbox);
+        self.apply_deadlines(now, found);
+    }
+
+    /// Starts the periodic deadline check on a blocking thread (it decodes the whole outbox and
+    /// inbox, which grows with history and must not stall the loop).
+    fn start_deadline_scan(&self, now: Timestamp) -> JoinHandle<DeadlineScan> {
+        let reader = self.core.store().reader();
+        let config = self.deadline_config.clone();
+        let generation = self.deadline_generation;
+        tokio::task::spawn_blocking(move || DeadlineScan {
+            generation,
+            now,
+            found: crate::deadlines::scan(now, &reader, &config).map_err(|error| error.to_string()),
+        })
+    }
+
+    /// A periodic scan returned. Dropped if an on-the-spot check (acknowledge, reply) ran since
+    /// it started: its view is older, and applying it could raise a cleared breach again.
+    fn deadline_scan_finished(&mut self, done: Result<DeadlineScan, tokio::task::JoinError>) {
+        match done {
+            Err(error) => error!(%error, "deadline check failed"),
+            Ok(scan) if scan.generation != self.deadline_generation => {}
+            Ok(DeadlineScan {
+                found: Err(error), ..
+            }) => error!(%error, "deadline check could not read the store"),
+            Ok(DeadlineScan {
+                now,
+                found: Ok(found),
+                ..
+            }) => self.apply_deadlines(now, found),
+        }
+    }
+
+    /// Raises the breaches not raised before: an audit record now, shown after the commit.
+    fn apply_deadlines(
+        &mut self,
+        now: Timestamp,
+        found: Vec<(crate::deadlines::Breach, Option<quickfreeze_keys::Digest32>)>,
+    ) {
+        let mut digests: BTreeMap<_, _> = found
+            .iter()
+            .map(|(breach, digest)| (breach.key(), *digest))
+            .collect();
+        let breaches = found.into_iter().map(|(breach, _)| breach).collect();
+        for breach in self.tracker.update(breaches) {
+            let digest = digests.remove(&breach.key()).flatten();
             self.record(
                 now,
                 AuditFacts {

@@ -19,7 +19,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use quickfreeze_keys::{NodeId, Timestamp};
+use quickfreeze_keys::{Digest32, NodeId, Timestamp};
 use quickfreeze_proto::core::{InboxEntry, OutboxEntry};
 use quickfreeze_proto::payload::{Payload, PayloadKind};
 use quickfreeze_proto::{MessageId, Priority};
@@ -208,6 +208,49 @@ pub fn is_request(kind: PayloadKind) -> bool {
         kind,
         PayloadKind::Preservation | PayloadKind::TrafficData | PayloadKind::Emergency
     )
+}
+
+/// Every breach at `now` with the envelope digest of its message, from the store's entries:
+/// the whole deadline check short of raising anything. It decodes every outbox and inbox entry,
+/// so the daemon runs the periodic check on a blocking thread, off its loop.
+pub fn scan(
+    now: Timestamp,
+    reader: &crate::store::StoreReader,
+    config: &DeadlineConfig,
+) -> Result<Vec<(Breach, Option<Digest32>)>, quickfreeze_proto::core::StoreError> {
+    let outbox = reader.outbox_entries()?;
+    let inbox = reader.inbox_entries()?;
+    Ok(with_digests(
+        breaches(now, &outbox, &inbox, config),
+        &outbox,
+        &inbox,
+    ))
+}
+
+/// Pairs each breach with the digest of its message's envelope.
+pub fn with_digests(
+    found: Vec<Breach>,
+    outbox: &[OutboxEntry],
+    inbox: &[InboxEntry],
+) -> Vec<(Breach, Option<Digest32>)> {
+    found
+        .into_iter()
+        .map(|breach| {
+            let digest = outbox
+                .iter()
+                .find(|entry| entry.message_id == breach.message_id)
+                .map(|entry| entry.digest)
+                .or_else(|| {
+                    inbox
+                        .iter()
+                        .find(|entry| {
+                            entry.message_id == breach.message_id && entry.sender == breach.peer
+                        })
+                        .map(|entry| entry.digest)
+                });
+            (breach, digest)
+        })
+        .collect()
 }
 
 /// Every breach at `now`, most urgent first (priority, then longest overdue).

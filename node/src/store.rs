@@ -308,6 +308,25 @@ impl fmt::Debug for SledStore {
     }
 }
 
+/// See [`SledStore::reader`].
+#[derive(Clone)]
+pub struct StoreReader {
+    outbox: sled::Tree,
+    inbox: sled::Tree,
+}
+
+impl StoreReader {
+    /// All outbox entries.
+    pub fn outbox_entries(&self) -> Result<Vec<OutboxEntry>, StoreError> {
+        list_entries(self.outbox.iter())
+    }
+
+    /// All inbox entries.
+    pub fn inbox_entries(&self) -> Result<Vec<InboxEntry>, StoreError> {
+        list_entries(self.inbox.iter())
+    }
+}
+
 /// An entry type kept in one tree under a key derived from its own ids.
 trait StoredEntry: Serialize + DeserializeOwned {
     const TREE: &'static str;
@@ -698,6 +717,15 @@ impl SledStore {
             }
         }
         Ok(None)
+    }
+
+    /// A read-only view of the outbox and inbox for another thread (sled's trees are shared
+    /// handles): it sees every write made so far, durable or not.
+    pub fn reader(&self) -> StoreReader {
+        StoreReader {
+            outbox: self.outbox.clone(),
+            inbox: self.inbox.clone(),
+        }
     }
 
     /// The relay entries held for messages from `sender` (one range scan over the relay tree),
