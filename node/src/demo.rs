@@ -12,43 +12,53 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
-use quickfreeze_keys::roster::{Member, Role, Roster, SignedRoster};
-use quickfreeze_keys::{AuthorityKey, CountryCode, EncryptionKey, Identity, NodeId, Timestamp};
+use quickfreeze_keys::roster::Role;
+use quickfreeze_keys::{AuthorityKey, CountryCode, Timestamp};
 use quickfreeze_proto::payload::{example_emergency, example_preservation, Payload, Status};
+use rand::SeedableRng;
+use rand_chacha::ChaCha20Rng;
 
 use crate::config::{files, NodeConfig};
 use crate::control::{ControlClient, ControlRequest, ControlResponse, MessageDetail, ReceiptView};
 use crate::daemon::{self, RunningNode};
+use crate::testnet::{NodePlan, Testnet};
 
 const DAY_MS: u64 = 24 * 3600 * 1000;
 
-struct DemoNode {
-    country: &'static str,
-    name: &'static str,
-    role: Role,
-    dir: PathBuf,
-    port: u16,
-    id: NodeId,
-}
+/// The demo's nodes: directory label, country, what the officer reads, role.
+const SPECS: [(&str, &str, &str, Role); 4] = [
+    ("be", "BE", "Central authority relay (BE)", Role::Relay),
+    (
+        "de",
+        "DE",
+        "24/7 point of contact (DE)",
+        Role::PointOfContact,
+    ),
+    (
+        "fr",
+        "FR",
+        "24/7 point of contact (FR)",
+        Role::PointOfContact,
+    ),
+    (
+        "nl",
+        "NL",
+        "24/7 point of contact (NL)",
+        Role::PointOfContact,
+    ),
+];
 
-fn free_port() -> Result<u16> {
-    let listener =
-        std::net::TcpListener::bind("127.0.0.1:0").context("cannot bind a loopback port")?;
-    Ok(listener.local_addr()?.port())
-}
-
-fn config_for(node: &DemoNode) -> NodeConfig {
-    let mut config = NodeConfig {
-        data_dir: node.dir.clone(),
-        listen: vec![format!("/ip4/127.0.0.1/tcp/{}", node.port)],
-        ..NodeConfig::default()
-    };
-    // Quick retries so the demo's offline node is found again within seconds.
+/// Quick retries so the demo's offline node is found again within seconds.
+fn quick_retries(config: &mut NodeConfig) {
     config.retry.base_ms = 200;
     config.retry.cap_ms = 2_000;
     config.retry.relay_after_failures = 1;
     config.retry.custody_recheck_ms = 2_000;
-    config
+}
+
+fn load_config(dir: &Path) -> Result<NodeConfig> {
+    NodeConfig::load(&dir.join(files::CONFIG))
+        .with_context(|| format!("reading the demo config in {}", dir.display()))
 }
 
 fn client(dir: &Path) -> Result<ControlClient> {
@@ -145,107 +155,76 @@ pub fn run_demo(dir: Option<PathBuf>) -> Result<()> {
         "quickfreeze demo: four nodes on loopback, files in {}",
         base.display()
     );
-    let mut rng = rand::rng();
-    let authority = AuthorityKey::generate(&mut rng);
-    let specs = [
-        ("BE", "Central authority relay (BE)", Role::Relay),
-        ("DE", "24/7 point of contact (DE)", Role::PointOfContact),
-        ("FR", "24/7 point of contact (FR)", Role::PointOfContact),
-        ("NL", "24/7 point of contact (NL)", Role::PointOfContact),
-    ];
-    let mut nodes = Vec::new();
-    let mut identities = Vec::new();
-    for (country, name, role) in specs {
-        let dir = base.join(country.to_lowercase());
+    for (label, ..) in SPECS {
+        let dir = base.join(label);
         if dir.join(files::KEY).exists() {
             bail!("{} already holds a node; use an empty --dir", dir.display());
         }
-        std::fs::create_dir_all(&dir)?;
-        let identity = Identity::generate(&mut rng);
-        identity.write_key_file(&dir.join(files::KEY))?;
-        nodes.push(DemoNode {
-            country,
-            name,
-            role,
-            dir,
-            port: free_port()?,
-            id: identity.node_id(),
-        });
-        identities.push(identity);
     }
-    let now = Timestamp::now();
-    let relay = nodes[0].id;
-    let members = nodes
+    let plans = SPECS
         .iter()
-        .zip(&identities)
-        .map(|(node, identity)| -> Result<Member> {
-            Ok(Member {
-                node_id: node.id,
-                country: CountryCode::parse(node.country).map_err(|error| anyhow!(error))?,
-                authority_name: node.name.into(),
-                role: node.role,
-                encryption_key: EncryptionKey(identity.encryption_public()),
-                addresses: vec![format!("/ip4/127.0.0.1/tcp/{}", node.port)],
-                relays: if node.role == Role::Relay {
+        .map(|(label, country, _, role)| {
+            Ok(NodePlan {
+                label: (*label).to_owned(),
+                country: CountryCode::parse(country).map_err(|error| anyhow!(error))?,
+                role: *role,
+                relays: if *role == Role::Relay {
                     vec![]
                 } else {
-                    vec![relay]
+                    vec![0]
                 },
-                valid_from: Timestamp(now.0 - DAY_MS),
-                valid_until: now.plus_ms(365 * DAY_MS),
-                on_duty_contact: format!("duty officer {}, +00 000 000", node.country),
+                dialable: true,
             })
         })
         .collect::<Result<Vec<_>>>()?;
-    let roster = Roster {
-        network: "quickfreeze-demo".into(),
-        serial: 1,
-        issued_at: now,
-        expires_at: now.plus_ms(30 * DAY_MS),
-        threshold: 1,
-        authorities: vec![authority.public()],
-        members,
-    };
-    let mut signed = SignedRoster::new(&roster)?;
-    signed.sign(&authority, None)?;
-    let signed_bytes = signed.to_bytes()?;
-    let pin = roster.authority_set_fingerprint();
-    for node in &nodes {
-        std::fs::write(node.dir.join(files::ROSTER), &signed_bytes)?;
-        std::fs::write(node.dir.join(files::PIN), format!("{pin}\n"))?;
-    }
+    let mut rng = ChaCha20Rng::from_rng(&mut rand::rng());
+    let authority = AuthorityKey::generate(&mut rng);
+    let net = Testnet::build_signed_by(
+        &base,
+        "quickfreeze-demo",
+        &plans,
+        &mut rng,
+        &authority,
+        |_, config| quick_retries(config),
+    )
+    .map_err(|error| anyhow!("cannot write the demo network: {error}"))?;
     println!(
-        "roster serial 1 signed by the roster authority {} (authority set {pin})",
-        authority.public().fingerprint()
+        "roster serial 1 signed by the roster authority {} (authority set {})",
+        authority.public().fingerprint(),
+        net.roster.authority_set_fingerprint()
     );
-    for node in &nodes {
+    for (node, (_, _, name, _)) in net.nodes.iter().zip(SPECS) {
         println!(
-            "  {}  {:<30}  127.0.0.1:{:<5}  {}",
-            node.country, node.name, node.port, node.id
+            "  {}  {:<30}  {:<28}  {}",
+            node.country, name, node.listen, node.node_id
         );
     }
+    let dirs: Vec<&Path> = net
+        .nodes
+        .iter()
+        .map(|node| node.data_dir.as_path())
+        .collect();
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
     let mut running: Vec<Option<RunningNode>> = Vec::new();
-    for node in &nodes {
-        running.push(Some(
-            runtime.block_on(async { daemon::start(config_for(node)).await })?,
-        ));
+    for dir in &dirs {
+        let config = load_config(dir)?;
+        running.push(Some(runtime.block_on(daemon::start(config))?));
     }
     let result = (|| -> Result<()> {
-        let (de, fr, nl) = (&nodes[1], &nodes[2], &nodes[3]);
+        let (de, fr, nl) = (dirs[1], dirs[2], dirs[3]);
 
         println!("\n1. DE sends an emergency disclosure request (CETS 224 Art. 9) to FR, which is online");
-        let message_id = submit(&de.dir, "FR", Payload::Emergency(example_emergency()))?;
+        let message_id = submit(de, "FR", Payload::Emergency(example_emergency()))?;
         println!(
             "    accepted as {message_id} (stored durably at DE before this line was printed)"
         );
-        let (receipt, latency_ms) = wait_delivered(&de.dir, &message_id, 30)?;
+        let (receipt, latency_ms) = wait_delivered(de, &message_id, 30)?;
         print_receipt(&receipt, latency_ms);
-        match client(&fr.dir)?.request(&ControlRequest::Ack {
+        match client(fr)?.request(&ControlRequest::Ack {
             message_id: message_id.clone(),
             officer: "Officer Martin".into(),
         })? {
@@ -262,9 +241,9 @@ pub fn run_demo(dir: Option<PathBuf>) -> Result<()> {
         if let Some(node) = running[nl_index].take() {
             runtime.block_on(node.stop())?;
         }
-        let preservation = submit(&de.dir, "NL", Payload::Preservation(example_preservation()))?;
+        let preservation = submit(de, "NL", Payload::Preservation(example_preservation()))?;
         println!("    accepted as {preservation}");
-        let custody = wait_for_detail(&de.dir, &preservation, |detail| {
+        let custody = wait_for_detail(de, &preservation, |detail| {
             detail.receipts.iter().any(|r| r.kind == "custody")
         })?;
         println!("    direct delivery fails; the BE relay takes custody of the sealed envelope (it cannot read it):");
@@ -273,10 +252,10 @@ pub fn run_demo(dir: Option<PathBuf>) -> Result<()> {
         }
 
         println!("\n3. NL comes back; the relay delivers and carries NL's receipt back to DE");
-        running[nl_index] = Some(runtime.block_on(async { daemon::start(config_for(nl)).await })?);
-        let (receipt, latency_ms) = wait_delivered(&de.dir, &preservation, 60)?;
+        running[nl_index] = Some(runtime.block_on(daemon::start(load_config(nl)?))?);
+        let (receipt, latency_ms) = wait_delivered(de, &preservation, 60)?;
         print_receipt(&receipt, latency_ms);
-        match client(&nl.dir)?.request(&ControlRequest::Inbox { limit: 10 })? {
+        match client(nl)?.request(&ControlRequest::Inbox { limit: 10 })? {
             ControlResponse::Inbox { rows } => {
                 for row in rows {
                     println!(
@@ -298,7 +277,7 @@ pub fn run_demo(dir: Option<PathBuf>) -> Result<()> {
 
         println!("\n4. NL's officer preserves the data and replies; DE sees the status");
         let until = Timestamp::now().plus_ms(90 * DAY_MS);
-        match client(&nl.dir)?.request(&ControlRequest::Reply {
+        match client(nl)?.request(&ControlRequest::Reply {
             message_id: preservation.clone(),
             status: Status::Preserved {
                 reference: "NL-PRES-2026-0412".into(),
@@ -310,7 +289,7 @@ pub fn run_demo(dir: Option<PathBuf>) -> Result<()> {
             ControlResponse::Replied { .. } => {}
             other => bail!("reply failed: {other:?}"),
         }
-        let detail = wait_for_detail(&de.dir, &preservation, |detail| {
+        let detail = wait_for_detail(de, &preservation, |detail| {
             !detail.status_history.is_empty()
         })?;
         for status in &detail.status_history {
