@@ -1859,7 +1859,11 @@ impl Daemon {
     }
 
     fn delivered_response(&self, message_id: &MessageId) -> ControlResponse {
-        match self.core.store().get_outbox(message_id) {
+        let mut stored = self.core.store().get_outbox(message_id);
+        if let Ok(Some(entry)) = &mut stored {
+            self.overlay_live_state(entry);
+        }
+        match stored {
             Ok(Some(entry)) => match (&entry.state, &entry.delivery_receipt) {
                 (OutboxState::Delivered { .. }, Some(receipt)) => ControlResponse::Delivered {
                     message_id: message_id.to_string(),
