@@ -1,7 +1,7 @@
 //! Local test networks: identities, a signed roster and a data directory per node, and the
 //! nodes run as child processes of the real binary.
 //!
-//! The integration tests (`tests/kill9.rs`, `tests/common`) and `simnet live` all build their
+//! The integration tests (`tests/tests/kill9.rs`, `tests/tests/common`) and `simnet live` all build their
 //! networks here, so there is one way to lay out a data directory for a test:
 //!
 //! ```text

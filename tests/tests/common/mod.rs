@@ -34,7 +34,7 @@ pub(crate) fn network(root: &Path, network: &str, countries: &[&str]) -> Vec<Pat
 
 /// The binary under test.
 pub(crate) fn binary() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_quickfreeze"))
+    PathBuf::from(env!("CARGO_BIN_EXE_quickfreeze-under-test"))
 }
 
 /// A loopback port that was free a moment ago.
