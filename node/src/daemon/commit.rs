@@ -9,9 +9,10 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tracing::warn;
 
+use super::pipeline::{CommitFailed, CommitTicket, GroupCommit, Staged};
 use super::{Daemon, DaemonError};
 use crate::control::ControlResponse;
-use crate::store::FlushDone;
+use crate::store::{FlushDone, FlushJob, SledStore};
 
 /// What a turn produced that acknowledges something, held until a commit covers it.
 #[derive(Default)]
@@ -23,13 +24,43 @@ pub(super) struct Outputs {
     overdue: Vec<crate::deadlines::Breach>,
 }
 
-impl Outputs {
+impl Staged for Outputs {
+    fn absorb(&mut self, mut other: Outputs) {
+        self.responses.append(&mut other.responses);
+        self.replies.append(&mut other.replies);
+        self.transmits.append(&mut other.transmits);
+        self.events.append(&mut other.events);
+        self.overdue.append(&mut other.overdue);
+    }
+
     fn is_empty(&self) -> bool {
         self.responses.is_empty()
             && self.replies.is_empty()
             && self.transmits.is_empty()
             && self.events.is_empty()
             && self.overdue.is_empty()
+    }
+}
+
+/// A group commit whose IO runs on a blocking thread.
+pub(super) struct RunningCommit {
+    /// Hand back to [`CommitPipeline::finished`] with the outcome.
+    pub(super) ticket: CommitTicket,
+    /// The IO (`FlushJob::run`).
+    pub(super) io: JoinHandle<FlushDone>,
+}
+
+/// The sled store's group commit, as the pipeline sees it.
+impl GroupCommit for SledStore {
+    type Job = FlushJob;
+    type Done = FlushDone;
+
+    fn begin_commit(&mut self) -> Result<Option<FlushJob>, String> {
+        self.begin_flush().map_err(|error| error.to_string())
+    }
+
+    fn end_commit(&mut self, done: FlushDone) -> Result<(), String> {
+        self.end_flush(done).map_err(|error| error.to_string())
     }
 }
 
@@ -42,7 +73,8 @@ impl Daemon {
     ///    (receipts), console replies, new transmissions, and the events and alerts to show.
     ///
     /// What is set aside leaves only after a group commit that *began after* this turn's writes
-    /// has returned `Ok` (see [`Daemon::start_flush`] and [`Daemon::flush_finished`]): that is
+    /// has returned `Ok` (see [`Daemon::start_flush`], [`Daemon::flush_finished`] and
+    /// [`CommitPipeline`](super::pipeline::CommitPipeline)): that is
     /// invariant 1, durable before acknowledged. The commit runs on a blocking thread, so the loop
     /// goes on taking input while the disk syncs; the next commit covers everything written
     /// meanwhile, which is how commits grow under load.
@@ -67,65 +99,67 @@ impl Daemon {
                 "audit log write failed, stopping: {error}"
             )));
         }
-        let waiting = &mut self.waiting;
-        waiting.responses.append(&mut self.pending_responses);
-        waiting.replies.append(&mut self.pending_replies);
+        let mut outputs = Outputs {
+            responses: std::mem::take(&mut self.pending_responses),
+            replies: std::mem::take(&mut self.pending_replies),
+            transmits: Vec::new(),
+            events,
+            overdue: std::mem::take(&mut self.pending_overdue),
+        };
         while let Some(transmit) = self.core.poll_transmit() {
-            waiting.transmits.push(transmit);
+            outputs.transmits.push(transmit);
         }
-        waiting.events.extend(events);
-        waiting.overdue.append(&mut self.pending_overdue);
+        self.commit.stage(outputs);
         Ok(())
     }
 
     /// Begins the group commit for what waits, unless one is running already (what waits then
     /// goes with the next). With nothing written since the last commit began, what waits is
     /// already covered by a finished commit and leaves at once. Returns the running commit.
-    pub(super) fn start_flush(&mut self) -> Result<Option<JoinHandle<FlushDone>>, DaemonError> {
+    /// The bookkeeping is [`CommitPipeline`](super::pipeline::CommitPipeline)'s; this adds the audit block and the thread.
+    pub(super) fn start_flush(&mut self) -> Result<Option<RunningCommit>, DaemonError> {
         // The audit records of every turn this commit covers go in first, as one block.
         self.audit
             .write_pending(self.core.store_mut())
             .map_err(|error| {
                 DaemonError::Store(format!("audit log write failed, stopping: {error}"))
             })?;
-        let job = self.core.store_mut().begin_flush().map_err(|error| {
-            DaemonError::Store(format!("group commit failed, stopping: {error}"))
-        })?;
-        match job {
-            None => {
-                let ready = std::mem::take(&mut self.waiting);
-                self.release(ready);
-                Ok(None)
-            }
-            Some(job) => {
-                self.in_commit = std::mem::take(&mut self.waiting);
-                Ok(Some(tokio::task::spawn_blocking(move || job.run())))
-            }
-        }
+        let begun = self
+            .commit
+            .begin(self.core.store_mut())
+            .map_err(|CommitFailed(error)| {
+                DaemonError::Store(format!("group commit failed, stopping: {error}"))
+            })?;
+        self.release(begun.release);
+        Ok(begun.commit.map(|(ticket, job)| RunningCommit {
+            ticket,
+            io: tokio::task::spawn_blocking(move || job.run()),
+        }))
     }
 
-    /// The running commit returned: on success, release what it covers.
+    /// The running commit returned: on success, release what it covers. On failure nothing it
+    /// covered may leave (that would acknowledge what is not durable) and the node stops.
     pub(super) fn flush_finished(
         &mut self,
+        ticket: CommitTicket,
         done: Result<FlushDone, tokio::task::JoinError>,
     ) -> Result<(), DaemonError> {
         let done = done.unwrap_or_else(|error| {
             FlushDone::lost(format!("the group commit thread failed: {error}"))
         });
-        if let Err(error) = self.core.store_mut().end_flush(done) {
-            // Nothing it covered may leave: that would acknowledge what is not durable.
-            return Err(DaemonError::Store(format!(
-                "group commit failed, stopping: {error}"
-            )));
-        }
-        let covered = std::mem::take(&mut self.in_commit);
+        let covered = self
+            .commit
+            .finished(self.core.store_mut(), ticket, done)
+            .map_err(|CommitFailed(error)| {
+                DaemonError::Store(format!("group commit failed, stopping: {error}"))
+            })?;
         self.release(covered);
         Ok(())
     }
 
     /// Whether anything waits for a commit.
     pub(super) fn has_waiting(&self) -> bool {
-        !self.waiting.is_empty() || self.audit.has_pending() || self.core.store().is_dirty()
+        self.commit.has_waiting() || self.audit.has_pending() || self.core.store().is_dirty()
     }
 
     /// Lets go of what a finished commit covers: responses, console replies, transmissions,

@@ -11,12 +11,12 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
 use tracing::{debug, error, info, warn};
 
+use super::commit::RunningCommit;
 use super::deadline_checks::DeadlineScan;
 use super::socket::accept_console;
 use super::{Command, Daemon, DaemonError};
 use crate::control::{ControlRequest, ControlResponse};
 use crate::network::NetworkEvent;
-use crate::store::FlushDone;
 
 /// How often the links to this node's own relays are checked (and re-dialled if down).
 const RELAY_LINK_CHECK: Duration = Duration::from_secs(10);
@@ -73,7 +73,7 @@ impl Daemon {
         ));
         deadline_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // The running group commit, if any (see `end_turn`).
-        let mut flush: Option<JoinHandle<FlushDone>> = None;
+        let mut flush: Option<RunningCommit> = None;
         // The running periodic deadline check, if any.
         let mut deadline_scan: Option<JoinHandle<DeadlineScan>> = None;
         let probing = self.probe.enabled();
@@ -93,9 +93,9 @@ impl Daemon {
             tokio::select! {
                 biased;
                 () = &mut shutdown => break Ok(()),
-                done = async { flush.as_mut().expect("guarded by is_some").await }, if flush.is_some() => {
-                    flush = None;
-                    if let Err(error) = self.flush_finished(done) {
+                done = async { (&mut flush.as_mut().expect("guarded by is_some").io).await }, if flush.is_some() => {
+                    let ticket = flush.take().expect("guarded by is_some").ticket;
+                    if let Err(error) = self.flush_finished(ticket, done) {
                         break Err(error);
                     }
                 }
@@ -164,16 +164,13 @@ impl Daemon {
     }
 
     /// On a clean stop: waits for the running commit, then commits and releases what is left.
-    async fn final_flush(
-        &mut self,
-        running: Option<JoinHandle<FlushDone>>,
-    ) -> Result<(), DaemonError> {
+    async fn final_flush(&mut self, running: Option<RunningCommit>) -> Result<(), DaemonError> {
         if let Some(running) = running {
-            self.flush_finished(running.await)?;
+            self.flush_finished(running.ticket, running.io.await)?;
         }
         self.end_turn()?;
         if let Some(running) = self.start_flush()? {
-            self.flush_finished(running.await)?;
+            self.flush_finished(running.ticket, running.io.await)?;
         }
         Ok(())
     }

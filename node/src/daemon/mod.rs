@@ -29,6 +29,7 @@ mod deadline_checks;
 mod event_loop;
 mod events;
 mod faults;
+mod pipeline;
 mod roster;
 mod socket;
 mod views;
@@ -38,14 +39,12 @@ pub use roster::{load_roster, read_pin};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
-use futures::FutureExt;
 use libp2p::request_response::{OutboundRequestId, ResponseChannel};
 use libp2p::Multiaddr;
 use quickfreeze_keys::{Identity, NodeId, Timestamp};
 use quickfreeze_proto::core::{Core, Store};
 use quickfreeze_proto::frame::{MAX_BATCH_BYTES, PROTOCOL_ID};
 use quickfreeze_proto::MessageId;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinSet;
@@ -57,6 +56,7 @@ use crate::control::{ControlRequest, ControlResponse, Metrics};
 use crate::network::{Network, NetworkConfig};
 use crate::store::SledStore;
 use commit::Outputs;
+use pipeline::CommitPipeline;
 use roster::allowed_peers;
 use socket::bind_control_socket;
 
@@ -183,10 +183,8 @@ struct Daemon {
     pending_overdue: Vec<crate::deadlines::Breach>,
     /// Counts on-the-spot deadline checks, so that an older periodic scan is not applied.
     deadline_generation: u64,
-    /// What ended turns produced that waits for the next group commit to begin.
-    waiting: Outputs,
-    /// What the running group commit covers, released when it returns.
-    in_commit: Outputs,
+    /// What ended turns produced, waiting for a group commit or covered by the running one.
+    commit: CommitPipeline<Outputs>,
     /// Refused-inbound records per peer in the current minute, to keep a hostile member from
     /// filling the audit log: (minute start, recorded, suppressed).
     refused_audit: BTreeMap<NodeId, (u64, u32, u32)>,
@@ -332,8 +330,7 @@ impl Daemon {
             tracker: crate::deadlines::Tracker::default(),
             pending_overdue: Vec::new(),
             deadline_generation: 0,
-            waiting: Outputs::default(),
-            in_commit: Outputs::default(),
+            commit: CommitPipeline::default(),
             fault_injection: config.testing.fault_injection,
             delivery_log: std::collections::VecDeque::new(),
             delivery_log_overflowed: 0,

@@ -4,13 +4,11 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use futures::FutureExt;
 use quickfreeze_keys::roster::Role;
 use quickfreeze_keys::{NodeId, Timestamp};
 use quickfreeze_proto::core::{OutboxState, Store};
 use quickfreeze_proto::receipt::{Receipt, ReceiptKind};
 use quickfreeze_proto::MessageId;
-use tokio::io::AsyncReadExt;
 
 use super::Daemon;
 use crate::config::files;
