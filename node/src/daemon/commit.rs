@@ -44,7 +44,7 @@ impl Staged for Outputs {
 
 /// A group commit whose IO runs on a blocking thread.
 pub(super) struct RunningCommit {
-    /// Hand back to [`CommitPipeline::finished`] with the outcome.
+    /// Hand back to [`CommitPipeline::finished`](super::pipeline::CommitPipeline::finished) with the outcome.
     pub(super) ticket: CommitTicket,
     /// The IO (`FlushJob::run`).
     pub(super) io: JoinHandle<FlushDone>,
