@@ -41,13 +41,12 @@
 //! begins, so the record of a change is durable exactly when the change is, and nothing is
 //! acknowledged to anyone before both are on disk.
 
-use std::fmt;
-
 use quickfreeze_keys::{codec, Digest32, NodeId, Timestamp};
 use quickfreeze_proto::MessageId;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
+pub use crate::audit_view::{AuditKind, AuditLine, VerifyReport};
 use crate::control::{ControlRequest, ControlResponse};
 use crate::store::SledStore;
 use quickfreeze_proto::core::StoreError;
@@ -66,80 +65,6 @@ pub const MAX_AUDIT_BLOCK_BYTES: u64 = MAX_RECORDS_PER_BLOCK as u64 * MAX_AUDIT_
 pub const MAX_DETAIL_CHARS: usize = 400;
 /// Most records one export page carries over the control socket.
 pub const MAX_EXPORT_PAGE: usize = 1_000;
-
-/// What a record says happened. New kinds are only ever appended (the encoding is the index).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum AuditKind {
-    /// An officer's message was stored in the outbox.
-    Submitted,
-    /// First transmission of a message (direct or to a relay).
-    Sent,
-    /// A relay signed a custody receipt.
-    Custody,
-    /// The recipient's delivery receipt was verified.
-    Delivered,
-    /// A message arrived in the inbox.
-    Received,
-    /// An officer opened a message (`show`).
-    Opened,
-    /// An officer acknowledged an inbox message.
-    Acknowledged,
-    /// A status update was sent about an inbox message.
-    StatusSent,
-    /// A status update arrived about one of our messages.
-    StatusReceived,
-    /// A message expired without a delivery receipt.
-    Expired,
-    /// The recipient refused one of our messages.
-    Rejected,
-    /// A frame, receipt or roster from a peer was refused.
-    RefusedInbound,
-    /// The operator installed a roster (seen at start-up).
-    RosterInstalled,
-    /// A newer roster arrived from a peer and is in use.
-    RosterUpdated,
-    /// A deadline passed (see `deadlines`).
-    Overdue,
-    /// Relay role: took custody of a message for a member.
-    RelayHolding,
-    /// Relay role: delivered a held message.
-    RelayDelivered,
-    /// Relay role: gave up on a held message.
-    RelayFailed,
-}
-
-impl AuditKind {
-    /// The kebab-case name used in exports and logs.
-    pub fn name(self) -> &'static str {
-        match self {
-            AuditKind::Submitted => "submitted",
-            AuditKind::Sent => "sent",
-            AuditKind::Custody => "custody",
-            AuditKind::Delivered => "delivered",
-            AuditKind::Received => "received",
-            AuditKind::Opened => "opened",
-            AuditKind::Acknowledged => "acknowledged",
-            AuditKind::StatusSent => "status-sent",
-            AuditKind::StatusReceived => "status-received",
-            AuditKind::Expired => "expired",
-            AuditKind::Rejected => "rejected",
-            AuditKind::RefusedInbound => "refused-inbound",
-            AuditKind::RosterInstalled => "roster-installed",
-            AuditKind::RosterUpdated => "roster-updated",
-            AuditKind::Overdue => "overdue",
-            AuditKind::RelayHolding => "relay-holding",
-            AuditKind::RelayDelivered => "relay-delivered",
-            AuditKind::RelayFailed => "relay-failed",
-        }
-    }
-}
-
-impl fmt::Display for AuditKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
 
 /// The facts a caller hands to [`AuditLog::append`]; the log adds sequence number and time.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -202,31 +127,6 @@ pub struct AuditRecord {
     pub hash: Digest32,
 }
 
-/// A record as one JSON line of an export.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AuditLine {
-    /// Sequence number.
-    pub seq: u64,
-    /// When (RFC 3339).
-    pub at: String,
-    /// Milliseconds since the epoch (exact).
-    pub at_ms: u64,
-    /// What happened.
-    pub kind: AuditKind,
-    /// Message id (hex).
-    pub message_id: Option<String>,
-    /// The other node.
-    pub peer: Option<String>,
-    /// Its country.
-    pub country: Option<String>,
-    /// SHA-256 of the envelope (hex).
-    pub envelope_digest: Option<String>,
-    /// Detail.
-    pub detail: String,
-    /// Chain hash of this record (hex).
-    pub hash: String,
-}
-
 impl From<&AuditRecord> for AuditLine {
     fn from(record: &AuditRecord) -> AuditLine {
         let body = &record.body;
@@ -242,28 +142,6 @@ impl From<&AuditRecord> for AuditLine {
             detail: body.detail.clone(),
             hash: record.hash.to_string(),
         }
-    }
-}
-
-/// The outcome of [`verify_chain`].
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct VerifyReport {
-    /// Records that verified before the first problem (all of them when `first_bad` is `None`).
-    pub records: u64,
-    /// Hash of the last good record (hex; 64 zeros for an empty log).
-    pub head: String,
-    /// Sequence number of the first record that is missing, altered or out of place.
-    pub first_bad: Option<u64>,
-    /// What is wrong there.
-    pub problem: Option<String>,
-    /// With `--expect-head`: whether that hash is a record of the verified chain.
-    pub expected_head_found: Option<bool>,
-}
-
-impl VerifyReport {
-    /// The chain verified and, if a head was expected, it was found.
-    pub fn ok(&self) -> bool {
-        self.first_bad.is_none() && self.expected_head_found != Some(false)
     }
 }
 

@@ -504,12 +504,12 @@ pub enum ControlResponse {
     /// The audit chain was checked.
     AuditVerified {
         /// What was found.
-        report: crate::audit::VerifyReport,
+        report: crate::audit_view::VerifyReport,
     },
     /// A page of audit records.
     AuditPage {
         /// Records, in sequence order.
-        lines: Vec<crate::audit::AuditLine>,
+        lines: Vec<crate::audit_view::AuditLine>,
         /// Ask again with `after` set to this for more; `None` when done.
         next_after: Option<u64>,
     },

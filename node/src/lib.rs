@@ -13,6 +13,7 @@
 #![deny(unreachable_pub)]
 
 pub mod audit;
+mod audit_view;
 pub mod cli;
 pub mod config;
 pub mod console;

@@ -1,0 +1,275 @@
+//! The console's commands as the loop runs them: dispatch of each control request, submission,
+//! acknowledgement and reply.
+
+use quickfreeze_keys::{CountryCode, NodeId, Timestamp};
+use quickfreeze_proto::core::{OutboxState, Store};
+use quickfreeze_proto::payload::Payload;
+use quickfreeze_proto::MessageId;
+
+use super::audit_facts::status_label;
+use super::faults::fault_injection_refused;
+use super::{Command, Daemon};
+use crate::audit::{AuditFacts, AuditKind};
+use crate::control::{ControlRequest, ControlResponse, MAX_SUBMIT_BATCH};
+
+const MAX_WAITERS: usize = 1024;
+
+impl Daemon {
+    fn resolve_recipient(&self, text: &str) -> Result<NodeId, String> {
+        let roster = self.core.roster();
+        if text.len() == 2 {
+            let country = CountryCode::parse(text)?;
+            return roster
+                .by_country(country)
+                .map(|member| member.node_id)
+                .ok_or_else(|| {
+                    format!(
+                        "no member for country {country} in roster serial {}",
+                        roster.serial
+                    )
+                });
+        }
+        let node: NodeId = text
+            .parse()
+            .map_err(|error: quickfreeze_keys::KeyError| error.to_string())?;
+        roster
+            .member(&node)
+            .map(|member| member.node_id)
+            .ok_or_else(|| format!("{node} is not in roster serial {}", roster.serial))
+    }
+
+    /// Validates, seals and stores one submission; the answer leaves after the group commit.
+    fn submit(&mut self, now: Timestamp, recipient: &str, payload: Payload) -> ControlResponse {
+        match self.resolve_recipient(recipient) {
+            Err(message) => ControlResponse::Error { message },
+            Ok(node) => match self.core.submit(now, node, payload) {
+                Ok(message_id) => ControlResponse::Submitted {
+                    message_id: message_id.to_string(),
+                    recipient: node.to_string(),
+                    country: self.country(&node),
+                },
+                Err(error) => ControlResponse::Error {
+                    message: error.to_string(),
+                },
+            },
+        }
+    }
+
+    pub(super) fn on_command(&mut self, command: Command) {
+        let Command { request, reply } = command;
+        let now = Timestamp::now();
+        let response = match request {
+            ControlRequest::Submit { recipient, payload } => self.submit(now, &recipient, *payload),
+            ControlRequest::SubmitBatch { items } => {
+                if items.len() > MAX_SUBMIT_BATCH {
+                    ControlResponse::Error {
+                        message: format!(
+                            "a batch holds at most {MAX_SUBMIT_BATCH} submissions, this one {}; split it",
+                            items.len()
+                        ),
+                    }
+                } else {
+                    let results = items
+                        .into_iter()
+                        .map(|item| self.submit(now, &item.recipient, item.payload))
+                        .collect();
+                    ControlResponse::SubmittedBatch { results }
+                }
+            }
+            ControlRequest::Inbox { limit } => self.inbox(now, limit),
+            ControlRequest::Outbox { limit } => self.outbox(now, limit),
+            ControlRequest::Show { message_id } => {
+                let response = self.show(&message_id);
+                if let ControlResponse::Message { detail } = &response {
+                    if let Ok(id) = detail.message_id.parse::<MessageId>() {
+                        let (peer, digest) = self.message_facts(&id);
+                        self.record(
+                            now,
+                            AuditFacts {
+                                kind: AuditKind::Opened,
+                                message_id: Some(id),
+                                peer,
+                                country: peer.map(|peer| self.country(&peer)),
+                                envelope_digest: digest,
+                                detail: format!(
+                                    "{} message opened at the console",
+                                    detail.direction
+                                ),
+                            },
+                        );
+                    }
+                }
+                response
+            }
+            ControlRequest::Ack {
+                message_id,
+                officer,
+            } => match self.find_inbox_sender(&message_id) {
+                Err(message) => ControlResponse::Error { message },
+                Ok((sender, id)) => match self.core.acknowledge(now, sender, id, &officer) {
+                    Ok(reply) => {
+                        if let Some(status_id) = reply {
+                            if let Ok(Some(entry)) = self.core.store().get_inbox(&sender, &id) {
+                                self.telemetry
+                                    .time_to_acknowledge
+                                    .observe(now.millis_since(entry.received_at) as f64 / 1000.0);
+                            }
+                            let (_, digest) = self.message_facts(&id);
+                            self.record(
+                                now,
+                                AuditFacts {
+                                    kind: AuditKind::Acknowledged,
+                                    message_id: Some(id),
+                                    peer: Some(sender),
+                                    country: Some(self.country(&sender)),
+                                    envelope_digest: digest,
+                                    detail: format!(
+                                        "acknowledged by officer {officer}; status message {status_id}"
+                                    ),
+                                },
+                            );
+                        }
+                        // Clear T2 in `status` at once rather than at the next tick.
+                        self.check_deadlines(now);
+                        ControlResponse::Acknowledged {
+                            status_message_id: reply.map(|id| id.to_string()),
+                        }
+                    }
+                    Err(error) => ControlResponse::Error {
+                        message: error.to_string(),
+                    },
+                },
+            },
+            ControlRequest::Reply {
+                message_id,
+                status,
+                note,
+                officer,
+            } => match self.find_inbox_sender(&message_id) {
+                Err(message) => ControlResponse::Error { message },
+                Ok((sender, id)) => {
+                    let label = status_label(&status);
+                    let who = officer.clone();
+                    match self.core.reply(now, sender, id, status, note, officer) {
+                        Ok(reply) => {
+                            let (_, digest) = self.message_facts(&id);
+                            self.record(
+                                now,
+                                AuditFacts {
+                                    kind: AuditKind::StatusSent,
+                                    message_id: Some(id),
+                                    peer: Some(sender),
+                                    country: Some(self.country(&sender)),
+                                    envelope_digest: digest,
+                                    detail: format!(
+                                        "{label} by officer {who}; status message {reply}"
+                                    ),
+                                },
+                            );
+                            self.check_deadlines(now);
+                            ControlResponse::Replied {
+                                status_message_id: reply.to_string(),
+                            }
+                        }
+                        Err(error) => ControlResponse::Error {
+                            message: error.to_string(),
+                        },
+                    }
+                }
+            },
+            ControlRequest::Peers => self.peers(),
+            ControlRequest::MetricsSnapshot => self.snapshot(now),
+            ControlRequest::Stats { since_ms } => {
+                let roster = self.core.roster();
+                tokio::task::block_in_place(|| {
+                    crate::stats::answer(self.core.store(), roster, Timestamp(since_ms))
+                })
+            }
+            request @ (ControlRequest::AuditVerify { .. } | ControlRequest::AuditExport { .. }) => {
+                // The records of this turn so far are read too (they become durable with its
+                // commit, like everything else the answer reports).
+                match self.audit.write_pending(self.core.store_mut()) {
+                    Err(error) => {
+                        self.audit_error = Some(error.to_string());
+                        ControlResponse::Error {
+                            message: format!("the audit log cannot be written: {error}"),
+                        }
+                    }
+                    Ok(()) => {
+                        tokio::task::block_in_place(|| crate::audit::answer(&self.audit, &request))
+                    }
+                }
+            }
+            ControlRequest::Fault {
+                peers,
+                drop_outbound,
+                drop_inbound,
+                delay_ms,
+            } => self.inject_fault(&peers, drop_outbound, drop_inbound, delay_ms),
+            ControlRequest::FaultClear => {
+                if self.fault_injection {
+                    self.network.clear_link_faults();
+                    ControlResponse::FaultsSet { faulty_peers: 0 }
+                } else {
+                    fault_injection_refused()
+                }
+            }
+            ControlRequest::DeliveryLog { drain } => self.delivery_log_report(drain),
+            ControlRequest::Metrics { reset } => self.metrics_report(reset),
+            ControlRequest::Status => self.status(now),
+            ControlRequest::WaitDelivered { message_id, .. } => {
+                let id = match message_id.parse::<MessageId>() {
+                    Ok(id) => id,
+                    Err(message) => {
+                        self.pending_replies
+                            .push((reply, ControlResponse::Error { message }));
+                        return;
+                    }
+                };
+                match self.core.store().get_outbox(&id) {
+                    Ok(Some(entry)) if matches!(entry.state, OutboxState::Delivered { .. }) => {
+                        self.delivered_response(&id)
+                    }
+                    Ok(Some(_)) => {
+                        self.waiters.retain(|_, list| {
+                            list.retain(|sender| !sender.is_closed());
+                            !list.is_empty()
+                        });
+                        let waiting: usize = self.waiters.values().map(Vec::len).sum();
+                        if waiting >= MAX_WAITERS {
+                            ControlResponse::Error {
+                                message: format!(
+                                    "{MAX_WAITERS} consoles are already waiting; try again later"
+                                ),
+                            }
+                        } else {
+                            self.waiters.entry(id).or_default().push(reply);
+                            return;
+                        }
+                    }
+                    Ok(None) => ControlResponse::Error {
+                        message: format!("no message {id} in the outbox"),
+                    },
+                    Err(error) => ControlResponse::Error {
+                        message: error.to_string(),
+                    },
+                }
+            }
+        };
+        self.pending_replies.push((reply, response));
+    }
+
+    fn find_inbox_sender(&self, text: &str) -> Result<(NodeId, MessageId), String> {
+        let id: MessageId = text.parse()?;
+        let entries = self
+            .core
+            .store()
+            .inbox_entries()
+            .map_err(|error| error.to_string())?;
+        entries
+            .iter()
+            .find(|entry| entry.message_id == id)
+            .map(|entry| (entry.sender, id))
+            .ok_or_else(|| format!("no message {id} in the inbox"))
+    }
+}

@@ -1,0 +1,351 @@
+//! The daemon: one task that owns the libp2p network, the delivery core and the sled store.
+//!
+//! Each turn of the loop takes one input (shutdown, a console command, a network event, the end
+//! of a group commit, or the core's timeout), then drains whatever else is ready without waiting.
+//! What the turn produced that acknowledges anything — responses to peers (which carry
+//! receipts), answers to the console ("accepted"), new transmissions, events — is held back
+//! until a **group commit** (`SledStore::begin_flush`) that began after the turn's writes has
+//! returned. The commit's IO runs on a blocking thread while the loop goes on working, so turns
+//! that arrive during one commit are covered together by the next one (a two-stage pipeline:
+//! the CPU work of the next batch overlaps the disk sync of the current one). No
+//! acknowledgement of any kind leaves the node before the state it acknowledges is on disk.
+//!
+//! Console connections are served by small tasks that forward typed requests to the loop over a
+//! bounded channel and wait on a oneshot for the answer; they never touch the core themselves.
+//!
+//! # Rooms
+//!
+//! This module holds the [`Daemon`] state, its preparation and the public entry points
+//! ([`start`], [`run`], [`RunningNode`]). The rest is split by job, each an `impl Daemon` block:
+//! [`event_loop`] (the loop and network inputs), [`commit`] (group commit and release),
+//! [`audit_facts`], [`events`] (log lines and alerts), [`commands`] (console dispatch),
+//! [`views`] (console read views), [`deadline_checks`], [`faults`], [`socket`] (control socket
+//! server) and [`roster`] (which roster to start with).
+
+mod audit_facts;
+mod commands;
+mod commit;
+mod deadline_checks;
+mod event_loop;
+mod events;
+mod faults;
+mod pipeline;
+mod roster;
+mod socket;
+mod views;
+
+pub use roster::{load_roster, read_pin};
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+use libp2p::request_response::{OutboundRequestId, ResponseChannel};
+use libp2p::Multiaddr;
+use quickfreeze_keys::{Identity, NodeId, Timestamp};
+use quickfreeze_proto::core::{Core, Store};
+use quickfreeze_proto::frame::{MAX_BATCH_BYTES, PROTOCOL_ID};
+use quickfreeze_proto::MessageId;
+use tokio::net::UnixListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinSet;
+use tracing::info;
+
+use crate::audit::{AuditFacts, AuditKind, AuditLog};
+use crate::config::{files, NodeConfig};
+use crate::control::{ControlRequest, ControlResponse, Metrics};
+use crate::network::{Network, NetworkConfig};
+use crate::store::SledStore;
+use commit::Outputs;
+use pipeline::CommitPipeline;
+use roster::allowed_peers;
+use socket::bind_control_socket;
+
+/// Why the daemon could not start or had to stop.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The key file.
+    #[error(transparent)]
+    Key(#[from] quickfreeze_keys::KeyError),
+    /// The roster.
+    #[error("{0}")]
+    Roster(String),
+    /// The store.
+    #[error("{0}")]
+    Store(String),
+    /// The network.
+    #[error("network: {0}")]
+    Network(String),
+    /// The control socket.
+    #[error("control socket {path}: {message}")]
+    Socket {
+        /// The socket.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+/// A console command waiting for the loop.
+struct Command {
+    request: ControlRequest,
+    reply: oneshot::Sender<ControlResponse>,
+}
+
+/// A running node, for tests and the demo.
+pub struct RunningNode {
+    /// The node's id.
+    pub node_id: NodeId,
+    /// Its data directory.
+    pub data_dir: PathBuf,
+    /// Where its Prometheus endpoint listens (the bound address, so port 0 is resolved).
+    pub metrics_address: Option<std::net::SocketAddr>,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<Result<(), DaemonError>>,
+}
+
+impl RunningNode {
+    /// Stops the node cleanly and waits for it.
+    pub async fn stop(mut self) -> Result<(), DaemonError> {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        self.task
+            .await
+            .map_err(|error| DaemonError::Network(format!("node task failed: {error}")))?
+    }
+}
+
+/// Starts a node in this process (tests, demo); `quickfreeze run` uses [`run`] directly.
+pub async fn start(config: NodeConfig) -> Result<RunningNode, DaemonError> {
+    let (shutdown_tx, shutdown_rx) = oneshot::channel();
+    let daemon = Daemon::prepare(&config)?;
+    let node_id = daemon.core.node_id();
+    let metrics_address = daemon.metrics_address;
+    let data_dir = config.data_dir.clone();
+    let task = tokio::spawn(async move {
+        daemon
+            .run(async {
+                let _ = shutdown_rx.await;
+            })
+            .await
+    });
+    Ok(RunningNode {
+        node_id,
+        data_dir,
+        metrics_address,
+        shutdown: Some(shutdown_tx),
+        task,
+    })
+}
+
+/// Runs a node until `shutdown` resolves.
+pub async fn run(
+    config: NodeConfig,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), DaemonError> {
+    Daemon::prepare(&config)?.run(shutdown).await
+}
+
+struct Daemon {
+    core: Core<SledStore>,
+    network: Network,
+    data_dir: PathBuf,
+    fingerprint: String,
+    alert_hook: Vec<String>,
+    max_console_connections: usize,
+    listener: Option<UnixListener>,
+    socket_path: PathBuf,
+    requests: BTreeMap<OutboundRequestId, u64>,
+    pending_responses: Vec<(ResponseChannel<Vec<u8>>, Vec<u8>)>,
+    pending_replies: Vec<(oneshot::Sender<ControlResponse>, ControlResponse)>,
+    waiters: BTreeMap<MessageId, Vec<oneshot::Sender<ControlResponse>>>,
+    connected: BTreeSet<NodeId>,
+    listen_addresses: Vec<String>,
+    hooks: JoinSet<()>,
+    group_commit: bool,
+    metrics: Metrics,
+    /// When each undelivered message was accepted, for submit → receipt latency.
+    accepted_at: BTreeMap<MessageId, std::time::Instant>,
+    latencies_us: std::collections::VecDeque<u64>,
+    /// The hash-chained audit trail, in the same database as the core's state.
+    audit: AuditLog,
+    /// The first audit write that failed this turn: the turn then stops before its commit.
+    audit_error: Option<String>,
+    /// The Prometheus listener, bound in `prepare` and served from `run`.
+    metrics_listener: Option<std::net::TcpListener>,
+    metrics_address: Option<std::net::SocketAddr>,
+    /// Figures for the Prometheus endpoint; never reset.
+    telemetry: Telemetry,
+    /// Deadline clocks and what was raised.
+    deadline_config: crate::deadlines::DeadlineConfig,
+    tracker: crate::deadlines::Tracker,
+    /// Breaches found this turn, shown (log, alert hook) after the commit.
+    pending_overdue: Vec<crate::deadlines::Breach>,
+    /// Counts on-the-spot deadline checks, so that an older periodic scan is not applied.
+    deadline_generation: u64,
+    /// What ended turns produced, waiting for a group commit or covered by the running one.
+    commit: CommitPipeline<Outputs>,
+    /// Refused-inbound records per peer in the current minute, to keep a hostile member from
+    /// filling the audit log: (minute start, recorded, suppressed).
+    refused_audit: BTreeMap<NodeId, (u64, u32, u32)>,
+    /// `[testing] fault_injection`: accept fault requests, keep the delivery log.
+    fault_injection: bool,
+    delivery_log: std::collections::VecDeque<(MessageId, u64)>,
+    delivery_log_overflowed: u64,
+    duplicates_suppressed: u64,
+    /// Dials backed-off peers that work waits on (see `crate::probe`).
+    probe: crate::probe::ReconnectProbe,
+}
+
+/// Counters and histograms since start, for the Prometheus endpoint.
+#[derive(Debug)]
+struct Telemetry {
+    delivered: u64,
+    expired: u64,
+    rejected: u64,
+    received: u64,
+    time_to_receipt: crate::prometheus::Histogram,
+    time_to_acknowledge: crate::prometheus::Histogram,
+}
+
+impl Default for Telemetry {
+    fn default() -> Self {
+        Telemetry {
+            delivered: 0,
+            expired: 0,
+            rejected: 0,
+            received: 0,
+            time_to_receipt: crate::prometheus::Histogram::new(&crate::prometheus::RECEIPT_BUCKETS),
+            time_to_acknowledge: crate::prometheus::Histogram::new(&crate::prometheus::ACK_BUCKETS),
+        }
+    }
+}
+
+impl Daemon {
+    fn prepare(config: &NodeConfig) -> Result<Daemon, DaemonError> {
+        let data_dir = config.data_dir.clone();
+        let identity = Identity::read_key_file(&data_dir.join(files::KEY))?;
+        let me = identity.node_id();
+        let keypair = identity.to_libp2p_keypair();
+        let store = SledStore::open(&data_dir.join(files::STORE), &config.store_options())
+            .map_err(|error| DaemonError::Store(error.to_string()))?;
+        let audit =
+            AuditLog::open(&store).map_err(|error| DaemonError::Store(error.to_string()))?;
+        let now = Timestamp::now();
+        let stored_roster = store
+            .get_roster()
+            .map_err(|error| DaemonError::Store(error.to_string()))?;
+        let (roster, signed) = load_roster(&data_dir, &store, now)?;
+        let roster_installed = (stored_roster.as_deref() != Some(signed.as_slice()))
+            .then(|| (roster.serial, roster.network.clone()));
+        if roster.member(&me).is_none() {
+            return Err(DaemonError::Roster(format!(
+                "this node ({me}) is not in roster serial {}; give the roster authority the entry printed by `quickfreeze init`",
+                roster.serial
+            )));
+        }
+        let mut seed = [0u8; 32];
+        rand::fill(&mut seed);
+        let mut core = Core::new(identity, roster, signed, config.core_config(), store, seed)
+            .map_err(|error| DaemonError::Store(error.to_string()))?;
+        // A crash between storing a message and showing it must not hide it: every recent
+        // unacknowledged message is announced (and alerted) again.
+        let reannounced = core
+            .announce_unacknowledged(now)
+            .map_err(|error| DaemonError::Store(error.to_string()))?;
+        if reannounced > 0 {
+            info!(
+                reannounced,
+                "messages received before the restart still await acknowledgement"
+            );
+        }
+        let listen = config
+            .listen
+            .iter()
+            .map(|text| {
+                text.parse::<Multiaddr>().map_err(|error| {
+                    DaemonError::Network(format!("listen address `{text}`: {error}"))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let network_config = NetworkConfig {
+            listen_addresses: listen,
+            max_request_bytes: MAX_BATCH_BYTES as usize,
+            max_response_bytes: MAX_BATCH_BYTES as usize,
+            protocol: libp2p::StreamProtocol::new(PROTOCOL_ID),
+            ..NetworkConfig::default()
+        };
+        let mut network = Network::new(keypair, network_config)
+            .map_err(|error| DaemonError::Network(error.to_string()))?;
+        network.set_allowed_peers(allowed_peers(core.roster(), me));
+        let socket_path = data_dir.join(files::SOCKET);
+        let listener = bind_control_socket(&socket_path)?;
+        let (metrics_listener, metrics_address) = match &config.metrics_listen {
+            None => (None, None),
+            Some(text) => {
+                let problem = |error: String| {
+                    DaemonError::Network(format!("metrics_listen = \"{text}\": {error}"))
+                };
+                let address: std::net::SocketAddr = text
+                    .parse()
+                    .map_err(|error: std::net::AddrParseError| problem(error.to_string()))?;
+                let listener = std::net::TcpListener::bind(address)
+                    .map_err(|error| problem(format!("cannot listen: {error}")))?;
+                listener
+                    .set_nonblocking(true)
+                    .map_err(|error| problem(error.to_string()))?;
+                let bound = listener
+                    .local_addr()
+                    .map_err(|error| problem(error.to_string()))?;
+                (Some(listener), Some(bound))
+            }
+        };
+        let mut daemon = Daemon {
+            fingerprint: me.fingerprint().to_string(),
+            core,
+            network,
+            data_dir,
+            alert_hook: config.alert_hook.clone(),
+            max_console_connections: config.limits.max_console_connections,
+            listener: Some(listener),
+            socket_path,
+            requests: BTreeMap::new(),
+            pending_responses: Vec::new(),
+            pending_replies: Vec::new(),
+            waiters: BTreeMap::new(),
+            connected: BTreeSet::new(),
+            listen_addresses: Vec::new(),
+            hooks: JoinSet::new(),
+            group_commit: config.store.group_commit,
+            metrics: Metrics::default(),
+            accepted_at: BTreeMap::new(),
+            latencies_us: std::collections::VecDeque::new(),
+            audit,
+            audit_error: None,
+            refused_audit: BTreeMap::new(),
+            metrics_listener,
+            metrics_address,
+            telemetry: Telemetry::default(),
+            deadline_config: config.deadlines.clone(),
+            tracker: crate::deadlines::Tracker::default(),
+            pending_overdue: Vec::new(),
+            deadline_generation: 0,
+            commit: CommitPipeline::default(),
+            fault_injection: config.testing.fault_injection,
+            delivery_log: std::collections::VecDeque::new(),
+            delivery_log_overflowed: 0,
+            duplicates_suppressed: 0,
+            probe: crate::probe::ReconnectProbe::new(
+                config.retry.reconnect_probe_ms,
+                config.retry.reconnect_probe_max_dials,
+            ),
+        };
+        if let Some((serial, network)) = roster_installed {
+            // Made durable by the first group commit of the loop, like every other record.
+            let mut facts = AuditFacts::new(AuditKind::RosterInstalled);
+            facts.detail = format!("roster `{network}` serial {serial} installed by the operator");
+            daemon.record(now, facts);
+        }
+        Ok(daemon)
+    }
+}
