@@ -14,7 +14,8 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 
 use super::*;
-use crate::payload::{example_emergency, example_free_text, example_preservation, Payload};
+use crate::envelope::Envelope;
+use crate::payload::{example_emergency, example_free_text, example_preservation, Payload, Status};
 
 const START: Timestamp = Timestamp(1_795_000_000_000);
 const DAY_MS: u64 = 24 * 3600 * 1000;
