@@ -6,7 +6,7 @@
 use quickfreeze_keys::{NodeId, Timestamp};
 
 use super::work::{Item, Job};
-use super::{Core, Event, OutboxState, RelayState, Store};
+use super::{Core, Event, OutboxState, Store};
 use crate::frame::{Batch, Frame};
 
 impl<S: Store> Core<S> {
@@ -184,17 +184,7 @@ impl<S: Store> Core<S> {
                 self.relay_fail(sender, message_id, format!("recipient refused: {reason}"));
             }
             (Item::RelayReceipt(sender, message_id), Frame::Ack(acked)) if acked == message_id => {
-                self.busy.remove(&Job::RelayReceipt(sender, message_id));
-                if let Some(entry) = self.relay.get(&(sender, message_id)).cloned() {
-                    let mut entry = entry;
-                    entry.state = RelayState::Done;
-                    if let Err(error) = self.store.put_relay(&entry) {
-                        self.push_event(Event::StoreFailed {
-                            reason: error.to_string(),
-                        });
-                    }
-                    self.relay.remove(&(sender, message_id));
-                }
+                self.relay_receipt_acknowledged(sender, message_id);
             }
             (Item::RosterRequest, Frame::Roster(bytes)) => {
                 if let Some(state) = self.peers.get_mut(&peer) {

@@ -10,7 +10,7 @@
 use quickfreeze_keys::roster::Role;
 use quickfreeze_keys::{NodeId, Timestamp};
 
-use super::work::Job;
+use super::work::{Item, Job};
 use super::{Core, Event, RelayEntry, RelayState, Store};
 use crate::envelope::{self, digest_bytes, Envelope};
 use crate::frame::Frame;
@@ -236,5 +236,99 @@ impl<S: Store> Core<S> {
         let priority = entry.priority;
         self.relay.insert(key, entry);
         self.schedule(Job::RelayReceipt(sender, message_id), now, priority);
+    }
+
+    /// The frame forwarding a held envelope to its recipient, once the recipient is not backing
+    /// off; fails the relay entry instead when the message expired before it could be delivered.
+    pub(super) fn prepare_relay_deliver(
+        &mut self,
+        now: Timestamp,
+        sender: NodeId,
+        message_id: MessageId,
+    ) -> Option<(NodeId, Frame, Item, usize)> {
+        let entry = self.relay.get(&(sender, message_id))?;
+        if now >= entry.expires_at {
+            self.relay_fail(
+                sender,
+                message_id,
+                "expired before the recipient could be reached".into(),
+            );
+            return None;
+        }
+        let (recipient, priority, deadline) = (entry.recipient, entry.priority, entry.expires_at);
+        if self.wait_for_peer(
+            now,
+            recipient,
+            Job::RelayDeliver(sender, message_id),
+            priority,
+            deadline,
+        ) {
+            return None;
+        }
+        let entry = self.relay.get(&(sender, message_id))?;
+        let envelope = Envelope::from_bytes(entry.envelope.as_ref()?).ok()?;
+        let size = entry.held_bytes() as usize;
+        Some((
+            entry.recipient,
+            Frame::Deliver(envelope),
+            Item::RelayDeliver(sender, message_id),
+            size,
+        ))
+    }
+
+    /// The frame carrying the recipient's delivery receipt back to the sender, until the receipt
+    /// grace period after the message's expiry ends.
+    pub(super) fn prepare_relay_receipt(
+        &mut self,
+        now: Timestamp,
+        sender: NodeId,
+        message_id: MessageId,
+    ) -> Option<(NodeId, Frame, Item, usize)> {
+        let entry = self.relay.get(&(sender, message_id))?;
+        if now >= entry.expires_at.plus_ms(self.config.receipt_grace_ms) {
+            self.relay_fail(
+                sender,
+                message_id,
+                "sender unreachable until the receipt grace period ended".into(),
+            );
+            return None;
+        }
+        let priority = entry.priority;
+        let deadline = entry.expires_at.plus_ms(self.config.receipt_grace_ms);
+        if self.wait_for_peer(
+            now,
+            sender,
+            Job::RelayReceipt(sender, message_id),
+            priority,
+            deadline,
+        ) {
+            return None;
+        }
+        let entry = self.relay.get(&(sender, message_id))?;
+        let RelayState::ReceiptPending { receipt } = &entry.state else {
+            return None;
+        };
+        Some((
+            sender,
+            Frame::Receipt(receipt.clone()),
+            Item::RelayReceipt(sender, message_id),
+            256,
+        ))
+    }
+
+    /// The sender acknowledged the carried receipt: the relay's work for this message is done
+    /// (the store keeps the entry to answer a repeated hand-off).
+    pub(super) fn relay_receipt_acknowledged(&mut self, sender: NodeId, message_id: MessageId) {
+        self.busy.remove(&Job::RelayReceipt(sender, message_id));
+        if let Some(entry) = self.relay.get(&(sender, message_id)).cloned() {
+            let mut entry = entry;
+            entry.state = RelayState::Done;
+            if let Err(error) = self.store.put_relay(&entry) {
+                self.push_event(Event::StoreFailed {
+                    reason: error.to_string(),
+                });
+            }
+            self.relay.remove(&(sender, message_id));
+        }
     }
 }

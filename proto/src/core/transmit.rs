@@ -9,8 +9,7 @@ use std::collections::BTreeMap;
 use quickfreeze_keys::{NodeId, Timestamp};
 
 use super::work::{Item, Job};
-use super::{Core, RelayState, Store};
-use crate::envelope::Envelope;
+use super::{Core, Store};
 use crate::frame::{Frame, MAX_BATCH_BYTES, MAX_FRAMES_PER_BATCH};
 use crate::ids::Priority;
 
@@ -97,55 +96,10 @@ impl<S: Store> Core<S> {
         match job {
             Job::Outbox(message_id) => self.prepare_outbox(now, message_id),
             Job::RelayDeliver(sender, message_id) => {
-                let entry = self.relay.get(&(sender, message_id))?;
-                if now >= entry.expires_at {
-                    self.relay_fail(
-                        sender,
-                        message_id,
-                        "expired before the recipient could be reached".into(),
-                    );
-                    return None;
-                }
-                let (recipient, priority, deadline) =
-                    (entry.recipient, entry.priority, entry.expires_at);
-                if self.wait_for_peer(now, recipient, job, priority, deadline) {
-                    return None;
-                }
-                let entry = self.relay.get(&(sender, message_id))?;
-                let envelope = Envelope::from_bytes(entry.envelope.as_ref()?).ok()?;
-                let size = entry.held_bytes() as usize;
-                Some((
-                    entry.recipient,
-                    Frame::Deliver(envelope),
-                    Item::RelayDeliver(sender, message_id),
-                    size,
-                ))
+                self.prepare_relay_deliver(now, sender, message_id)
             }
             Job::RelayReceipt(sender, message_id) => {
-                let entry = self.relay.get(&(sender, message_id))?;
-                if now >= entry.expires_at.plus_ms(self.config.receipt_grace_ms) {
-                    self.relay_fail(
-                        sender,
-                        message_id,
-                        "sender unreachable until the receipt grace period ended".into(),
-                    );
-                    return None;
-                }
-                let priority = entry.priority;
-                let deadline = entry.expires_at.plus_ms(self.config.receipt_grace_ms);
-                if self.wait_for_peer(now, sender, job, priority, deadline) {
-                    return None;
-                }
-                let entry = self.relay.get(&(sender, message_id))?;
-                let RelayState::ReceiptPending { receipt } = &entry.state else {
-                    return None;
-                };
-                Some((
-                    sender,
-                    Frame::Receipt(receipt.clone()),
-                    Item::RelayReceipt(sender, message_id),
-                    256,
-                ))
+                self.prepare_relay_receipt(now, sender, message_id)
             }
         }
     }
