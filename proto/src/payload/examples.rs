@@ -3,12 +3,12 @@
 
 use quickfreeze_keys::types::{CountryCode, Timestamp};
 
+use super::limits::DEFAULT_PRESERVATION_DAYS;
 use super::types::{
     Attachment, DataIdentifier, EmergencyDisclosureRequest, FreeText, OnDutyContact,
     PreservationRequest, RequestHeader, ServiceProvider, Status, StatusUpdate,
     TrafficDataDisclosure,
 };
-use super::DEFAULT_PRESERVATION_DAYS;
 use crate::{MessageId, Priority};
 
 /// 2027-02-21T00:00:00Z: the expiry in [`example_status`], 90 days after the example request.

@@ -1,7 +1,8 @@
 //! The named limits of a payload: sizes, counts and the preservation period. Every other room of
 //! `payload` reads them from here, and the crate re-exports them as `payload::MAX_*`.
 
-/// Largest encoded payload accepted by [`Payload::to_bytes`](super::Payload::to_bytes) and [`Payload::from_bytes`](super::Payload::from_bytes) (1 MiB).
+/// Largest encoded payload accepted by [`Payload::to_bytes`](super::Payload::to_bytes) and
+/// [`Payload::from_bytes`](super::Payload::from_bytes) (1 MiB).
 pub const MAX_PAYLOAD_BYTES: u64 = 1024 * 1024;
 /// Limit for names, references, addresses and other one-line text, in UTF-8 bytes.
 pub const MAX_SHORT_TEXT_BYTES: usize = 512;
@@ -24,5 +25,6 @@ pub const SUMMARY_MAX_CHARS: usize = 80;
 /// form panics beyond it, so validation rejects later times and summaries never print them.
 pub(super) const LATEST_WRITABLE_MILLIS: u64 = 253_402_300_799_999;
 
-/// Bytes bincode spends on the variant tag of [`Payload`](super::Payload); a request body may use the rest.
+/// Bytes bincode spends on the variant tag of [`Payload`](super::Payload); a request body may use
+/// the rest.
 pub(super) const PAYLOAD_TAG_BYTES: u64 = 4;

@@ -88,7 +88,8 @@ pub struct PreservationRequest {
     /// The concrete identifiers of the data: addresses, accounts, domains, ...
     #[serde(default)]
     pub data_identifiers: Vec<DataIdentifier>,
-    /// Days the data should be kept; at least [`MIN_PRESERVATION_DAYS`](super::MIN_PRESERVATION_DAYS) (Art. 29(7)).
+    /// Days the data should be kept; at least
+    /// [`MIN_PRESERVATION_DAYS`](super::MIN_PRESERVATION_DAYS) (Art. 29(7)).
     #[serde(default = "default_preservation_days")]
     pub preservation_days: u32,
     /// Small files sent with the request (log extracts, hash lists).
@@ -153,7 +154,8 @@ pub struct Attachment {
     pub media_type: String,
     /// SHA-256 of `bytes`.
     pub sha256: Digest32,
-    /// The content (hex in text forms), at most [`MAX_ATTACHMENT_BYTES`](super::MAX_ATTACHMENT_BYTES).
+    /// The content (hex in text forms), at most
+    /// [`MAX_ATTACHMENT_BYTES`](super::MAX_ATTACHMENT_BYTES).
     #[serde(with = "hex_bytes")]
     pub bytes: Vec<u8>,
 }

@@ -191,7 +191,8 @@ impl Checker {
         }
     }
 
-    /// Fails if `value` encodes, inside a [`Payload`](super::Payload), to more than [`MAX_PAYLOAD_BYTES`].
+    /// Fails if `value` encodes, inside a [`Payload`](super::Payload), to more than
+    /// [`MAX_PAYLOAD_BYTES`].
     fn encoded_size<T: Serialize>(&mut self, value: &T) {
         if let Err(error) = codec::encode(value, MAX_PAYLOAD_BYTES - PAYLOAD_TAG_BYTES) {
             let problem = match error {
