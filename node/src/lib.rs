@@ -26,3 +26,4 @@ pub mod prometheus;
 pub mod stats;
 pub mod store;
 pub mod testnet;
+mod text;
