@@ -27,3 +27,4 @@ pub mod prometheus;
 pub mod stats;
 pub mod store;
 pub mod testnet;
+mod text;

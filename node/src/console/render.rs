@@ -14,8 +14,8 @@ use super::app::{
     clean, editor_height, short, App, Compose, ComposeStage, DetailView, Dialog, Link, Pane,
     ReplyForm, GROUNDS, STATUS_CHOICES,
 };
-use crate::cli::age;
 use crate::control::{InboxRow, MessageDetail, OutboxRow};
+use crate::text::age;
 use quickfreeze_proto::forms::FormKind;
 
 /// Colour of a priority: red for emergency, yellow for urgent.

@@ -1,0 +1,365 @@
+//! Message commands against the running node: `template`, `send`, `inbox`, `outbox`, `show`,
+//! `ack` and `reply`, with their tables and the detail view.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::Args;
+use quickfreeze_keys::Timestamp;
+use quickfreeze_proto::forms::{self, FormKind};
+use quickfreeze_proto::payload::{RefusalGround, Status};
+
+use super::{print_json, request, unexpected, Target};
+use crate::control::{ControlClient, ControlRequest, ControlResponse, MessageDetail, ReceiptView};
+use crate::text::age;
+
+/// `reply` arguments.
+#[derive(Debug, Args)]
+pub struct ReplyArgs {
+    /// Message id.
+    pub id: String,
+    /// preserved, partially-executed, refused, more-information-needed, forwarded, data-not-available, acknowledged.
+    #[arg(long)]
+    pub status: String,
+    /// Your name.
+    #[arg(long)]
+    pub officer: String,
+    /// Note for the requester.
+    #[arg(long, default_value = "")]
+    pub note: String,
+    /// preserved: your preservation reference.
+    #[arg(long)]
+    pub reference: Option<String>,
+    /// preserved: when the preservation ends (RFC 3339).
+    #[arg(long)]
+    pub until: Option<String>,
+    /// refused: political-offence, sovereignty, security, public-order, other-essential-interests, other.
+    #[arg(long)]
+    pub ground: Option<String>,
+    /// forwarded: the authority it went to.
+    #[arg(long)]
+    pub authority: Option<String>,
+    /// Which node, and output format.
+    #[command(flatten)]
+    pub target: Target,
+}
+
+/// `template`: prints a commented form.
+pub(super) fn template(kind: FormKind) -> Result<()> {
+    print!("{}", forms::template(kind));
+    Ok(())
+}
+
+/// `inbox`: the inbox table, newest first.
+pub(super) fn inbox(limit: usize, unacknowledged: bool, target: &Target) -> Result<()> {
+    let response = request(target, &ControlRequest::Inbox { limit })?;
+    if target.json {
+        return print_json(&response);
+    }
+    let ControlResponse::Inbox { rows } = response else {
+        return unexpected(response);
+    };
+    println!(
+        "{:<32}  {:<2}  {:<12}  {:<9}  {:<5}  {:>7}  summary",
+        "id", "cc", "kind", "priority", "ack", "age"
+    );
+    for row in rows
+        .iter()
+        .filter(|row| !unacknowledged || !row.acknowledged)
+    {
+        println!(
+            "{:<32}  {:<2}  {:<12}  {:<9}  {:<5}  {:>7}  {}",
+            row.message_id,
+            row.country,
+            row.kind,
+            row.priority,
+            if row.acknowledged { "yes" } else { "NO" },
+            age(row.age_s),
+            overdue_marker(&row.overdue, &row.summary)
+        );
+    }
+    Ok(())
+}
+
+/// `outbox`: the outbox table, newest first.
+pub(super) fn outbox(limit: usize, state: Option<String>, target: &Target) -> Result<()> {
+    let response = request(target, &ControlRequest::Outbox { limit })?;
+    if target.json {
+        return print_json(&response);
+    }
+    let ControlResponse::Outbox { rows } = response else {
+        return unexpected(response);
+    };
+    println!(
+        "{:<32}  {:<2}  {:<12}  {:<9}  {:<9}  {:>7}  summary",
+        "id", "cc", "kind", "priority", "state", "age"
+    );
+    for row in rows
+        .iter()
+        .filter(|row| state.as_deref().is_none_or(|wanted| row.state == wanted))
+    {
+        println!(
+            "{:<32}  {:<2}  {:<12}  {:<9}  {:<9}  {:>7}  {}",
+            row.message_id,
+            row.country,
+            row.kind,
+            row.priority,
+            row.state,
+            age(row.age_s),
+            overdue_marker(&row.overdue, &row.summary)
+        );
+    }
+    Ok(())
+}
+
+/// `show`: one message in full.
+pub(super) fn show(id: String, target: &Target) -> Result<()> {
+    let response = request(target, &ControlRequest::Show { message_id: id })?;
+    if target.json {
+        return print_json(&response);
+    }
+    match response {
+        ControlResponse::Message { detail } => {
+            print_detail(&detail);
+            Ok(())
+        }
+        other => unexpected(other),
+    }
+}
+
+/// `ack`: acknowledges an inbox message as the officer on duty.
+pub(super) fn ack(id: String, officer: String, target: &Target) -> Result<()> {
+    let response = request(
+        target,
+        &ControlRequest::Ack {
+            message_id: id.clone(),
+            officer,
+        },
+    )?;
+    if target.json {
+        return print_json(&response);
+    }
+    match response {
+        ControlResponse::Acknowledged {
+            status_message_id: Some(status),
+        } => {
+            println!("acknowledged {id}; the requester is told by status message {status}");
+            Ok(())
+        }
+        ControlResponse::Acknowledged {
+            status_message_id: None,
+        } => {
+            println!("{id} was already acknowledged");
+            Ok(())
+        }
+        other => unexpected(other),
+    }
+}
+
+/// The summary, prefixed with the overdue clocks if any.
+fn overdue_marker(overdue: &[String], summary: &str) -> String {
+    if overdue.is_empty() {
+        summary.to_string()
+    } else {
+        format!("OVERDUE({}) {summary}", overdue.join(","))
+    }
+}
+
+fn print_receipt(receipt: &ReceiptView) {
+    println!(
+        "  {} receipt signed by {} ({}) at {}, envelope sha256 {}{}",
+        receipt.kind,
+        receipt.signer_country,
+        receipt.signer,
+        receipt.received_at,
+        receipt.envelope_digest,
+        if receipt.verified {
+            ", signature verified"
+        } else {
+            ", SIGNATURE DOES NOT VERIFY"
+        }
+    );
+}
+
+fn print_detail(detail: &MessageDetail) {
+    println!("message   {} ({})", detail.message_id, detail.direction);
+    let label = if detail.direction == "outbound" {
+        "to"
+    } else {
+        "from"
+    };
+    println!("{label:<9} {} ({})", detail.country, detail.peer);
+    println!("priority  {}", detail.priority);
+    println!("state     {}", detail.state);
+    if let Some(error) = &detail.last_error {
+        println!("last try  {error}");
+    }
+    println!("receipts:");
+    for receipt in &detail.receipts {
+        print_receipt(receipt);
+    }
+    if !detail.status_history.is_empty() {
+        println!("status history:");
+        for status in &detail.status_history {
+            println!(
+                "  {}  {}  by {}  {}",
+                status.received_at, status.status, status.officer, status.note
+            );
+        }
+    }
+    if !detail.replies.is_empty() {
+        println!("replies sent: {}", detail.replies.join(", "));
+    }
+    if let Some(payload) = &detail.payload {
+        println!("content:");
+        match toml::to_string_pretty(payload) {
+            Ok(text) => {
+                for line in text.lines() {
+                    println!("  {line}");
+                }
+            }
+            Err(_) => println!("  {payload:?}"),
+        }
+    }
+}
+
+fn read_text(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))
+}
+
+fn detect_kind(text: &str) -> Option<FormKind> {
+    // Each form has a field no other form has.
+    let table: toml::Table = text.parse().ok()?;
+    if table.contains_key("mla_intent") || table.contains_key("data_to_preserve") {
+        Some(FormKind::Preservation)
+    } else if table.contains_key("protocol_statement") || table.contains_key("emergency_facts") {
+        Some(FormKind::Emergency)
+    } else if table.contains_key("traffic_data") {
+        Some(FormKind::TrafficData)
+    } else if table.contains_key("status") {
+        Some(FormKind::Status)
+    } else if table.contains_key("subject") || table.contains_key("body") {
+        Some(FormKind::FreeText)
+    } else {
+        None
+    }
+}
+
+pub(super) fn send(
+    file: &Path,
+    to: &str,
+    kind: Option<FormKind>,
+    wait: Option<u64>,
+    target: &Target,
+) -> Result<()> {
+    let text = read_text(file)?;
+    let kind = match kind.or_else(|| detect_kind(&text)) {
+        Some(kind) => kind,
+        None => bail!("{}: cannot tell which form this is; pass --kind preservation|traffic|emergency|status|free-text", file.display()),
+    };
+    let payload =
+        forms::parse_form(kind, &text).map_err(|error| anyhow!("{}: {error}", file.display()))?;
+    let response = request(
+        target,
+        &ControlRequest::Submit {
+            recipient: to.to_string(),
+            payload: Box::new(payload),
+        },
+    )?;
+    let ControlResponse::Submitted {
+        message_id,
+        recipient,
+        country,
+    } = response
+    else {
+        return unexpected(response);
+    };
+    if target.json && wait.is_none() {
+        return print_json(&ControlResponse::Submitted {
+            message_id,
+            recipient,
+            country,
+        });
+    }
+    if !target.json {
+        println!("accepted {message_id} for {country} ({recipient}); stored durably and queued");
+    }
+    let Some(seconds) = wait else {
+        return Ok(());
+    };
+    let mut client = ControlClient::connect(&target.data_dir, Duration::from_secs(seconds + 5))?;
+    let response = client.request(&ControlRequest::WaitDelivered {
+        message_id: message_id.clone(),
+        timeout_ms: seconds * 1000,
+    })?;
+    if target.json {
+        return print_json(&response);
+    }
+    match response {
+        ControlResponse::Delivered {
+            receipt,
+            latency_ms,
+            ..
+        } => {
+            println!("delivered in {latency_ms} ms:");
+            print_receipt(&receipt);
+            Ok(())
+        }
+        ControlResponse::NotYetDelivered { state, .. } => {
+            bail!("no delivery receipt within {seconds} s ({state}); the node keeps trying — watch `quickfreeze outbox`")
+        }
+        other => unexpected(other),
+    }
+}
+
+pub(super) fn reply(args: ReplyArgs) -> Result<()> {
+    let status = match args.status.as_str() {
+        "acknowledged" => Status::AcknowledgedByOfficer,
+        "preserved" => {
+            let reference = args.reference.clone().ok_or_else(|| anyhow!("--status preserved needs --reference"))?;
+            let until = args.until.clone().ok_or_else(|| anyhow!("--status preserved needs --until (RFC 3339)"))?;
+            let expires_at = Timestamp::parse_rfc3339(&until).map_err(|error| anyhow!("--until: {error}"))?;
+            Status::Preserved { reference, expires_at }
+        }
+        "partially-executed" => Status::PartiallyExecuted { explanation: args.note.clone() },
+        "refused" => {
+            let ground = match args.ground.as_deref() {
+                Some("political-offence") => RefusalGround::PoliticalOffence,
+                Some("sovereignty") => RefusalGround::Sovereignty,
+                Some("security") => RefusalGround::Security,
+                Some("public-order") => RefusalGround::PublicOrder,
+                Some("other-essential-interests") => RefusalGround::OtherEssentialInterests,
+                Some("other") => RefusalGround::Other,
+                Some(other) => bail!("--ground `{other}`: use political-offence, sovereignty, security, public-order, other-essential-interests or other"),
+                None => bail!("--status refused needs --ground (Art. 29(5))"),
+            };
+            Status::Refused { ground, explanation: args.note.clone() }
+        }
+        "more-information-needed" => Status::MoreInformationNeeded { questions: args.note.clone() },
+        "forwarded" => Status::ForwardedToCentralAuthority {
+            authority: args.authority.clone().ok_or_else(|| anyhow!("--status forwarded needs --authority"))?,
+        },
+        "data-not-available" => Status::DataNotAvailable { explanation: args.note.clone() },
+        other => bail!("--status `{other}`: use preserved, partially-executed, refused, more-information-needed, forwarded, data-not-available or acknowledged"),
+    };
+    let response = request(
+        &args.target,
+        &ControlRequest::Reply {
+            message_id: args.id.clone(),
+            status,
+            note: args.note,
+            officer: args.officer,
+        },
+    )?;
+    if args.target.json {
+        return print_json(&response);
+    }
+    match response {
+        ControlResponse::Replied { status_message_id } => {
+            println!("status sent for {} as message {status_message_id}", args.id);
+            Ok(())
+        }
+        other => unexpected(other),
+    }
+}
