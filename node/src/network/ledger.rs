@@ -33,9 +33,11 @@ pub enum Offense {
     OversizedFrame,
     /// A member's frame that ended before its announced length.
     TruncatedFrame,
-    /// A member's request stream that did not complete within the request timeout.
+    /// A member's frame that did not arrive complete within half the request timeout.
     StalledStream,
-    /// A member's stream beyond the per-connection stream limit (reported by the owner).
+    /// A member's stream beyond the per-connection stream limit. libp2p's request_response drops
+    /// such a stream without telling its owner, so nothing in this crate counts it yet; an owner
+    /// that learns of one may report it through `Network::note_misbehaviour`.
     OverLimitStream,
     /// A member's connection beyond the per-peer connection limit (a third connection).
     ExtraConnection,
@@ -219,7 +221,7 @@ impl Ledger {
             })
             .collect();
         // Most events first; the map order breaks ties, so the line is the same run to run.
-        offenders.sort_by(|a, b| b.2.cmp(&a.2));
+        offenders.sort_by_key(|offender| std::cmp::Reverse(offender.2));
         let mut parts = Vec::new();
         let (mut more_sources, mut more_events) = (0usize, 0u64);
         for (offender, counts, sum) in offenders {

@@ -73,6 +73,12 @@ const MAX_ADDRESSES_PER_PEER: usize = 16;
 /// Connection limits. Two connections per peer, not one: when two members dial each other at the
 /// same moment both connections complete, and refusing the second would fail requests queued on it.
 const MAX_ESTABLISHED_PER_PEER: u32 = 2;
+/// `tracing` directives the daemon's log filter should add: libp2p's request_response writes a
+/// WARN line of its own for every inbound stream it drops over the per-connection stream limit
+/// ("Dropping inbound stream because we are at capacity"), which a member could otherwise use to
+/// fill the log; those streams are bounded by the limit itself.
+pub const LOG_FILTER_DIRECTIVES: &[&str] = &["libp2p_request_response::handler=error"];
+
 /// Connections still in their TCP/Noise handshake from unknown remotes, all sources together:
 /// bounds the cost strangers can impose before their identity is known and they can be refused.
 pub const DEFAULT_MAX_PENDING_INCOMING: usize = 64;
@@ -269,7 +275,9 @@ pub enum NetworkEvent {
         /// Why it failed, for logs.
         error: String,
     },
-    /// A peer that is not allowed completed a handshake with us and was cut at once.
+    /// A peer that is not allowed completed a handshake with us and was cut at once. Only the
+    /// first few refusals of each summary interval are reported this way (the owner may log each
+    /// one); every refusal is counted in [`Network::report`] and the summary line.
     RejectedPeer {
         /// The refused peer.
         peer: PeerId,
