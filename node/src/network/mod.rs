@@ -22,18 +22,39 @@
 //! Only roster members may hold a connection. The set of allowed peers (with their addresses) is
 //! given by [`Network::set_allowed_peers`]; a connection from any other peer is refused as soon as
 //! the Noise handshake reveals its identity and is reported as [`NetworkEvent::RejectedPeer`].
+//!
+//! Nothing outside the node sets its costs (invariant 9). Before the handshake, [`guard`] bounds
+//! the connections each source address (and everyone together) may hold, and an inbound
+//! handshake must finish within [`NetworkConfig::inbound_handshake_timeout`]. Every refusal and
+//! every misbehaviour of a member is counted in a [`ledger::Ledger`] and summarised in at most one
+//! WARN line per [`NetworkConfig::summary_interval`]; no peer or stranger gets a log line of its
+//! own (only a few [`NetworkEvent::RejectedPeer`] samples per interval reach the owner).
+//!
+//! Submodules: [`codec`] (the frame format), [`guard`] (pending-connection limits), [`ledger`]
+//! (counts and the summary line), [`listen`] (refusing a listen port another process holds).
+
+pub mod codec;
+pub mod guard;
+pub mod ledger;
+pub mod listen;
 
 use std::{collections::BTreeMap, fmt, io, time::Duration};
 
 use tokio::time::Instant;
 
-use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt};
+use futures::StreamExt;
 use libp2p::{
-    allow_block_list, connection_limits, identify, identity, noise, ping,
+    allow_block_list, connection_limits,
+    core::{transport::timeout::TransportTimeout, upgrade},
+    identify, identity, noise, ping,
     request_response::{self, OutboundRequestId, ProtocolSupport, ResponseChannel},
     swarm::{dial_opts::DialOpts, DialError, ListenError, NetworkBehaviour, SwarmEvent},
-    tcp, yamux, Multiaddr, PeerId, StreamProtocol, Swarm, SwarmBuilder, TransportError,
+    tcp, yamux, Multiaddr, PeerId, StreamProtocol, Swarm, SwarmBuilder, Transport, TransportError,
 };
+
+use codec::{Attribution, FrameCodec, StreamFaults};
+use guard::{PendingGuard, PendingLimitExceeded, PendingLimits, Source};
+use ledger::{Counts, Ledger, Offender, Offense};
 
 /// The request/response protocol that carries quickfreeze frames.
 pub const DEFAULT_PROTOCOL: StreamProtocol = StreamProtocol::new("/quickfreeze/msg/1");
@@ -45,13 +66,6 @@ pub const IDENTIFY_PROTOCOL_VERSION: &str = "/quickfreeze/id/1";
 /// Default largest frame: a 2 MiB message plus 64 KiB for the envelope around it.
 pub const DEFAULT_MAX_FRAME_BYTES: usize = 2 * 1024 * 1024 + 64 * 1024;
 
-/// Bytes of the length prefix in front of every frame.
-const LENGTH_PREFIX_BYTES: usize = 4;
-
-/// A frame's buffer starts at most this large and grows only as bytes actually arrive, so a peer
-/// that announces a large frame and then stalls does not make us hold the full size per stream.
-const INITIAL_READ_CAPACITY_BYTES: usize = 64 * 1024;
-
 /// Addresses kept per member: each is tried on every dial, so a roster entry with hundreds would
 /// turn one dial into hundreds of connection attempts.
 const MAX_ADDRESSES_PER_PEER: usize = 16;
@@ -59,9 +73,27 @@ const MAX_ADDRESSES_PER_PEER: usize = 16;
 /// Connection limits. Two connections per peer, not one: when two members dial each other at the
 /// same moment both connections complete, and refusing the second would fail requests queued on it.
 const MAX_ESTABLISHED_PER_PEER: u32 = 2;
-/// Connections still in their TCP/Noise handshake from unknown remotes: bounds the cost a
-/// non-member can impose before its identity is known and it can be refused.
-const MAX_PENDING_INCOMING: u32 = 64;
+/// `tracing` directives the daemon's log filter should add: libp2p's request_response writes a
+/// WARN line of its own for every inbound stream it drops over the per-connection stream limit
+/// ("Dropping inbound stream because we are at capacity"), which a member could otherwise use to
+/// fill the log; those streams are bounded by the limit itself.
+pub const LOG_FILTER_DIRECTIVES: &[&str] = &["libp2p_request_response::handler=error"];
+
+/// Connections still in their TCP/Noise handshake from unknown remotes, all sources together:
+/// bounds the cost strangers can impose before their identity is known and they can be refused.
+pub const DEFAULT_MAX_PENDING_INCOMING: usize = 64;
+/// The same from one source address (an IPv4 address or an IPv6 /64): a member needs one or two,
+/// so one address holding silent connections cannot take the slots everyone else needs.
+pub const DEFAULT_MAX_PENDING_INCOMING_PER_SOURCE: usize = 4;
+/// How long an inbound connection may take from TCP accept to a completed Noise + Yamux
+/// handshake. A member on a loaded machine completes it in milliseconds; a silent connection
+/// holds its slot no longer than this.
+pub const DEFAULT_INBOUND_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3);
+/// At most one summary line of refusals and misbehaviour per this interval.
+pub const DEFAULT_SUMMARY_INTERVAL: Duration = Duration::from_secs(60);
+/// [`NetworkEvent::RejectedPeer`] events handed to the owner per summary interval (the owner
+/// logs each); later refusals are only counted.
+const MAX_REJECTED_EVENTS_PER_INTERVAL: u32 = 3;
 /// Our own dials in progress.
 const MAX_PENDING_OUTGOING: u32 = 256;
 /// All established connections together (two file descriptors each in one process).
@@ -89,6 +121,15 @@ pub struct NetworkConfig {
     pub max_concurrent_streams: usize,
     /// The request/response protocol name.
     pub protocol: StreamProtocol,
+    /// Inbound connections still in their handshake, from all sources together.
+    pub max_pending_incoming: usize,
+    /// Inbound connections still in their handshake from one source address (IPv4 address or
+    /// IPv6 /64 prefix).
+    pub max_pending_incoming_per_source: usize,
+    /// How long an inbound connection may take to complete its Noise + Yamux handshake.
+    pub inbound_handshake_timeout: Duration,
+    /// At most one WARN line summarising refusals and misbehaviour per this interval.
+    pub summary_interval: Duration,
 }
 
 impl Default for NetworkConfig {
@@ -102,6 +143,10 @@ impl Default for NetworkConfig {
             idle_connection_timeout: Duration::from_secs(300),
             max_concurrent_streams: 256,
             protocol: DEFAULT_PROTOCOL,
+            max_pending_incoming: DEFAULT_MAX_PENDING_INCOMING,
+            max_pending_incoming_per_source: DEFAULT_MAX_PENDING_INCOMING_PER_SOURCE,
+            inbound_handshake_timeout: DEFAULT_INBOUND_HANDSHAKE_TIMEOUT,
+            summary_interval: DEFAULT_SUMMARY_INTERVAL,
         }
     }
 }
@@ -118,9 +163,18 @@ pub enum NetworkError {
         /// What is wrong with it.
         reason: String,
     },
-    /// The Noise handshake could not be set up with the given key.
-    #[error("cannot set up the noise handshake: {0}")]
-    Noise(#[from] noise::Error),
+    /// The transport (TCP + Noise + Yamux) could not be set up with the given key.
+    #[error("cannot set up the transport: {0}")]
+    Transport(String),
+    /// The listen address is already taken by another socket (another node, or any other
+    /// program), which would otherwise silently share the port with this node.
+    #[error("cannot listen on {address}: {reason}; stop the other program or choose another port in `listen`")]
+    AddressInUse {
+        /// The address from the configuration.
+        address: Multiaddr,
+        /// What the check found.
+        reason: String,
+    },
     /// Listening on an address failed.
     #[error("cannot listen on {address}: {source}")]
     Listen {
@@ -221,7 +275,9 @@ pub enum NetworkEvent {
         /// Why it failed, for logs.
         error: String,
     },
-    /// A peer that is not allowed completed a handshake with us and was cut at once.
+    /// A peer that is not allowed completed a handshake with us and was cut at once. Only the
+    /// first few refusals of each summary interval are reported this way (the owner may log each
+    /// one); every refusal is counted in [`Network::report`] and the summary line.
     RejectedPeer {
         /// The refused peer.
         peer: PeerId,
@@ -314,6 +370,33 @@ impl LinkFault {
     }
 }
 
+/// Counts of refusals and misbehaviour since the node started, as [`Network::report`] gives
+/// them. Members are counted by peer id, strangers and unidentified connections by source
+/// address; beyond a fixed number of sources the rest are summed in `other_sources`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NetworkReport {
+    /// Per member.
+    pub by_member: BTreeMap<PeerId, Counts>,
+    /// Per source address (non-members and connections refused before their handshake).
+    pub by_address: BTreeMap<Source, Counts>,
+    /// Sources beyond the number kept one by one.
+    pub other_sources: Counts,
+    /// Inbound connections in their handshake right now.
+    pub pending_incoming: usize,
+}
+
+impl NetworkReport {
+    /// The total of one offense over every offender.
+    pub fn total(&self, offense: Offense) -> u64 {
+        self.by_member
+            .values()
+            .chain(self.by_address.values())
+            .chain(std::iter::once(&self.other_sources))
+            .filter_map(|counts| counts.get(&offense))
+            .sum()
+    }
+}
+
 /// Events held back by a [`LinkFault::delay_ms`] at most; beyond it they are released early
 /// rather than queued without bound.
 const MAX_DELAYED_EVENTS: usize = 4096;
@@ -326,8 +409,11 @@ const MAX_DELAYED_EVENTS: usize = 4096;
 /// queued requests to a handler that is then dropped — losing them without any failure event.
 #[derive(NetworkBehaviour)]
 struct Behaviour {
+    pending: PendingGuard,
     limits: connection_limits::Behaviour,
     allowed: allow_block_list::Behaviour<allow_block_list::AllowedPeers>,
+    /// Must come right before `request_response` (see `codec::Attribution`).
+    attribution: Attribution,
     request_response: request_response::Behaviour<FrameCodec>,
     identify: identify::Behaviour,
     ping: ping::Behaviour,
@@ -345,6 +431,14 @@ pub struct Network {
     faults: BTreeMap<PeerId, LinkFault>,
     /// Events held back by a delay fault, with the instant each is due.
     delayed: Vec<(Instant, NetworkEvent)>,
+    /// Refusals and misbehaviour, counted and summarised.
+    ledger: Ledger,
+    /// What the codec saw members do wrong on their streams, not yet in the ledger.
+    stream_faults: StreamFaults,
+    /// [`NetworkEvent::RejectedPeer`] events handed out since `rejected_window`.
+    rejected_events: u32,
+    rejected_window: Instant,
+    summary_interval: Duration,
 }
 
 impl Network {
@@ -354,37 +448,86 @@ impl Network {
     pub fn new(keypair: identity::Keypair, config: NetworkConfig) -> Result<Network, NetworkError> {
         check_frame_limit("max_request_bytes", config.max_request_bytes)?;
         check_frame_limit("max_response_bytes", config.max_response_bytes)?;
-        if config.max_concurrent_streams == 0 {
-            return Err(NetworkError::InvalidConfig {
-                field: "max_concurrent_streams",
-                reason: "must be at least 1".to_owned(),
-            });
+        for (field, value) in [
+            ("max_concurrent_streams", config.max_concurrent_streams),
+            ("max_pending_incoming", config.max_pending_incoming),
+            (
+                "max_pending_incoming_per_source",
+                config.max_pending_incoming_per_source,
+            ),
+        ] {
+            if value == 0 {
+                return Err(NetworkError::InvalidConfig {
+                    field,
+                    reason: "must be at least 1".to_owned(),
+                });
+            }
+        }
+        for (field, value) in [
+            (
+                "inbound_handshake_timeout",
+                config.inbound_handshake_timeout,
+            ),
+            ("summary_interval", config.summary_interval),
+        ] {
+            if value.is_zero() {
+                return Err(NetworkError::InvalidConfig {
+                    field,
+                    reason: "must be longer than zero".to_owned(),
+                });
+            }
         }
 
+        let stream_faults = StreamFaults::default();
         let codec = FrameCodec {
             max_request_bytes: config.max_request_bytes,
             max_response_bytes: config.max_response_bytes,
+            // Well inside the request timeout, so that the codec (which knows the peer) sees
+            // the stall before request_response drops the stream without saying whose it was.
+            read_timeout: config.request_timeout / 2,
+            faults: stream_faults.clone(),
+            peer: None,
         };
         let request_response_config = request_response::Config::default()
             .with_request_timeout(config.request_timeout)
             .with_max_concurrent_streams(config.max_concurrent_streams);
+        // Pending incoming connections are bounded by `PendingGuard` (per source and in total).
         let limits = connection_limits::ConnectionLimits::default()
-            .with_max_pending_incoming(Some(MAX_PENDING_INCOMING))
             .with_max_pending_outgoing(Some(MAX_PENDING_OUTGOING))
             .with_max_established_per_peer(Some(MAX_ESTABLISHED_PER_PEER))
             .with_max_established(Some(MAX_ESTABLISHED_TOTAL));
         let protocol = config.protocol.clone();
 
+        let pending_limits = PendingLimits {
+            per_source: config.max_pending_incoming_per_source,
+            total: config.max_pending_incoming,
+        };
+        let handshake_timeout = config.inbound_handshake_timeout;
+
+        // What `SwarmBuilder::with_tcp` builds, plus a deadline on inbound handshakes only (our
+        // own dials keep the builder's 10 s: a slow member is still worth waiting for).
         let mut swarm = SwarmBuilder::with_existing_identity(keypair)
             .with_tokio()
-            .with_tcp(
-                tcp::Config::default(),
-                noise::Config::new,
-                yamux::Config::default,
-            )?
+            .with_other_transport(
+                |key| -> Result<_, Box<dyn std::error::Error + Send + Sync>> {
+                    let transport = tcp::tokio::Transport::new(tcp::Config::default())
+                        .upgrade(upgrade::Version::V1)
+                        .authenticate(noise::Config::new(key)?)
+                        .multiplex(yamux::Config::default());
+                    Ok(TransportTimeout::with_ingoing_timeout(
+                        transport,
+                        handshake_timeout,
+                    ))
+                },
+            )
+            .map_err(|error| NetworkError::Transport(error.to_string()))?
             .with_behaviour(|key| Behaviour {
+                pending: PendingGuard::new(pending_limits),
                 limits: connection_limits::Behaviour::new(limits),
                 allowed: allow_block_list::Behaviour::default(),
+                attribution: Attribution {
+                    faults: stream_faults.clone(),
+                },
                 request_response: request_response::Behaviour::with_codec(
                     codec,
                     [(protocol, ProtocolSupport::Full)],
@@ -411,6 +554,9 @@ impl Network {
             .build();
 
         for address in &config.listen_addresses {
+            // libp2p listens with SO_REUSEPORT, so a port another node holds would not fail the
+            // bind: both would listen and each get part of the other's connections.
+            listen::check_not_in_use(address)?;
             swarm
                 .listen_on(address.clone())
                 .map_err(|source| NetworkError::Listen {
@@ -426,6 +572,11 @@ impl Network {
             max_response_bytes: config.max_response_bytes,
             faults: BTreeMap::new(),
             delayed: Vec::new(),
+            ledger: Ledger::new(config.summary_interval),
+            stream_faults,
+            rejected_events: 0,
+            rejected_window: Instant::now(),
+            summary_interval: config.summary_interval,
         })
     }
 
@@ -591,14 +742,29 @@ impl Network {
     pub async fn next_event(&mut self) -> NetworkEvent {
         loop {
             let now = Instant::now();
+            for ((peer, offense), count) in self.stream_faults.take() {
+                self.ledger
+                    .record_many(Offender::Member(peer), offense, count, now);
+            }
+            self.write_summary_if_due(now);
             if let Some(index) = self.delayed.iter().position(|(due, _)| *due <= now) {
                 return self.delayed.remove(index).1;
             }
-            let next_due = self.delayed.iter().map(|(due, _)| *due).min();
+            let next_due = self
+                .delayed
+                .iter()
+                .map(|(due, _)| *due)
+                .chain(self.ledger.due())
+                .min();
+            let faults = self.stream_faults.notify();
             let swarm_event = match next_due {
-                None => self.swarm.select_next_some().await,
+                None => tokio::select! {
+                    event = self.swarm.select_next_some() => event,
+                    () = faults.notified() => continue,
+                },
                 Some(due) => tokio::select! {
                     event = self.swarm.select_next_some() => event,
+                    () = faults.notified() => continue,
                     () = tokio::time::sleep_until(due) => continue,
                 },
             };
@@ -608,6 +774,74 @@ impl Network {
                 }
             }
         }
+    }
+
+    /// Counts a member's misbehaviour that only the owner can see, e.g. a frame the application
+    /// refused ([`Offense::JunkFrame`]). It is summarised with the rest; the owner should not log
+    /// each one itself.
+    pub fn note_misbehaviour(&mut self, peer: PeerId, offense: Offense) {
+        let now = Instant::now();
+        self.ledger.record(self.offender(peer, None), offense, now);
+        self.write_summary_if_due(now);
+    }
+
+    /// Names members in the summary line (e.g. by country); peers without a label are shown by
+    /// their shortened peer id.
+    pub fn set_peer_labels(&mut self, labels: impl IntoIterator<Item = (PeerId, String)>) {
+        self.ledger.set_labels(labels.into_iter().collect());
+    }
+
+    /// The counts of refusals and misbehaviour since start, for metrics and `peers`.
+    pub fn report(&self) -> NetworkReport {
+        let mut report = NetworkReport {
+            pending_incoming: self.swarm.behaviour().pending.pending(),
+            ..NetworkReport::default()
+        };
+        for (offender, counts) in self.ledger.totals() {
+            match offender {
+                Offender::Member(peer) => {
+                    report.by_member.insert(*peer, counts.clone());
+                }
+                Offender::Address(source) => {
+                    report.by_address.insert(*source, counts.clone());
+                }
+                Offender::Others => report.other_sources = counts.clone(),
+            }
+        }
+        report
+    }
+
+    /// The counts of refusals and misbehaviour since start for one member (for `peers`).
+    pub fn misbehaviour_of(&self, peer: &PeerId) -> Counts {
+        self.ledger.member_totals(peer)
+    }
+
+    /// Writes the summary line if one is due.
+    fn write_summary_if_due(&mut self, now: Instant) {
+        if let Some(line) = self.ledger.take_summary(now) {
+            tracing::warn!(target: "quickfreeze_node::network::summary", "{line}");
+        }
+    }
+
+    /// Who to charge for something seen on a connection: a member by peer id, anyone else (or
+    /// an unidentified connection) by source address.
+    fn offender(&self, peer: PeerId, remote: Option<&Multiaddr>) -> Offender {
+        match remote {
+            Some(remote) if !self.allowed.contains_key(&peer) => {
+                Offender::Address(Source::of(remote))
+            }
+            _ => Offender::Member(peer),
+        }
+    }
+
+    /// Whether another [`NetworkEvent::RejectedPeer`] may go to the owner in this interval.
+    fn rejected_event_allowed(&mut self, now: Instant) -> bool {
+        if now.saturating_duration_since(self.rejected_window) >= self.summary_interval {
+            self.rejected_window = now;
+            self.rejected_events = 0;
+        }
+        self.rejected_events += 1;
+        self.rejected_events <= MAX_REJECTED_EVENTS_PER_INTERVAL
     }
 
     /// Holds an event from a peer whose link is slowed; returns the others.
@@ -693,25 +927,52 @@ impl Network {
                 error,
                 send_back_addr,
                 ..
-            } => match (peer_id, &error) {
-                (Some(peer), ListenError::Denied { cause }) => {
-                    match cause.downcast_ref::<allow_block_list::NotAllowed>() {
-                        Some(not_allowed) => Some(NetworkEvent::RejectedPeer {
-                            peer,
-                            reason: format!("{not_allowed} (inbound from {send_back_addr})"),
-                        }),
-                        None => {
-                            // A connection limit, not the roster: the peer is a member.
-                            tracing::debug!(%peer, %send_back_addr, ?cause, "incoming connection denied");
-                            None
-                        }
+            } => {
+                let now = Instant::now();
+                let source = Offender::Address(Source::of(&send_back_addr));
+                tracing::debug!(?peer_id, %send_back_addr, %error, "incoming connection failed");
+                match (peer_id, &error) {
+                    (Some(peer), ListenError::Denied { cause })
+                        if cause
+                            .downcast_ref::<allow_block_list::NotAllowed>()
+                            .is_some() =>
+                    {
+                        self.ledger.record(source, Offense::RefusedDial, now);
+                        self.rejected_event_allowed(now)
+                            .then(|| NetworkEvent::RejectedPeer {
+                                peer,
+                                reason: format!(
+                                    "peer {peer} is not in the allow list (inbound from {send_back_addr})"
+                                ),
+                            })
                     }
+                    (Some(peer), ListenError::Denied { .. }) => {
+                        // A connection limit, not the roster: the peer is a member.
+                        self.ledger.record(
+                            self.offender(peer, Some(&send_back_addr)),
+                            Offense::ExtraConnection,
+                            now,
+                        );
+                        None
+                    }
+                    (None, ListenError::Denied { cause })
+                        if cause.downcast_ref::<PendingLimitExceeded>().is_some() =>
+                    {
+                        self.ledger.record(source, Offense::PendingLimit, now);
+                        None
+                    }
+                    (_, ListenError::Transport(transport_error)) => {
+                        let offense = if is_timeout(transport_error) {
+                            Offense::HandshakeTimeout
+                        } else {
+                            Offense::HandshakeFailed
+                        };
+                        self.ledger.record(source, offense, now);
+                        None
+                    }
+                    _ => None,
                 }
-                _ => {
-                    tracing::debug!(?peer_id, %send_back_addr, %error, "incoming connection failed");
-                    None
-                }
-            },
+            }
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => match (peer_id, &error) {
                 // A dial that completed to a peer removed from the roster meanwhile.
                 (Some(peer), DialError::Denied { cause })
@@ -812,13 +1073,35 @@ impl Network {
                 error,
                 ..
             } => {
-                // The peer sees its own side of this failure; nothing for our owner to do.
+                // The peer sees its own side of this failure; nothing for our owner to do, but
+                // what the peer did wrong is counted and summarised.
+                // (Frames that could not be read never get this far: the codec counts them.)
                 tracing::debug!(%peer, %request_id, %error, "inbound request failed");
                 None
             }
             request_response::Event::ResponseSent { .. } => None,
         }
     }
+}
+
+/// Whether a handshake failed on the inbound deadline (rather than on bad bytes or a reset).
+fn is_timeout(error: &TransportError<io::Error>) -> bool {
+    let TransportError::Other(error) = error else {
+        return false;
+    };
+    if error.kind() == io::ErrorKind::TimedOut {
+        return true;
+    }
+    // `TransportTimeout`'s error is generic over the inner transport's error and boxed inside the
+    // `io::Error`, so it is recognised by its message.
+    let mut source: Option<&(dyn std::error::Error + 'static)> = error.get_ref().map(|e| e as _);
+    while let Some(error) = source {
+        if error.to_string().contains("Timeout has been reached") {
+            return true;
+        }
+        source = error.source();
+    }
+    false
 }
 
 fn check_frame_limit(field: &'static str, max_bytes: usize) -> Result<(), NetworkError> {
@@ -841,185 +1124,11 @@ fn check_frame_size(size_bytes: usize, max_bytes: usize) -> Result<(), NetworkEr
     Ok(())
 }
 
-/// The wire format of requests and responses: `u32` big-endian length, then the bytes.
-#[derive(Debug, Clone)]
-struct FrameCodec {
-    max_request_bytes: usize,
-    max_response_bytes: usize,
-}
-
-impl request_response::Codec for FrameCodec {
-    type Protocol = StreamProtocol;
-    type Request = Vec<u8>;
-    type Response = Vec<u8>;
-
-    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Vec<u8>>
-    where
-        T: AsyncRead + Unpin + Send,
-    {
-        read_frame(io, self.max_request_bytes).await
-    }
-
-    async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Vec<u8>>
-    where
-        T: AsyncRead + Unpin + Send,
-    {
-        read_frame(io, self.max_response_bytes).await
-    }
-
-    async fn write_request<T>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-        request: Vec<u8>,
-    ) -> io::Result<()>
-    where
-        T: AsyncWrite + Unpin + Send,
-    {
-        write_frame(io, &request, self.max_request_bytes).await
-    }
-
-    async fn write_response<T>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-        response: Vec<u8>,
-    ) -> io::Result<()>
-    where
-        T: AsyncWrite + Unpin + Send,
-    {
-        write_frame(io, &response, self.max_response_bytes).await
-    }
-}
-
-/// Reads one length-prefixed frame of at most `max_bytes` bytes.
-async fn read_frame<T>(io: &mut T, max_bytes: usize) -> io::Result<Vec<u8>>
-where
-    T: AsyncRead + Unpin + Send,
-{
-    let mut prefix = [0u8; LENGTH_PREFIX_BYTES];
-    io.read_exact(&mut prefix).await?;
-    let declared = u32::from_be_bytes(prefix);
-    // The peer's length is checked before any allocation depends on it.
-    let declared_bytes = usize::try_from(declared)
-        .ok()
-        .filter(|declared_bytes| *declared_bytes <= max_bytes)
-        .ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("frame of {declared} bytes exceeds the maximum of {max_bytes} bytes"),
-            )
-        })?;
-    let mut frame = Vec::with_capacity(declared_bytes.min(INITIAL_READ_CAPACITY_BYTES));
-    // `take` bounds the read itself, whatever the peer sends after the declared length.
-    io.take(u64::from(declared)).read_to_end(&mut frame).await?;
-    if frame.len() != declared_bytes {
-        return Err(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            format!("frame truncated: {} of {declared_bytes} bytes", frame.len()),
-        ));
-    }
-    Ok(frame)
-}
-
-/// Writes one length-prefixed frame; refuses one over `max_bytes` (the peer would refuse it too).
-async fn write_frame<T>(io: &mut T, frame: &[u8], max_bytes: usize) -> io::Result<()>
-where
-    T: AsyncWrite + Unpin + Send,
-{
-    let length = u32::try_from(frame.len())
-        .ok()
-        .filter(|_| frame.len() <= max_bytes)
-        .ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!(
-                    "frame of {} bytes exceeds the maximum of {max_bytes} bytes",
-                    frame.len()
-                ),
-            )
-        })?;
-    io.write_all(&length.to_be_bytes()).await?;
-    io.write_all(frame).await?;
-    io.flush().await
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
 
-    use futures::{executor::block_on, io::Cursor};
-
     use super::*;
-
-    fn encoded(frame: &[u8], max_bytes: usize) -> Vec<u8> {
-        let mut bytes = Cursor::new(Vec::new());
-        block_on(write_frame(&mut bytes, frame, max_bytes)).unwrap();
-        bytes.into_inner()
-    }
-
-    #[test]
-    fn frame_round_trips_with_big_endian_prefix() {
-        let bytes = encoded(b"hello", 16);
-        assert_eq!(bytes, b"\x00\x00\x00\x05hello");
-        let frame = block_on(read_frame(&mut Cursor::new(bytes), 16)).unwrap();
-        assert_eq!(frame, b"hello");
-    }
-
-    #[test]
-    fn empty_frame_round_trips() {
-        let bytes = encoded(b"", 16);
-        assert_eq!(bytes, [0, 0, 0, 0]);
-        assert!(block_on(read_frame(&mut Cursor::new(bytes), 16))
-            .unwrap()
-            .is_empty());
-    }
-
-    #[test]
-    fn frame_at_the_limit_is_accepted_and_one_byte_more_is_not() {
-        let at_limit = vec![7u8; 100];
-        let bytes = encoded(&at_limit, 100);
-        assert_eq!(
-            block_on(read_frame(&mut Cursor::new(bytes.clone()), 100)).unwrap(),
-            at_limit
-        );
-        let error = block_on(read_frame(&mut Cursor::new(bytes), 99)).unwrap_err();
-        assert_eq!(error.kind(), io::ErrorKind::InvalidData);
-    }
-
-    #[test]
-    fn huge_length_prefix_is_refused_before_reading_the_body() {
-        // Claims 4 GiB but carries nothing: must fail on the prefix, not try to allocate or wait.
-        let bytes = vec![0xff, 0xff, 0xff, 0xff];
-        let error = block_on(read_frame(&mut Cursor::new(bytes), 1024)).unwrap_err();
-        assert_eq!(error.kind(), io::ErrorKind::InvalidData);
-    }
-
-    #[test]
-    fn truncated_frame_is_unexpected_eof() {
-        let mut bytes = encoded(b"hello", 16);
-        bytes.truncate(7);
-        let error = block_on(read_frame(&mut Cursor::new(bytes), 16)).unwrap_err();
-        assert_eq!(error.kind(), io::ErrorKind::UnexpectedEof);
-        let error = block_on(read_frame(&mut Cursor::new(vec![0, 0]), 16)).unwrap_err();
-        assert_eq!(error.kind(), io::ErrorKind::UnexpectedEof);
-    }
-
-    #[test]
-    fn bytes_after_the_declared_length_are_not_read_into_the_frame() {
-        let mut bytes = encoded(b"abc", 16);
-        bytes.extend_from_slice(b"trailing");
-        let frame = block_on(read_frame(&mut Cursor::new(bytes), 16)).unwrap();
-        assert_eq!(frame, b"abc");
-    }
-
-    #[test]
-    fn writing_an_oversized_frame_fails_without_writing() {
-        let mut bytes = Cursor::new(Vec::new());
-        let error = block_on(write_frame(&mut bytes, &[0u8; 17], 16)).unwrap_err();
-        assert_eq!(error.kind(), io::ErrorKind::InvalidData);
-        assert!(bytes.into_inner().is_empty());
-    }
 
     #[test]
     fn config_limits_beyond_u32_are_refused() {
@@ -1030,5 +1139,31 @@ mod tests {
                 Err(NetworkError::InvalidConfig { .. })
             ));
         }
+    }
+
+    #[test]
+    fn zero_limits_and_deadlines_are_refused_with_the_field_named() {
+        let config = NetworkConfig {
+            max_pending_incoming_per_source: 0,
+            ..NetworkConfig::default()
+        };
+        let error = futures::executor::block_on(async {
+            Network::new(identity::Keypair::generate_ed25519(), config)
+        })
+        .err()
+        .unwrap();
+        assert!(error
+            .to_string()
+            .contains("max_pending_incoming_per_source"));
+        let config = NetworkConfig {
+            inbound_handshake_timeout: Duration::ZERO,
+            ..NetworkConfig::default()
+        };
+        let error = futures::executor::block_on(async {
+            Network::new(identity::Keypair::generate_ed25519(), config)
+        })
+        .err()
+        .unwrap();
+        assert!(error.to_string().contains("inbound_handshake_timeout"));
     }
 }
