@@ -4,9 +4,10 @@
 use quickfreeze_keys::NodeId;
 use quickfreeze_proto::core::Event;
 use quickfreeze_proto::MessageId;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info};
 
-use super::roster::allowed_peers;
+use super::roster::{allowed_peers, peer_labels};
+use crate::network::ledger::Offense;
 use super::Daemon;
 
 /// Deliveries kept in the testing delivery log between two drains.
@@ -166,15 +167,19 @@ impl Daemon {
                     &status.to_string(),
                 );
             }
+            // A member's refused frames, receipts and rosters are counted per peer by the network
+            // and summarised in one rate-limited line: a peer must not set our log volume.
             Event::InboundRejected { from, reason } => {
-                warn!(from = %from, %reason, "refused inbound frame");
+                debug!(from = %from, %reason, "refused inbound frame");
+                self.note_misbehaviour(from, Offense::JunkFrame);
             }
             Event::ReceiptRejected {
                 message_id,
                 from,
                 reason,
             } => {
-                warn!(%message_id, from = %from, %reason, "receipt did not verify");
+                debug!(%message_id, from = %from, %reason, "receipt did not verify");
+                self.note_misbehaviour(from, Offense::JunkFrame);
             }
             Event::RelayHolding {
                 sender,
@@ -209,14 +214,22 @@ impl Daemon {
                 info!(serial, "roster updated");
                 let peers = allowed_peers(self.core.roster(), self.core.node_id());
                 self.network.set_allowed_peers(peers);
+                self.network.set_peer_labels(peer_labels(self.core.roster()));
             }
             Event::RosterRejected { from, reason } => {
-                warn!(from = %from, %reason, "roster offered by a peer refused");
+                debug!(from = %from, %reason, "roster offered by a peer refused");
+                self.note_misbehaviour(from, Offense::JunkFrame);
             }
             Event::StoreFailed { reason } => {
                 error!(%reason, "store failure");
                 self.alert("store-failed", None, None, None, reason);
             }
+        }
+    }
+
+    fn note_misbehaviour(&mut self, from: &NodeId, offense: Offense) {
+        if let Ok(peer) = from.to_peer_id() {
+            self.network.note_misbehaviour(peer, offense);
         }
     }
 

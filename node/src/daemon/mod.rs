@@ -278,6 +278,7 @@ impl Daemon {
         let mut network = Network::new(keypair, network_config)
             .map_err(|error| DaemonError::Network(error.to_string()))?;
         network.set_allowed_peers(allowed_peers(core.roster(), me));
+        network.set_peer_labels(roster::peer_labels(core.roster()));
         let socket_path = data_dir.join(files::SOCKET);
         let listener = bind_control_socket(&socket_path)?;
         let (metrics_listener, metrics_address) = match &config.metrics_listen {

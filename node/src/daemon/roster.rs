@@ -91,6 +91,18 @@ pub fn read_pin(data_dir: &Path) -> Result<Fingerprint, DaemonError> {
         .map_err(|error: String| DaemonError::Roster(format!("{}: {error}", path.display())))
 }
 
+/// Each member's peer id with its country, so the network's summary lines say "member DE".
+pub(super) fn peer_labels(roster: &Roster) -> Vec<(PeerId, String)> {
+    roster
+        .members
+        .iter()
+        .filter_map(|member| {
+            let peer = member.node_id.to_peer_id().ok()?;
+            Some((peer, member.country.as_str().to_string()))
+        })
+        .collect()
+}
+
 pub(super) fn allowed_peers(roster: &Roster, me: NodeId) -> Vec<(PeerId, Vec<Multiaddr>)> {
     roster
         .members
