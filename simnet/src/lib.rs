@@ -56,6 +56,7 @@
 
 #![deny(unreachable_pub)]
 
+pub mod fault_level;
 pub mod live;
 pub mod sim;
 

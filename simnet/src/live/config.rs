@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use quickfreeze_node::testnet::NodeCommand;
 
-use crate::sim::FaultLevel;
+use crate::fault_level::FaultLevel;
 
 /// Settings of one live run.
 #[derive(Clone, Debug)]

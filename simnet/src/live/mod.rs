@@ -100,7 +100,7 @@ use quickfreeze_node::testnet::NodeProcess;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::sim::FaultLevel;
+use crate::fault_level::FaultLevel;
 pub use config::LiveConfig;
 pub use report::LiveReport;
 

@@ -33,6 +33,7 @@ pub mod invariants;
 mod network;
 pub mod report;
 pub mod scenario;
+pub mod script;
 pub mod sweep;
 pub(crate) mod workload;
 mod world;

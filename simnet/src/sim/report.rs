@@ -11,8 +11,8 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use super::config::FaultLevel;
 use super::invariants::Violation;
+use crate::fault_level::FaultLevel;
 
 /// Virtual submit → delivered latency, over delivered messages.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]

@@ -6,7 +6,7 @@ use quickfreeze_proto::frame::{Batch, Frame};
 use rand::RngExt;
 
 use crate::sim::invariants::{Invariant, Violation};
-use crate::sim::scenario;
+use crate::sim::script;
 
 use super::{harness, uniform, SimNode, Simulator};
 use crate::sim::network::{CutDirection, Request, SimEvent};
@@ -15,7 +15,7 @@ use crate::sim::world::{NodeKind, World, START};
 impl Simulator {
     /// One scripted scenario step.
     pub(super) fn on_script(&mut self, step: usize) -> Result<(), Violation> {
-        use scenario::{Action, Who};
+        use script::{Action, Who};
         let Some(action) = self
             .config
             .scenario

@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 use crate::sim::config::SimConfig;
 use crate::sim::invariants::{Invariant, Violation};
 use crate::sim::report::SimReport;
-use crate::sim::scenario;
+use crate::sim::script;
 use crate::sim::workload::{self, MARKER_PREFIX};
 
 use crate::sim::hostile::Hostile;
@@ -250,7 +250,7 @@ impl Simulator {
                     .steps
                     .iter()
                     .enumerate()
-                    .filter(|(_, step)| !matches!(step.action, scenario::Action::Send { .. }))
+                    .filter(|(_, step)| !matches!(step.action, script::Action::Send { .. }))
                     .map(|(index, step)| (index, step.at_ms))
             })
             .collect();
