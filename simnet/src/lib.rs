@@ -58,6 +58,7 @@
 
 pub mod fault_level;
 pub mod live;
+mod percentiles;
 pub mod sim;
 
 pub use sim::{run, FaultLevel, SimConfig, SimFailure, SimReport};

@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use super::hostile::HostileStats;
+use crate::percentiles::Percentiles;
 
 /// Submit → verified delivery receipt, over every sample the delivery logs gave.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -24,23 +25,17 @@ pub struct Latency {
 }
 
 impl Latency {
-    /// Nearest-rank percentiles of `samples_us`.
+    /// Nearest-rank percentiles of `samples_us` (HDR histogram, three significant figures);
+    /// the maximum is exact.
     pub fn of(samples_us: &[u64]) -> Latency {
-        let mut sorted = samples_us.to_vec();
-        sorted.sort_unstable();
-        let at = |p: usize| -> f64 {
-            if sorted.is_empty() {
-                0.0
-            } else {
-                sorted[((sorted.len() - 1) * p) / 100] as f64 / 1000.0
-            }
-        };
+        let percentiles = Percentiles::of(samples_us.iter().copied());
+        let ms = |us: u64| us as f64 / 1000.0;
         Latency {
-            samples: sorted.len(),
-            p50_ms: at(50),
-            p95_ms: at(95),
-            p99_ms: at(99),
-            max_ms: sorted.last().map_or(0.0, |max| *max as f64 / 1000.0),
+            samples: samples_us.len(),
+            p50_ms: ms(percentiles.p50),
+            p95_ms: ms(percentiles.p95),
+            p99_ms: ms(percentiles.p99),
+            max_ms: ms(percentiles.max),
         }
     }
 }
