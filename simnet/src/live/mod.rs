@@ -89,7 +89,6 @@ pub mod report;
 mod shared;
 
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
-use std::io::IsTerminal;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
@@ -165,11 +164,7 @@ pub fn run(config: &LiveConfig) -> Result<LiveReport, String> {
         closing: AtomicBool::new(false),
         stop: AtomicBool::new(false),
     });
-    let mut progress = Progress {
-        enabled: config.progress,
-        terminal: std::io::stderr().is_terminal(),
-        last: Instant::now() - Duration::from_secs(60),
-    };
+    let mut progress = Progress::new(config.progress);
     let mut report = LiveReport {
         seed: config.seed,
         nodes: config.nodes,
