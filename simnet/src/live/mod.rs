@@ -84,6 +84,7 @@ pub mod hostile;
 mod network;
 mod nodes;
 mod officers;
+pub mod plot;
 mod progress;
 pub mod report;
 mod shared;
@@ -508,7 +509,7 @@ fn write_report_files(dir: &Path, report: &LiveReport) -> Result<(), String> {
     let json = serde_json::to_string_pretty(report).map_err(|error| error.to_string())?;
     std::fs::write(dir.join("report.json"), json)
         .map_err(|error| format!("{}: {error}", dir.display()))?;
-    std::fs::write(dir.join("latency.svg"), report::histogram_svg(report))
+    std::fs::write(dir.join("latency.svg"), plot::histogram_svg(report)?)
         .map_err(|error| format!("{}: {error}", dir.display()))?;
     std::fs::write(dir.join("summary.txt"), report.summary())
         .map_err(|error| format!("{}: {error}", dir.display()))?;
