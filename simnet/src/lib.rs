@@ -56,7 +56,9 @@
 
 #![deny(unreachable_pub)]
 
+pub mod fault_level;
 pub mod live;
+mod percentiles;
 pub mod sim;
 
 pub use sim::{run, FaultLevel, SimConfig, SimFailure, SimReport};

@@ -3,7 +3,8 @@
 //! `simnet sim …` runs one deterministic simulation (or, with `--seeds A..B`, one per seed on
 //! all cores), prints the human summary, optionally writes the JSON report, and exits non-zero
 //! (printing the seed and the replay command) when an invariant is violated. `simnet scenario`
-//! plays the scripted fault stories.
+//! plays the scripted fault stories; `simnet plot-scaling` draws the scaling plot from live
+//! report directories.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -32,6 +33,19 @@ enum Command {
     /// Scripted fault stories (offline recipient, relay custody, partition, crash before the
     /// receipt, duplicate paths, expiry), each checked for what must have happened.
     Scenario(ScenarioArgs),
+    /// Draws the scaling plot (latency percentiles, peak RSS and CPU over node count) as SVG
+    /// from the report directories of several `simnet live --report-dir DIR` runs.
+    PlotScaling(PlotScalingArgs),
+}
+
+#[derive(Args, Debug)]
+struct PlotScalingArgs {
+    /// Where to write the SVG.
+    #[arg(long)]
+    out: PathBuf,
+    /// Report directories, each holding the `report.json` of one live run.
+    #[arg(required = true)]
+    dirs: Vec<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -175,7 +189,16 @@ fn main() -> anyhow::Result<ExitCode> {
         Command::Live(args) => run_live(args),
         Command::Sim(args) => run_sim(args),
         Command::Scenario(args) => run_scenarios(args),
+        Command::PlotScaling(args) => plot_scaling(&args),
     }
+}
+
+fn plot_scaling(args: &PlotScalingArgs) -> anyhow::Result<ExitCode> {
+    let rows = live::plot::read_scaling_rows(&args.dirs).map_err(anyhow::Error::msg)?;
+    let svg = live::plot::scaling_svg(&rows).map_err(anyhow::Error::msg)?;
+    std::fs::write(&args.out, svg).with_context(|| format!("writing {}", args.out.display()))?;
+    println!("{} runs plotted to {}", rows.len(), args.out.display());
+    Ok(ExitCode::SUCCESS)
 }
 
 fn node_command(explicit: Option<PathBuf>) -> anyhow::Result<NodeCommand> {

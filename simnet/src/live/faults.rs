@@ -38,7 +38,7 @@ use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::sim::FaultLevel;
+use crate::fault_level::FaultLevel;
 
 /// What one node does to the traffic of one peer.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]

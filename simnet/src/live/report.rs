@@ -1,5 +1,5 @@
-//! The live run's report: figures, verdicts, the human summary, the latency histogram (SVG,
-//! written by hand) and the per-process resource sampling from `/proc`.
+//! The live run's report: figures, verdicts, the human summary, the latency histogram's
+//! buckets (drawn by `plot`) and the per-process resource sampling from `/proc`.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use super::hostile::HostileStats;
+use crate::percentiles::Percentiles;
 
 /// Submit → verified delivery receipt, over every sample the delivery logs gave.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -24,23 +25,17 @@ pub struct Latency {
 }
 
 impl Latency {
-    /// Nearest-rank percentiles of `samples_us`.
+    /// Nearest-rank percentiles of `samples_us` (HDR histogram, three significant figures);
+    /// the maximum is exact.
     pub fn of(samples_us: &[u64]) -> Latency {
-        let mut sorted = samples_us.to_vec();
-        sorted.sort_unstable();
-        let at = |p: usize| -> f64 {
-            if sorted.is_empty() {
-                0.0
-            } else {
-                sorted[((sorted.len() - 1) * p) / 100] as f64 / 1000.0
-            }
-        };
+        let percentiles = Percentiles::of(samples_us.iter().copied());
+        let ms = |us: u64| us as f64 / 1000.0;
         Latency {
-            samples: sorted.len(),
-            p50_ms: at(50),
-            p95_ms: at(95),
-            p99_ms: at(99),
-            max_ms: sorted.last().map_or(0.0, |max| *max as f64 / 1000.0),
+            samples: samples_us.len(),
+            p50_ms: ms(percentiles.p50),
+            p95_ms: ms(percentiles.p95),
+            p99_ms: ms(percentiles.p99),
+            max_ms: ms(percentiles.max),
         }
     }
 }
@@ -286,114 +281,6 @@ pub fn histogram(samples_us: &[u64]) -> Vec<(f64, u64)> {
         .collect()
 }
 
-/// The latency histogram as an SVG bar chart (log-scale x axis), percentiles marked.
-pub fn histogram_svg(report: &LiveReport) -> String {
-    let buckets = &report.histogram;
-    let (width, height) = (760.0, 360.0);
-    let (left, right, top, bottom) = (60.0, 20.0, 40.0, 50.0);
-    let plot_w = width - left - right;
-    let plot_h = height - top - bottom;
-    let max_count = buckets
-        .iter()
-        .map(|(_, count)| *count)
-        .max()
-        .unwrap_or(1)
-        .max(1) as f64;
-    let mut svg = String::new();
-    let _ = writeln!(
-        svg,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="12">"#
-    );
-    let _ = writeln!(svg, r#"<rect width="100%" height="100%" fill="white"/>"#);
-    let _ = writeln!(
-        svg,
-        r#"<text x="{left}" y="22" font-size="14">submit → verified receipt, {} nodes, faults {}, seed {} ({} samples)</text>"#,
-        report.nodes, report.faults, report.seed, report.latency.samples
-    );
-    let n = buckets.len().max(1) as f64;
-    let bar_w = plot_w / n;
-    for (index, (bound, count)) in buckets.iter().enumerate() {
-        let h = (*count as f64 / max_count) * plot_h;
-        let x = left + index as f64 * bar_w;
-        let y = top + plot_h - h;
-        let _ = writeln!(
-            svg,
-            r##"<rect x="{x:.1}" y="{y:.1}" width="{:.1}" height="{h:.1}" fill="#4a78b5"><title>≤ {bound:.2} ms: {count}</title></rect>"##,
-            (bar_w - 1.0).max(1.0)
-        );
-        if index % 4 == 0 {
-            let _ = writeln!(
-                svg,
-                r#"<text x="{x:.1}" y="{:.1}" font-size="10">{}</text>"#,
-                top + plot_h + 14.0,
-                format_ms(*bound)
-            );
-        }
-    }
-    let _ = writeln!(
-        svg,
-        r#"<line x1="{left}" y1="{0}" x2="{1}" y2="{0}" stroke="black"/>"#,
-        top + plot_h,
-        left + plot_w
-    );
-    let _ = writeln!(
-        svg,
-        r#"<line x1="{left}" y1="{top}" x2="{left}" y2="{}" stroke="black"/>"#,
-        top + plot_h
-    );
-    let _ = writeln!(
-        svg,
-        r#"<text x="{}" y="{}" text-anchor="middle">latency (ms, log scale; bucket upper bounds)</text>"#,
-        left + plot_w / 2.0,
-        height - 12.0
-    );
-    let _ = writeln!(
-        svg,
-        r#"<text x="14" y="{}" transform="rotate(-90 14 {})" text-anchor="middle">messages</text>"#,
-        top + plot_h / 2.0,
-        top + plot_h / 2.0
-    );
-    let _ = writeln!(
-        svg,
-        r#"<text x="{left}" y="{top}" font-size="10">max bucket {max_count}</text>"#
-    );
-    // Percentile markers at the bucket holding each percentile.
-    let marks = [
-        ("p50", report.latency.p50_ms, "#2a9d3a"),
-        ("p95", report.latency.p95_ms, "#d08a00"),
-        ("p99", report.latency.p99_ms, "#c0392b"),
-    ];
-    for (row, (label, value, colour)) in marks.iter().enumerate() {
-        let Some(index) = buckets.iter().position(|(bound, _)| *value <= *bound) else {
-            continue;
-        };
-        let x = left + (index as f64 + 0.5) * bar_w;
-        let _ = writeln!(
-            svg,
-            r#"<line x1="{x:.1}" y1="{top}" x2="{x:.1}" y2="{}" stroke="{colour}" stroke-dasharray="4 3"/>"#,
-            top + plot_h
-        );
-        let _ = writeln!(
-            svg,
-            r#"<text x="{:.1}" y="{}" fill="{colour}">{label} {value:.1} ms</text>"#,
-            x + 3.0,
-            top + 14.0 + row as f64 * 14.0
-        );
-    }
-    svg.push_str("</svg>\n");
-    svg
-}
-
-fn format_ms(ms: f64) -> String {
-    if ms >= 1000.0 {
-        format!("{:.0}s", ms / 1000.0)
-    } else if ms >= 1.0 {
-        format!("{ms:.0}")
-    } else {
-        format!("{ms:.2}")
-    }
-}
-
 /// Samples RSS and CPU of the node processes from `/proc` (Linux; elsewhere every read fails
 /// and the figures stay zero).
 #[derive(Default)]
@@ -468,8 +355,9 @@ mod tests {
             histogram,
             ..LiveReport::default()
         };
-        let svg = histogram_svg(&report);
+        let svg = super::super::plot::histogram_svg(&report).expect("drawn");
         assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+        assert!(svg.contains("p50 500"), "the median is marked: {svg}");
     }
 
     #[test]

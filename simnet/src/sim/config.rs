@@ -6,48 +6,11 @@
 //! submission) and every duration is in virtual milliseconds (`_ms`), so a profile reads as a
 //! description of the network it simulates.
 
-use std::fmt;
-use std::str::FromStr;
-
 use quickfreeze_proto::core::InjectedBugs;
 use serde::Serialize;
 
-/// How hostile the simulated network is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum FaultLevel {
-    /// Latency only: no loss, no partitions, no crashes, no hostile member.
-    None,
-    /// Occasional loss, duplication, short partitions, a few crashes, a quiet hostile member.
-    Mild,
-    /// Heavy loss and duplication, long symmetric and asymmetric partitions, frequent crashes
-    /// (including mid-request, before the flush), relay outages, clock skew, a busy hostile member.
-    Harsh,
-}
-
-impl fmt::Display for FaultLevel {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            FaultLevel::None => "none",
-            FaultLevel::Mild => "mild",
-            FaultLevel::Harsh => "harsh",
-        })
-    }
-}
-
-impl FromStr for FaultLevel {
-    type Err = String;
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        match text {
-            "none" => Ok(FaultLevel::None),
-            "mild" => Ok(FaultLevel::Mild),
-            "harsh" => Ok(FaultLevel::Harsh),
-            other => Err(format!(
-                "`{other}` is not a fault level; use none, mild or harsh"
-            )),
-        }
-    }
-}
+use super::script::Script;
+pub use crate::fault_level::FaultLevel;
 
 /// The knobs of the fault injector. All of them act during the safety phase only; the liveness
 /// phase keeps latency and jitter and turns everything else off.
@@ -211,8 +174,8 @@ pub struct SimConfig {
     pub expect_all_delivered: bool,
     /// Upper bound on simulation events, so a livelock ends the run instead of hanging it.
     pub max_events: u64,
-    /// A scripted story instead of the random workload and faults (see `scenario`).
-    pub scenario: Option<super::scenario::Scenario>,
+    /// A scripted story instead of the random workload and faults (see `scenario`, `script`).
+    pub scenario: Option<Script>,
     /// TEST ONLY: deliberate bugs inside the core (passed through to `CoreConfig`), to prove
     /// the checkers catch a core that skips de-duplication, signature checks or the store write.
     pub injected_bugs: InjectedBugs,

@@ -11,8 +11,9 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use super::config::FaultLevel;
 use super::invariants::Violation;
+use crate::fault_level::FaultLevel;
+use crate::percentiles::Percentiles;
 
 /// Virtual submit → delivered latency, over delivered messages.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -32,21 +33,22 @@ pub struct LatencySummary {
 }
 
 impl LatencySummary {
-    /// Nearest-rank percentiles of `samples_ms`.
-    pub fn from_samples(mut samples_ms: Vec<u64>) -> LatencySummary {
+    /// Nearest-rank percentiles of `samples_ms` (HDR histogram, three significant figures:
+    /// exact below 2,048 ms); the mean and the maximum are exact.
+    pub fn from_samples(samples_ms: Vec<u64>) -> LatencySummary {
         if samples_ms.is_empty() {
             return LatencySummary::default();
         }
-        samples_ms.sort_unstable();
         let count = samples_ms.len();
-        let rank = |percent: usize| samples_ms[(count * percent).div_ceil(100).clamp(1, count) - 1];
+        let mean_ms = samples_ms.iter().sum::<u64>() / count as u64;
+        let percentiles = Percentiles::of(samples_ms);
         LatencySummary {
             samples: count,
-            p50_ms: rank(50),
-            p95_ms: rank(95),
-            p99_ms: rank(99),
-            max_ms: samples_ms[count - 1],
-            mean_ms: samples_ms.iter().sum::<u64>() / count as u64,
+            p50_ms: percentiles.p50,
+            p95_ms: percentiles.p95,
+            p99_ms: percentiles.p99,
+            max_ms: percentiles.max,
+            mean_ms,
         }
     }
 }

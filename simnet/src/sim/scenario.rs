@@ -5,7 +5,7 @@
 //! a partition that heals, a crash between the store and the receipt, the same message arriving
 //! directly and through a relay, a message that expires). Each is a normal simulation (same
 //! cores, same network, same invariant checkers running throughout) whose workload and faults
-//! come from a list of timed [`Step`]s, followed by its own [`Scenario::check`] on the report:
+//! come from a list of timed [`Step`]s (a [`Script`], which the configuration carries), followed by its own [`Scenario::check`] on the report:
 //! the checkers prove nothing went wrong, the check proves the story really happened (the relay
 //! did carry it, the duplicate did arrive and was suppressed, ...).
 //!
@@ -14,60 +14,8 @@
 
 use super::config::{FaultLevel, SimConfig};
 use super::report::SimReport;
-use super::workload::WorkKind;
-
-/// Who a step acts on.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Who {
-    /// One node by index.
-    Node(usize),
-    /// Every relay the roster names for this member.
-    RelaysOf(usize),
-}
-
-/// One scripted action.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Action {
-    /// An officer at `from` submits an urgent preservation request to `to`.
-    Send {
-        /// Sender index.
-        from: usize,
-        /// Recipient index.
-        to: usize,
-    },
-    /// kill -9: the node loses its unflushed writes and stays down until `Restart` or the heal.
-    Crash(Who),
-    /// The node comes back from its store.
-    Restart(Who),
-    /// Nothing crosses between these nodes and everyone else, either way.
-    Isolate(Vec<usize>),
-    /// Packets from `from` to `to` are dropped (one direction; everyone else unaffected).
-    CutLink {
-        /// Whose packets are dropped.
-        from: usize,
-        /// On their way to whom.
-        to: usize,
-    },
-    /// Every cut made by earlier steps ends.
-    MendAll,
-    /// The next request carrying a message that `node` handles is stored and flushed, and then
-    /// the node dies before the answer leaves; it restarts `down_ms` later.
-    CrashAfterStore {
-        /// The node.
-        node: usize,
-        /// How long it stays down.
-        down_ms: u64,
-    },
-}
-
-/// An action at a virtual instant.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Step {
-    /// When, in virtual ms from the start.
-    pub at_ms: u64,
-    /// What.
-    pub action: Action,
-}
+use super::script::Script;
+pub use super::script::{Action, Step, Who};
 
 /// A named story: its world, its steps, and what must be true of the report afterwards.
 #[derive(Clone, Debug)]
@@ -101,44 +49,12 @@ impl Scenario {
             config.message_lifetime_ms = Some(lifetime_ms);
             config.expect_all_delivered = false;
         }
-        config.scenario = Some(self.clone());
+        config.scenario = Some(Script {
+            name: self.name,
+            nodes: self.nodes,
+            steps: self.steps.clone(),
+        });
         config
-    }
-
-    /// Refuses steps that name nodes the world does not have.
-    pub(crate) fn validate(&self) -> Result<(), String> {
-        let member = |node: usize| {
-            if node < self.nodes {
-                Ok(())
-            } else {
-                Err(format!(
-                    "scenario {}: node {node} is not one of its {} members",
-                    self.name, self.nodes
-                ))
-            }
-        };
-        for step in &self.steps {
-            match &step.action {
-                Action::Send { from, to } | Action::CutLink { from, to } => {
-                    member(*from)?;
-                    member(*to)?;
-                }
-                Action::Crash(Who::Node(node) | Who::RelaysOf(node))
-                | Action::Restart(Who::Node(node) | Who::RelaysOf(node))
-                | Action::CrashAfterStore { node, .. } => member(*node)?,
-                Action::Isolate(nodes) => nodes.iter().try_for_each(|node| member(*node))?,
-                Action::MendAll => {}
-            }
-        }
-        Ok(())
-    }
-
-    /// The Send steps, in the order the workload plan needs.
-    pub(crate) fn sends(&self) -> impl Iterator<Item = (u64, usize, usize, WorkKind)> + '_ {
-        self.steps.iter().filter_map(|step| match step.action {
-            Action::Send { from, to } => Some((step.at_ms, from, to, WorkKind::Preservation)),
-            _ => None,
-        })
     }
 }
 

@@ -1,0 +1,278 @@
+//! Faults as the simulator applies them: crashes and restarts, relay outages, partitions, the
+//! hostile member's attacks, scripted scenario steps, and the heal that ends them.
+
+use quickfreeze_keys::Timestamp;
+use quickfreeze_proto::frame::{Batch, Frame};
+use rand::RngExt;
+
+use crate::sim::invariants::{Invariant, Violation};
+use crate::sim::script;
+
+use super::{harness, uniform, SimNode, Simulator};
+use crate::sim::network::{CutDirection, Request, SimEvent};
+use crate::sim::world::{NodeKind, World, START};
+
+impl Simulator {
+    /// One scripted scenario step.
+    pub(super) fn on_script(&mut self, step: usize) -> Result<(), Violation> {
+        use script::{Action, Who};
+        let Some(action) = self
+            .config
+            .scenario
+            .as_ref()
+            .and_then(|scenario| scenario.steps.get(step))
+            .map(|step| step.action.clone())
+        else {
+            return Err(harness(self.now_ms, format!("no scenario step {step}")));
+        };
+        let resolve = |who: &Who, world: &World| match who {
+            Who::Node(node) => vec![*node],
+            Who::RelaysOf(node) => world.relays_of[*node].clone(),
+        };
+        match action {
+            Action::Send { .. } => {}
+            Action::Crash(who) => {
+                for node in resolve(&who, &self.world) {
+                    self.crash(node)?;
+                }
+            }
+            Action::Restart(who) => {
+                for node in resolve(&who, &self.world) {
+                    self.restart(node)?;
+                }
+            }
+            Action::Isolate(nodes) => {
+                let mut side = vec![false; self.nodes.len()];
+                for node in nodes {
+                    side[node] = true;
+                }
+                let id = self.partitions.add(side, CutDirection::Both);
+                self.scripted_cuts.push(id);
+                self.report.partitions += 1;
+            }
+            Action::CutLink { from, to } => {
+                let mut side = vec![false; self.nodes.len()];
+                let mut other = vec![false; self.nodes.len()];
+                side[from] = true;
+                other[to] = true;
+                let id = self
+                    .partitions
+                    .add_between(side, other, CutDirection::OutOfSide);
+                self.scripted_cuts.push(id);
+                self.report.partitions += 1;
+            }
+            Action::MendAll => {
+                for id in std::mem::take(&mut self.scripted_cuts) {
+                    self.partitions.remove(id);
+                }
+            }
+            Action::CrashAfterStore { node, down_ms } => {
+                self.crash_after_store[node] = Some(down_ms);
+            }
+        }
+        Ok(())
+    }
+
+    // ----- faults ------------------------------------------------------------------------
+
+    pub(super) fn crash(&mut self, node: usize) -> Result<(), Violation> {
+        let Some(core) = self.nodes[node].core.take() else {
+            return Ok(());
+        };
+        let mut store = core.into_store();
+        store.crash();
+        self.nodes[node].incarnation += 1;
+        self.nodes[node].wake_at_ms = None;
+        self.report.crashes += 1;
+        self.record(&[self.now_ms, node as u64, 0xC4A5]);
+        let node_id = self.world.ids[node];
+        let checked = self.truth.check_durable(node, node_id, &store);
+        self.nodes[node].store_while_down = Some(store);
+        checked.map_err(|(invariant, detail)| self.violation(invariant, detail))
+    }
+
+    pub(super) fn restart(&mut self, node: usize) -> Result<(), Violation> {
+        let Some(store) = self.nodes[node].store_while_down.take() else {
+            return Ok(());
+        };
+        let core = self.build_core(node, store)?;
+        self.nodes[node].core = Some(core);
+        self.report.restarts += 1;
+        self.release(node)
+    }
+
+    pub(super) fn crash_for(&mut self, node: usize, down_ms: u64) -> Result<(), Violation> {
+        self.crash(node)?;
+        let incarnation = self.nodes[node].incarnation;
+        self.queue.push(
+            self.now_ms + down_ms,
+            SimEvent::Restart { node, incarnation },
+        );
+        Ok(())
+    }
+
+    pub(super) fn pick_up_node(&mut self, kind: NodeKind) -> Option<usize> {
+        let candidates: Vec<usize> = (0..self.nodes.len())
+            .filter(|index| self.nodes[*index].kind == kind && self.nodes[*index].core.is_some())
+            .collect();
+        if candidates.is_empty() {
+            return None;
+        }
+        Some(candidates[self.fault_rng.random_range(0..candidates.len())])
+    }
+
+    pub(super) fn on_chaos_crash(&mut self) -> Result<(), Violation> {
+        if self.liveness {
+            return Ok(());
+        }
+        let Some(node) = self.pick_up_node(NodeKind::Member) else {
+            return Ok(());
+        };
+        let profile = &self.config.profile;
+        let (min, max) = (profile.downtime_min_ms, profile.downtime_max_ms);
+        let down_ms = uniform(&mut self.fault_rng, min, max);
+        self.crash_for(node, down_ms)
+    }
+
+    pub(super) fn on_chaos_relay_outage(&mut self) -> Result<(), Violation> {
+        if self.liveness {
+            return Ok(());
+        }
+        let Some(node) = self.pick_up_node(NodeKind::Relay) else {
+            return Ok(());
+        };
+        let profile = &self.config.profile;
+        let (min, max) = (profile.outage_min_ms, profile.outage_max_ms);
+        let down_ms = uniform(&mut self.fault_rng, min, max);
+        self.report.relay_outages += 1;
+        self.crash_for(node, down_ms)
+    }
+
+    pub(super) fn on_chaos_partition(&mut self) {
+        if self.liveness {
+            return;
+        }
+        let profile = self.config.profile.clone();
+        if self.partitions.active() < profile.max_partitions {
+            let count = self.nodes.len();
+            let honest = |index: usize, nodes: &[SimNode]| nodes[index].kind != NodeKind::Hostile;
+            let mut side = vec![false; count];
+            let roll = self.fault_rng.random_range(0..100u32);
+            let direction = match roll {
+                0..40 => {
+                    // Isolate one node (a member or a relay).
+                    let node = self.fault_rng.random_range(0..count);
+                    side[node] = honest(node, &self.nodes);
+                    CutDirection::Both
+                }
+                40..70 => CutDirection::Both,
+                70..85 => CutDirection::OutOfSide,
+                _ => CutDirection::IntoSide,
+            };
+            if roll >= 40 {
+                let percent = self.fault_rng.random_range(10..=50u32);
+                for (index, slot) in side.iter_mut().enumerate() {
+                    *slot = honest(index, &self.nodes)
+                        && self.fault_rng.random_range(0..100u32) < percent;
+                }
+            }
+            let id = self.partitions.add(side, direction);
+            let length_ms = uniform(
+                &mut self.fault_rng,
+                profile.partition_min_ms,
+                profile.partition_max_ms,
+            );
+            self.queue
+                .push(self.now_ms + length_ms, SimEvent::PartitionEnd { id });
+            self.report.partitions += 1;
+        }
+        let interval = profile.partition_interval_ms;
+        let next_ms =
+            self.now_ms + uniform(&mut self.fault_rng, interval / 2, interval * 3 / 2).max(1);
+        self.queue.push(next_ms, SimEvent::ChaosPartition);
+    }
+
+    pub(super) fn on_hostile(&mut self) -> Result<(), Violation> {
+        if self.liveness {
+            return Ok(());
+        }
+        let Some(hostile) = self.hostile.as_mut() else {
+            return Ok(());
+        };
+        let index = hostile.index;
+        let now = Timestamp(START.0 + self.now_ms);
+        if let Some(attack) = hostile.attack(&mut self.hostile_rng, &self.world, now) {
+            let request_id = hostile.next_request_id();
+            hostile
+                .pending
+                .insert(request_id, (attack.kind, attack.must_be_refused));
+            let arrive_ms = self.now_ms + self.latency_ms(index, attack.to);
+            self.queue.push(
+                arrive_ms,
+                SimEvent::RequestArrive(Box::new(Request {
+                    from: index,
+                    from_incarnation: 0,
+                    to: attack.to,
+                    request_id,
+                    bytes: attack.bytes,
+                    sent_at_ms: self.now_ms,
+                    duplicate: false,
+                })),
+            );
+        }
+        let interval = self.config.profile.hostile_interval_ms;
+        let next_ms =
+            self.now_ms + uniform(&mut self.hostile_rng, interval / 2, interval * 3 / 2).max(1);
+        self.queue.push(next_ms, SimEvent::Hostile);
+        Ok(())
+    }
+
+    pub(super) fn on_hostile_outcome(
+        &mut self,
+        request_id: u64,
+        response: Option<Vec<u8>>,
+    ) -> Result<(), Violation> {
+        let Some(hostile) = self.hostile.as_mut() else {
+            return Ok(());
+        };
+        let Some((kind, must_be_refused)) = hostile.pending.remove(&request_id) else {
+            return Ok(());
+        };
+        let Some(bytes) = response else {
+            self.report.hostile_requests_failed += 1;
+            return Ok(());
+        };
+        self.report.hostile_requests_answered += 1;
+        let Ok(batch) = Batch::from_bytes(&bytes) else {
+            return Err(harness(
+                self.now_ms,
+                format!("a core answered the hostile `{kind}` with an undecodable batch"),
+            ));
+        };
+        for frame in &batch.frames {
+            match frame {
+                Frame::Refused { .. } => self.report.hostile_frames_refused += 1,
+                other if must_be_refused => {
+                    return Err(self.violation(
+                        Invariant::ForgeryAccepted,
+                        format!("hostile `{kind}` was answered with {other:?}"),
+                    ))
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn on_heal(&mut self) -> Result<(), Violation> {
+        self.liveness = true;
+        self.report.heal_at_ms = self.now_ms;
+        self.partitions.clear();
+        for node in 0..self.nodes.len() {
+            if self.nodes[node].kind != NodeKind::Hostile && self.nodes[node].core.is_none() {
+                self.restart(node)?;
+            }
+        }
+        Ok(())
+    }
+}
