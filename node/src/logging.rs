@@ -1,8 +1,8 @@
 //! Log setup for every `quickfreeze` command: human text or JSON lines on stderr, with colour
 //! only when stderr is a terminal, so that journald, log files and pipes get plain bytes.
 //!
-//! Under systemd (`JOURNAL_STREAM` set) the text format leaves out its own timestamp: journald
-//! stamps every line already. JSON lines always carry a timestamp, the level, the target and the
+//! When stderr is the journal (`JOURNAL_STREAM` names it) the text format leaves out its own
+//! timestamp: journald stamps every line already. JSON lines always carry a timestamp, the level, the target and the
 //! event's fields at the top level, one object per line, for log shippers.
 
 use std::io::IsTerminal;
@@ -25,16 +25,36 @@ pub fn colour_allowed(stderr_is_terminal: bool, no_color: Option<&std::ffi::OsSt
     stderr_is_terminal && no_color.is_none_or(|value| value.is_empty())
 }
 
+/// Whether stderr is connected to journald: `JOURNAL_STREAM` (set by systemd) names the device
+/// and inode of stderr, as systemd.exec(5) says to check, so a redirected stderr still gets
+/// timestamps.
+fn stderr_is_journal() -> bool {
+    use std::os::fd::AsFd;
+    use std::os::unix::fs::MetadataExt;
+    let Some(stream) = std::env::var_os("JOURNAL_STREAM") else {
+        return false;
+    };
+    let Some((device, inode)) = stream.to_str().and_then(|text| text.split_once(':')) else {
+        return false;
+    };
+    let metadata = std::io::stderr()
+        .as_fd()
+        .try_clone_to_owned()
+        .map(std::fs::File::from)
+        .and_then(|file| file.metadata());
+    match metadata {
+        Ok(metadata) => device.parse() == Ok(metadata.dev()) && inode.parse() == Ok(metadata.ino()),
+        Err(_) => false,
+    }
+}
+
 /// Installs the global subscriber. `filter` is an explicit filter (`--log`); without it,
-/// `RUST_LOG` is used, and without that `default_filter` (such as `info`). Fails if the filter
-/// does not parse or a subscriber is already installed.
+/// `RUST_LOG` is used, and without that `default_filter` (such as `info`). Fails only if a
+/// subscriber is already installed.
 pub fn init(format: LogFormat, filter: Option<&str>, default_filter: &str) -> Result<(), String> {
+    // Lenient, as before: a directive that does not parse is reported by tracing and skipped.
     let filter = match filter {
-        Some(filter) => EnvFilter::try_new(filter).map_err(|error| {
-            format!(
-                "--log `{filter}`: {error}; use a level such as `info` or `quickfreeze_node=debug`"
-            )
-        })?,
+        Some(filter) => EnvFilter::new(filter),
         None => {
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter))
         }
@@ -55,7 +75,7 @@ pub fn init(format: LogFormat, filter: Option<&str>, default_filter: &str) -> Re
                 std::env::var_os("NO_COLOR").as_deref(),
             );
             let builder = builder.with_ansi(ansi);
-            if std::env::var_os("JOURNAL_STREAM").is_some() {
+            if stderr_is_journal() {
                 builder.without_time().try_init()
             } else {
                 builder.try_init()

@@ -150,7 +150,33 @@ fn text_logs_carry_no_colour_off_a_terminal_and_json_logs_are_json_lines() {
     );
     assert!(!json.contains('\u{1b}'));
 
-    // The flag does the same as the environment variable, and a bad value is refused clearly.
+    // stderr is the journal (JOURNAL_STREAM names its device and inode): no timestamp of our
+    // own, journald adds one. Named for another file, it is not the journal: timestamps stay.
+    let journal_log = root.path().join("journal.log");
+    std::fs::write(&journal_log, b"").expect("create");
+    let metadata = std::fs::metadata(&journal_log).expect("stat");
+    let stream = {
+        use std::os::unix::fs::MetadataExt;
+        format!("{}:{}", metadata.dev(), metadata.ino())
+    };
+    for (stream, stamped) in [(stream.as_str(), false), ("1:1", true)] {
+        let mut node = spawn_run(data_dir, &journal_log, &[("JOURNAL_STREAM", stream)]);
+        wait_console(data_dir, &mut node, &journal_log);
+        assert!(node.terminate(Duration::from_secs(30)).success());
+        let text = std::fs::read_to_string(&journal_log).expect("read log");
+        let started = text
+            .lines()
+            .find(|line| line.contains("node started"))
+            .unwrap_or_else(|| panic!("no start line in {text}"));
+        let year = Timestamp::now().to_rfc3339()[..4].to_owned();
+        assert_eq!(
+            started.trim_start().starts_with(&year),
+            stamped,
+            "JOURNAL_STREAM={stream}: {started}"
+        );
+    }
+
+    // A bad --log-format is refused with the choices named.
     let output = Command::new(binary())
         .args(["--log-format", "yaml", "status", "--data-dir"])
         .arg(data_dir)
