@@ -9,6 +9,8 @@
 //! - [`testnet`]: local test networks (keys, signed roster, configs) run as child processes.
 //! - [`cli`]: the `quickfreeze` commands; [`demo`]: the embedded local network.
 //! - [`console`]: the duty officer's live terminal UI (`quickfreeze console`).
+//! - [`logging`], [`service`], [`doctor`]: running in production: journald-friendly logs,
+//!   systemd readiness and watchdog, and `quickfreeze doctor`.
 
 #![deny(unreachable_pub)]
 
@@ -21,9 +23,12 @@ pub mod control;
 pub mod daemon;
 pub mod deadlines;
 pub mod demo;
+pub mod doctor;
+pub mod logging;
 pub mod network;
 mod probe;
 pub mod prometheus;
+pub mod service;
 pub mod stats;
 pub mod store;
 pub mod testnet;

@@ -36,6 +36,16 @@ pub struct Cli {
     /// `run`, `warn` otherwise.
     #[arg(long, global = true)]
     pub log: Option<String>,
+    /// Log lines as human text or JSON lines (one object per line, for log shippers). Colour
+    /// only when stderr is a terminal.
+    #[arg(
+        long,
+        global = true,
+        env = "QUICKFREEZE_LOG_FORMAT",
+        value_enum,
+        default_value_t
+    )]
+    pub log_format: crate::logging::LogFormat,
     /// The command.
     #[command(subcommand)]
     pub command: Command,
@@ -174,6 +184,20 @@ pub enum Command {
         #[arg(long, env = "QUICKFREEZE_OFFICER")]
         officer: Option<String>,
     },
+    /// Check this node's installation: config, key file mode, roster expiry, free disk, listen
+    /// ports, whether it runs, clock skew, and reachability of every roster member. Prints
+    /// OK/WARN/FAIL with what to fix; exits non-zero on any FAIL.
+    Doctor {
+        /// The node's data directory.
+        #[arg(long, env = "QUICKFREEZE_DATA_DIR", default_value = ".")]
+        data_dir: PathBuf,
+        /// Print the findings as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Seconds to wait for the console and for each connection to a roster member.
+        #[arg(long, default_value_t = 3)]
+        timeout: u64,
+    },
     /// Start a small local network, send a real request, and show its receipt.
     Demo {
         /// Keep the demo's files here instead of a temporary directory.
@@ -189,15 +213,10 @@ pub fn init_tracing(cli: &Cli) {
     } else {
         "warn"
     };
-    let filter = match &cli.log {
-        Some(filter) => tracing_subscriber::EnvFilter::new(filter),
-        None => tracing_subscriber::EnvFilter::try_from_default_env()
-            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default)),
-    };
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+    // The subscriber is set up in `crate::logging`: no colour off a terminal, JSON on request.
+    if let Err(error) = crate::logging::init(cli.log_format, cli.log.as_deref(), default) {
+        eprintln!("warning: {error}");
+    }
 }
 
 /// Runs one command.
@@ -244,6 +263,15 @@ pub fn execute(cli: Cli) -> Result<()> {
             crate::console::run(&data_dir, &officer)
         }
         Command::Demo { dir } => crate::demo::run_demo(dir),
+        Command::Doctor {
+            data_dir,
+            json,
+            timeout,
+        } => crate::doctor::command(
+            &data_dir,
+            json,
+            std::time::Duration::from_secs(timeout.max(1)),
+        ),
     }
 }
 

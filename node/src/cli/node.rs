@@ -18,7 +18,10 @@ pub(super) fn run(config: Option<PathBuf>, data_dir: PathBuf) -> Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        crate::daemon::run(config, shutdown_signal())
+        // systemd readiness, watchdog and stop notice (no-ops without NOTIFY_SOCKET).
+        let _supervisor = crate::service::supervise(config.data_dir.clone(), config.listen.len());
+        let shutdown = crate::service::stopping_after(shutdown_signal());
+        crate::daemon::run(config, shutdown)
             .await
             .map_err(anyhow::Error::from)
     })
