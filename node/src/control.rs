@@ -534,6 +534,16 @@ pub enum ControlResponse {
     },
 }
 
+impl ControlResponse {
+    /// The answer to [`ControlRequest::Stats`]: the rows, or the store's error.
+    pub fn from_stats(rows: Result<Vec<crate::stats::CountryStats>, String>) -> ControlResponse {
+        match rows {
+            Ok(rows) => ControlResponse::Stats { rows },
+            Err(message) => ControlResponse::Error { message },
+        }
+    }
+}
+
 /// Why the console could not talk to the daemon.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {

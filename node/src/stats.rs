@@ -178,26 +178,22 @@ pub fn statistics(
         .collect()
 }
 
-/// Answers [`crate::control::ControlRequest::Stats`] from a store (the daemon's, or one the CLI
-/// opened because no node runs).
-pub fn answer(
+/// The statistics since `since` from a store (the daemon's, or one the CLI opened because no node
+/// runs), with members named by their country in `roster`. The caller wraps them in its answer, so
+/// this module stays below the control protocol that carries [`CountryStats`].
+pub fn from_store(
     store: &crate::store::SledStore,
     roster: &quickfreeze_keys::roster::Roster,
     since: Timestamp,
-) -> crate::control::ControlResponse {
+) -> Result<Vec<CountryStats>, String> {
     use quickfreeze_proto::core::Store;
-    match (store.outbox_entries(), store.inbox_entries()) {
-        (Ok(outbox), Ok(inbox)) => crate::control::ControlResponse::Stats {
-            rows: statistics(since, &outbox, &inbox, |node| {
-                roster
-                    .member(node)
-                    .map_or_else(|| "??".to_string(), |member| member.country.to_string())
-            }),
-        },
-        (Err(error), _) | (_, Err(error)) => crate::control::ControlResponse::Error {
-            message: error.to_string(),
-        },
-    }
+    let outbox = store.outbox_entries().map_err(|error| error.to_string())?;
+    let inbox = store.inbox_entries().map_err(|error| error.to_string())?;
+    Ok(statistics(since, &outbox, &inbox, |node| {
+        roster
+            .member(node)
+            .map_or_else(|| "??".to_string(), |member| member.country.to_string())
+    }))
 }
 
 #[cfg(test)]

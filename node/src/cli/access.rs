@@ -74,7 +74,11 @@ impl Access {
                                 .and_then(|signed| signed.roster_unverified())
                                 .map_err(|error| anyhow!("the stored roster: {error}"))
                         })?;
-                    crate::stats::answer(store, &roster, Timestamp(*since_ms))
+                    ControlResponse::from_stats(crate::stats::from_store(
+                        store,
+                        &roster,
+                        Timestamp(*since_ms),
+                    ))
                 }
                 _ => ControlResponse::Error {
                     message: "this command needs the running node".into(),

@@ -182,7 +182,11 @@ impl Daemon {
             ControlRequest::Stats { since_ms } => {
                 let roster = self.core.roster();
                 tokio::task::block_in_place(|| {
-                    crate::stats::answer(self.core.store(), roster, Timestamp(since_ms))
+                    ControlResponse::from_stats(crate::stats::from_store(
+                        self.core.store(),
+                        roster,
+                        Timestamp(since_ms),
+                    ))
                 })
             }
             request @ (ControlRequest::AuditVerify { .. } | ControlRequest::AuditExport { .. }) => {
