@@ -58,5 +58,6 @@
 
 pub mod live;
 pub mod sim;
+pub mod wan;
 
 pub use sim::{run, FaultLevel, SimConfig, SimFailure, SimReport};

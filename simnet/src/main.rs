@@ -32,6 +32,9 @@ enum Command {
     /// Scripted fault stories (offline recipient, relay custody, partition, crash before the
     /// receipt, duplicate paths, expiry), each checked for what must have happened.
     Scenario(ScenarioArgs),
+    /// WAN benchmark: real node processes in network namespaces behind a delaying relay and
+    /// nftables loss; latency (warm, cold), throughput and exactly-once per RTT × loss (root).
+    Wan(quickfreeze_simnet::wan::WanArgs),
 }
 
 #[derive(Args, Debug)]
@@ -175,6 +178,15 @@ fn main() -> anyhow::Result<ExitCode> {
         Command::Live(args) => run_live(args),
         Command::Sim(args) => run_sim(args),
         Command::Scenario(args) => run_scenarios(args),
+        Command::Wan(args) => {
+            let node = node_command(args.node_binary.clone())?;
+            let ok = quickfreeze_simnet::wan::main(args, node).map_err(anyhow::Error::msg)?;
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
     }
 }
 
