@@ -60,7 +60,9 @@ fn short_wan_run_delivers_exactly_once_and_cleans_up() {
         .spawn()
         .expect("run simnet wan --short");
     let tag = format!("qfw{}", child.id());
-    let output = child.wait_with_output().expect("wait for simnet wan --short");
+    let output = child
+        .wait_with_output()
+        .expect("wait for simnet wan --short");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     // The harness names every namespace `qfw<its pid>m` or `qfw<its pid>n<i>`.

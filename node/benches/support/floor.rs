@@ -129,7 +129,10 @@ impl Floor {
                 "**crypto + codec path, one request and receipt, one core**",
                 self.crypto_path,
             ),
-            ("fdatasync of a 256 B append, store filesystem", self.fdatasync),
+            (
+                "fdatasync of a 256 B append, store filesystem",
+                self.fdatasync,
+            ),
             ("loopback TCP round trip 2 KiB / 200 B", self.tcp_round_trip),
             (
                 "**raw TCP request + receipt, fdatasync per message (3 in series)**",
@@ -333,8 +336,11 @@ fn store(dir: &Path, records: usize) -> f64 {
     let started = Instant::now();
     for batch in 0..batches {
         for index in 0..100u64 {
-            tree.insert(((batch as u64) * 100 + index).to_be_bytes(), value.as_slice())
-                .expect("insert");
+            tree.insert(
+                ((batch as u64) * 100 + index).to_be_bytes(),
+                value.as_slice(),
+            )
+            .expect("insert");
         }
         db.flush().expect("flush");
         db_file.sync_data().expect("sync_data");

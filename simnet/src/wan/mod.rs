@@ -283,7 +283,12 @@ impl WanReport {
 
 fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
-        .map(|text| text.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .map(|text| {
+            text.split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
         .unwrap_or_default()
 }
 
@@ -403,12 +408,19 @@ fn build(args: &WanArgs, root: &Path, node: &NodeCommand) -> Result<World, Strin
     let mut rng = ChaCha20Rng::from_rng(&mut rand::rng());
     let authority = AuthorityKey::generate(&mut rng);
     let capacity = args.burst.max(args.warm) * 4 + 1000;
-    let testnet = Testnet::build_signed_by(root, "wan", &plans, &mut rng, &authority, |index, config| {
-        config.listen = vec![format!("/ip4/{}/tcp/{NODE_PORT}", WanNet::node_ip(index))];
-        config.testing.fault_injection = true;
-        config.limits.max_outbox_pending = capacity;
-        config.limits.max_console_connections = args.burst_clients + 8;
-    })?;
+    let testnet = Testnet::build_signed_by(
+        root,
+        "wan",
+        &plans,
+        &mut rng,
+        &authority,
+        |index, config| {
+            config.listen = vec![format!("/ip4/{}/tcp/{NODE_PORT}", WanNet::node_ip(index))];
+            config.testing.fault_injection = true;
+            config.limits.max_outbox_pending = capacity;
+            config.limits.max_console_connections = args.burst_clients + 8;
+        },
+    )?;
     // Every roster address points at the delaying relay in front of the node.
     let mut roster = testnet.roster.clone();
     for (index, member) in roster.members.iter_mut().enumerate() {
@@ -544,8 +556,12 @@ fn wait_delivered(
 ) -> Result<(), String> {
     let deadline = Instant::now() + timeout;
     loop {
-        match console(dir, &ControlRequest::DeliveryLog { drain: true }, CONSOLE_TIMEOUT)
-            .map_err(|error| format!("delivery log: {error}"))?
+        match console(
+            dir,
+            &ControlRequest::DeliveryLog { drain: true },
+            CONSOLE_TIMEOUT,
+        )
+        .map_err(|error| format!("delivery log: {error}"))?
         {
             ControlResponse::DeliveryLog { entries, .. } => {
                 for entry in entries {
@@ -575,9 +591,9 @@ fn wait_disconnected(dir: &Path, peer: &str) -> Result<(), String> {
         let connected = match console(dir, &ControlRequest::Peers, CONSOLE_TIMEOUT)
             .map_err(|error| format!("peers: {error}"))?
         {
-            ControlResponse::Peers { rows } => rows
-                .iter()
-                .any(|row| row.node_id == peer && row.connected),
+            ControlResponse::Peers { rows } => {
+                rows.iter().any(|row| row.node_id == peer && row.connected)
+            }
             other => return Err(format!("peers: {other:?}")),
         };
         if !connected || Instant::now() > deadline {
@@ -588,14 +604,22 @@ fn wait_disconnected(dir: &Path, peer: &str) -> Result<(), String> {
 }
 
 fn metric_received(dir: &Path) -> Result<(u64, u64), String> {
-    let received = match console(dir, &ControlRequest::Metrics { reset: false }, CONSOLE_TIMEOUT)
-        .map_err(|error| format!("metrics: {error}"))?
+    let received = match console(
+        dir,
+        &ControlRequest::Metrics { reset: false },
+        CONSOLE_TIMEOUT,
+    )
+    .map_err(|error| format!("metrics: {error}"))?
     {
         ControlResponse::Metrics { metrics } => metrics.received,
         other => return Err(format!("metrics: {other:?}")),
     };
-    let duplicates = match console(dir, &ControlRequest::DeliveryLog { drain: false }, CONSOLE_TIMEOUT)
-        .map_err(|error| format!("delivery log: {error}"))?
+    let duplicates = match console(
+        dir,
+        &ControlRequest::DeliveryLog { drain: false },
+        CONSOLE_TIMEOUT,
+    )
+    .map_err(|error| format!("delivery log: {error}"))?
     {
         ControlResponse::DeliveryLog {
             duplicates_suppressed,
@@ -607,8 +631,12 @@ fn metric_received(dir: &Path) -> Result<(u64, u64), String> {
 }
 
 fn inbox_ids(dir: &Path) -> Result<Vec<String>, String> {
-    match console(dir, &ControlRequest::Inbox { limit: usize::MAX }, CONSOLE_TIMEOUT)
-        .map_err(|error| format!("inbox: {error}"))?
+    match console(
+        dir,
+        &ControlRequest::Inbox { limit: usize::MAX },
+        CONSOLE_TIMEOUT,
+    )
+    .map_err(|error| format!("inbox: {error}"))?
     {
         ControlResponse::Inbox { rows } => Ok(rows.into_iter().map(|row| row.message_id).collect()),
         other => Err(format!("inbox: {other:?}")),

@@ -183,7 +183,9 @@ impl WanNet {
             let outer = format!("{}p{index}", net.tag);
             run(
                 "ip",
-                &["link", "add", &inner, "type", "veth", "peer", "name", &outer],
+                &[
+                    "link", "add", &inner, "type", "veth", "peer", "name", &outer,
+                ],
             )?;
             run("ip", &["link", "set", &inner, "netns", &namespace])?;
             run("ip", &["link", "set", &outer, "netns", &net.middle])?;
@@ -191,7 +193,15 @@ impl WanNet {
             let middle_address = format!("{}/24", WanNet::middle_ip(index));
             run(
                 "ip",
-                &["-n", &namespace, "addr", "add", &node_address, "dev", &inner],
+                &[
+                    "-n",
+                    &namespace,
+                    "addr",
+                    "add",
+                    &node_address,
+                    "dev",
+                    &inner,
+                ],
             )?;
             run(
                 "ip",
@@ -260,7 +270,14 @@ impl WanNet {
         let listing = run(
             "ip",
             &[
-                "netns", "exec", &self.middle, "nft", "list", "table", "inet", "qfw",
+                "netns",
+                "exec",
+                &self.middle,
+                "nft",
+                "list",
+                "table",
+                "inet",
+                "qfw",
             ],
         )
         .unwrap_or_default();

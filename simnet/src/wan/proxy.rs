@@ -44,9 +44,9 @@ impl std::str::FromStr for Forward {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Forward, String> {
-        let (listen, target) = text
-            .split_once('=')
-            .ok_or_else(|| format!("`{text}`: write LISTEN=TARGET, e.g. 10.201.0.1:9000=10.201.0.2:4100"))?;
+        let (listen, target) = text.split_once('=').ok_or_else(|| {
+            format!("`{text}`: write LISTEN=TARGET, e.g. 10.201.0.1:9000=10.201.0.2:4100")
+        })?;
         Ok(Forward {
             listen: listen
                 .parse()
@@ -182,7 +182,13 @@ async fn accept_loop(listener: TcpListener, target: SocketAddr, shared: Arc<Shar
             let (in_read, in_write) = inbound.into_split();
             let (out_read, out_write) = outbound.into_split();
             let forward = pump(in_read, out_write, shared.clone(), id * 2, handshake_done);
-            let backward = pump(out_read, in_write, shared.clone(), id * 2 + 1, Instant::now());
+            let backward = pump(
+                out_read,
+                in_write,
+                shared.clone(),
+                id * 2 + 1,
+                Instant::now(),
+            );
             tokio::select! {
                 _ = async { tokio::join!(forward, backward) } => {}
                 _ = close_rx => {}
