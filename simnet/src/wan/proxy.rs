@@ -58,11 +58,14 @@ impl std::str::FromStr for Forward {
     }
 }
 
+/// A live relayed connection: the dialer's and the target's address, and its closer.
+type Live = (IpAddr, IpAddr, oneshot::Sender<()>);
+
 struct Shared {
     one_way_us: AtomicU64,
     jitter_us: AtomicU64,
     /// Live connections: id → (the two peers' addresses, a way to close it).
-    connections: Mutex<HashMap<u64, (IpAddr, IpAddr, oneshot::Sender<()>)>>,
+    connections: Mutex<HashMap<u64, Live>>,
     next_id: AtomicU64,
 }
 
