@@ -6,12 +6,13 @@
 //! - **crypto + codec**: `seal` a 2 KiB preservation request, `to_bytes`, `from_bytes`, `open`,
 //!   sign the delivery receipt, encode and decode it, `verify_for` — the proto functions the
 //!   daemon calls, on one thread;
-//! - **fdatasync** of a small (256 B) append on the filesystem the nodes' stores live on;
+//! - **fdatasync** of a small (256 B) write into a preallocated file on the filesystem the
+//!   nodes' stores live on (data only, as for sled's preallocated segments);
 //! - **store**: sled inserts of 2.3 KB records, 100 per `flush` + `sync_data` (group commit),
 //!   per record;
 //! - **raw TCP request + receipt** on loopback, no libp2p: the sender appends the request to a
 //!   log and fdatasyncs it, sends 2 KiB; the receiver appends and fdatasyncs, answers 200 B; the
-//!   sender appends the receipt and fdatasyncs. Three durable writes in series, as the project
+//!   sender writes the receipt and fdatasyncs (preallocated logs, written in place). Three durable writes in series, as the project
 //!   makes (accept, store at the receiver, store the receipt), one flush per message.
 
 use std::io::{Read, Write};
@@ -70,7 +71,7 @@ pub(crate) struct Floor {
     pub(crate) verify_receipt: Spread,
     /// The whole path of one request and receipt, one core.
     pub(crate) crypto_path: Spread,
-    /// fdatasync of a 256 B append.
+    /// fdatasync of a 256 B write into a preallocated file.
     pub(crate) fdatasync: Spread,
     /// sled: per record, 100 inserts per flush + sync_data.
     pub(crate) store_per_message_us: f64,
@@ -130,7 +131,7 @@ impl Floor {
                 self.crypto_path,
             ),
             (
-                "fdatasync of a 256 B append, store filesystem",
+                "fdatasync of a 256 B write, preallocated file, store filesystem",
                 self.fdatasync,
             ),
             ("loopback TCP round trip 2 KiB / 200 B", self.tcp_round_trip),
@@ -295,17 +296,40 @@ fn crypto(samples: usize) -> (Spread, Spread, Spread, Spread) {
     )
 }
 
-fn durable_log(dir: &Path, name: &str) -> std::fs::File {
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.join(name))
-        .expect("floor log file")
+/// A preallocated log file overwritten in place, so that `fdatasync` commits data only (as for
+/// sled's preallocated segments), not a file-size change through the filesystem journal.
+struct DurableLog {
+    file: std::fs::File,
+    offset: u64,
 }
 
-fn durable_append(file: &mut std::fs::File, bytes: &[u8]) {
-    file.write_all(bytes).expect("append");
-    file.sync_data().expect("fdatasync");
+const LOG_BYTES: u64 = 1 << 20;
+
+fn durable_log(dir: &Path, name: &str) -> DurableLog {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
+        .open(dir.join(name))
+        .expect("floor log file");
+    use std::os::unix::fs::FileExt;
+    file.write_all_at(&vec![0u8; LOG_BYTES as usize], 0)
+        .expect("preallocate floor log");
+    file.sync_all().expect("sync floor log");
+    DurableLog { file, offset: 0 }
+}
+
+fn durable_append(log: &mut DurableLog, bytes: &[u8]) {
+    use std::os::unix::fs::FileExt;
+    if log.offset + bytes.len() as u64 > LOG_BYTES {
+        log.offset = 0;
+    }
+    log.file
+        .write_all_at(bytes, log.offset)
+        .expect("write floor log");
+    log.offset += bytes.len() as u64;
+    log.file.sync_data().expect("fdatasync");
 }
 
 fn fdatasync(dir: &Path, samples: usize) -> Spread {
@@ -351,17 +375,11 @@ fn store(dir: &Path, records: usize) -> f64 {
 fn tcp(dir: &Path, samples: usize, durable: bool) -> Spread {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
     let address = listener.local_addr().expect("address");
-    let receiver_log = dir.join("floor-receiver.log");
+    let receiver_log = dir.to_path_buf();
     let server = std::thread::spawn(move || {
         let (mut stream, _) = listener.accept().expect("accept");
         stream.set_nodelay(true).expect("nodelay");
-        let mut log = durable.then(|| {
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&receiver_log)
-                .expect("receiver log")
-        });
+        let mut log = durable.then(|| durable_log(&receiver_log, "floor-receiver.log"));
         let mut request = vec![0u8; REQUEST_BYTES];
         let receipt = [0x33_u8; RECEIPT_BYTES];
         while stream.read_exact(&mut request).is_ok() {
