@@ -2,19 +2,29 @@
 //! and submit → verified-receipt latency at 10 %, 50 % and 90 % of that rate, with and without
 //! group commit.
 //!
-//! `cargo bench -p quickfreeze-node --bench pair` (options after `--`: `--messages N`,
-//! `--clients C`, `--seconds S`, `--sync flush|flush-and-sync-data`, `--saturated-only`, `--batch B` / `--rate-batch B`: submissions per console request at
-//! saturation / in the paced runs). Each node is a real daemon
-//! (libp2p over loopback TCP, sled in a temp dir, the control socket); officers are simulated by
-//! `C` console connections that submit 2 KiB preservation requests. Latency is measured inside the
-//! sending daemon from the moment a request is accepted to the moment its delivery receipt is
-//! verified; throughput counts verified receipts per second.
+//! `cargo bench -p quickfreeze-node --bench pair -- --help` lists the options (`--messages N`,
+//! `--clients C`, `--seconds S`, `--sync flush|flush-and-sync-data`, `--saturated-only`,
+//! `--batch B` / `--rate-batch B`: submissions per console request at saturation / in the paced
+//! runs, `--floor-samples N`, `--floor-only`). Each node is a real daemon (libp2p over loopback
+//! TCP, sled in a temp dir, the control socket); officers are simulated by `C` console
+//! connections that submit 2 KiB preservation requests. Latency is measured inside the sending
+//! daemon from the moment a request is accepted to the moment its delivery receipt is verified;
+//! throughput counts verified receipts per second.
+//!
+//! The floor (`support/floor.rs`: crypto + codec path, fdatasync, sled group commit, raw TCP
+//! request + receipt) is measured in the same process before and after the runs, and every row
+//! is printed again as ratios to the mean of the two: delivered ÷ realistic ceiling, CPU per
+//! request ÷ crypto + codec floor, p50 and p99 ÷ raw TCP request + receipt p50.
+
+#[path = "support/floor.rs"]
+mod floor;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use clap::Parser;
 use quickfreeze_node::config::{files, NodeConfig};
 use quickfreeze_node::control::{
     ControlClient, ControlRequest, ControlResponse, Metrics, SubmitItem,
@@ -24,58 +34,57 @@ use quickfreeze_node::store::SyncMode;
 use quickfreeze_node::testnet::{NodePlan, Testnet};
 use quickfreeze_proto::payload::{example_preservation, Payload};
 
+/// Two daemons on loopback, durability on, every figure beside the floor measured in the same
+/// run.
+#[derive(Parser, Debug)]
+#[command(name = "pair")]
 struct Options {
+    /// Requests at saturation.
+    #[arg(long, default_value_t = 20_000)]
     messages: u64,
+    /// Console connections submitting at once.
+    #[arg(long, default_value_t = 8)]
     clients: u64,
+    /// Length of each paced run (10/50/90 % of the maximum), seconds.
+    #[arg(long, default_value_t = 8)]
     seconds: u64,
+    /// Durability of a commit: `flush` or `flush-and-sync-data`.
+    #[arg(long, default_value = "flush-and-sync-data", value_parser = parse_sync)]
     sync: SyncMode,
     /// Submissions per console request at saturation (1: `submit`; more: `submit-batch`).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
     batch: u64,
     /// Submissions per console request in the paced runs (10/50/90 % of the maximum).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
     rate_batch: u64,
     /// Only the saturated run with group commit on (for profiling).
+    #[arg(long)]
     saturated_only: bool,
+    /// Samples per floor measurement (measured before and after the runs).
+    #[arg(long, default_value_t = 400)]
+    floor_samples: usize,
+    /// Only measure and print the floor.
+    #[arg(long)]
+    floor_only: bool,
+    /// Passed by `cargo bench`; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
+    /// Passed by `cargo test --benches`: nothing to run.
+    #[arg(long, hide = true)]
+    test: bool,
+    /// Asked by `cargo test --benches`: there are no tests to list.
+    #[arg(long, hide = true)]
+    list: bool,
 }
 
-fn options() -> Options {
-    let mut options = Options {
-        messages: 20_000,
-        clients: 8,
-        seconds: 8,
-        sync: SyncMode::FlushAndSyncData,
-        saturated_only: false,
-        batch: 1,
-        rate_batch: 1,
-    };
-    let args: Vec<String> = std::env::args().collect();
-    let mut index = 1;
-    while index < args.len() {
-        let value = args.get(index + 1).cloned().unwrap_or_default();
-        match args[index].as_str() {
-            "--messages" => options.messages = value.parse().expect("--messages N"),
-            "--clients" => options.clients = value.parse().expect("--clients C"),
-            "--batch" => options.batch = value.parse().expect("--batch B"),
-            "--rate-batch" => options.rate_batch = value.parse().expect("--rate-batch B"),
-            "--seconds" => options.seconds = value.parse().expect("--seconds S"),
-            "--saturated-only" => {
-                options.saturated_only = true;
-                index += 1;
-                continue;
-            }
-            "--sync" => {
-                options.sync = match value.as_str() {
-                    "flush" => SyncMode::Flush,
-                    _ => SyncMode::FlushAndSyncData,
-                }
-            }
-            _ => {
-                index += 1;
-                continue;
-            }
-        }
-        index += 2;
+fn parse_sync(value: &str) -> Result<SyncMode, String> {
+    match value {
+        "flush" => Ok(SyncMode::Flush),
+        "flush-and-sync-data" => Ok(SyncMode::FlushAndSyncData),
+        other => Err(format!(
+            "`{other}`: use `flush` (survives a process crash) or `flush-and-sync-data` (survives power loss)"
+        )),
     }
-    options
 }
 
 fn setup(root: &Path, group_commit: bool, options: &Options) -> Vec<PathBuf> {
@@ -314,14 +323,17 @@ fn run_mode(group_commit: bool, options: &Options) -> Vec<Row> {
 }
 
 fn main() {
-    let options = options();
-    if std::env::args().any(|arg| arg == "--list") {
-        // `cargo test --benches` asks bench binaries to list their tests; there are none.
+    let options = Options::parse();
+    if options.list || options.test {
+        // `cargo test --benches` runs bench binaries with `--test` (and asks them to `--list`
+        // their tests); this one has none.
         return;
     }
-    if std::env::args().any(|arg| arg == "--test" || arg == "--bench")
-        && std::env::args().any(|arg| arg == "--test")
-    {
+    let floor_dir = tempfile::tempdir().expect("tempdir");
+    let before = floor::measure(floor_dir.path(), options.floor_samples);
+    println!("floor before the runs (same filesystem as the nodes' stores):\n");
+    println!("{}", before.table());
+    if options.floor_only {
         return;
     }
     println!(
@@ -335,6 +347,7 @@ fn main() {
     } else {
         &[true, false]
     };
+    let mut all = Vec::new();
     for &group_commit in modes {
         for row in run_mode(group_commit, &options) {
             println!(
@@ -355,6 +368,31 @@ fn main() {
                 row.commit_us,
                 row.cpu_us_per_request,
             );
+            all.push((group_commit, row));
         }
+    }
+    let after = floor::measure(floor_dir.path(), options.floor_samples);
+    println!("\nfloor after the runs:\n");
+    println!("{}", after.table());
+    let floor = before.mean(&after);
+    println!(
+        "\nratios to the floor (mean of before and after: crypto + codec {:.0} µs, raw TCP request + receipt p50 {:.0} µs, ceiling {:.0} req/s):\n",
+        floor.crypto_path.p50_us,
+        floor.tcp_request_receipt.p50_us,
+        floor.ceiling_per_s()
+    );
+    println!("| group commit | load | delivered ÷ ceiling | CPU per request ÷ crypto+codec | p50 ÷ raw TCP p50 | p99 ÷ raw TCP p50 |");
+    println!("|---|---|---:|---:|---:|---:|");
+    for (group_commit, row) in &all {
+        let tcp_us = floor.tcp_request_receipt.p50_us;
+        println!(
+            "| {} | {} | {:.2} | {:.2} | {:.1} | {:.1} |",
+            if *group_commit { "on" } else { "off" },
+            row.label,
+            row.delivered_per_s / floor.ceiling_per_s(),
+            row.cpu_us_per_request / floor.crypto_path.p50_us,
+            row.metrics.latency_p50_us as f64 / tcp_us,
+            row.metrics.latency_p99_us as f64 / tcp_us,
+        );
     }
 }

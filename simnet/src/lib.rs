@@ -60,5 +60,6 @@ pub mod fault_level;
 pub mod live;
 mod percentiles;
 pub mod sim;
+pub mod wan;
 
 pub use sim::{run, FaultLevel, SimConfig, SimFailure, SimReport};

@@ -33,6 +33,9 @@ enum Command {
     /// Scripted fault stories (offline recipient, relay custody, partition, crash before the
     /// receipt, duplicate paths, expiry), each checked for what must have happened.
     Scenario(ScenarioArgs),
+    /// WAN benchmark: real node processes in network namespaces behind a delaying relay and
+    /// nftables loss; latency (warm, cold), throughput and exactly-once per RTT × loss (root).
+    Wan(quickfreeze_simnet::wan::WanArgs),
     /// Draws the scaling plot (latency percentiles, peak RSS and CPU over node count) as SVG
     /// from the report directories of several `simnet live --report-dir DIR` runs.
     PlotScaling(PlotScalingArgs),
@@ -190,6 +193,15 @@ fn main() -> anyhow::Result<ExitCode> {
         Command::Sim(args) => run_sim(args),
         Command::Scenario(args) => run_scenarios(args),
         Command::PlotScaling(args) => plot_scaling(&args),
+        Command::Wan(args) => {
+            let node = node_command(args.node_binary.clone())?;
+            let ok = quickfreeze_simnet::wan::main(args, node).map_err(anyhow::Error::msg)?;
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
     }
 }
 

@@ -549,7 +549,15 @@ impl Network {
             // Infallible: the closure returns the behaviour itself, not a `Result`.
             .unwrap_or_else(|never| match never {})
             .with_swarm_config(|swarm_config| {
-                swarm_config.with_idle_connection_timeout(config.idle_connection_timeout)
+                swarm_config
+                    .with_idle_connection_timeout(config.idle_connection_timeout)
+                    // Each request opens a stream; with `V1` the request waits for the other side
+                    // to confirm the protocol, one extra round trip per hop on every message (the
+                    // WAN bench: 354 ms -> 203 ms p50 at 150 ms RTT for a pair). We offer exactly
+                    // one protocol per stream, so writing before the confirmation is safe.
+                    .with_substream_upgrade_protocol_override(
+                        libp2p::core::upgrade::Version::V1Lazy,
+                    )
             })
             .build();
 
