@@ -175,6 +175,11 @@ pub enum Command {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// The duty officer's console in a browser (beside the node, over its control socket).
+    Web(crate::web::WebArgs),
+    /// Officer accounts of the web console: add, remove, passwd.
+    #[command(subcommand)]
+    Officer(crate::web::OfficerCommand),
 }
 
 /// `init` arguments.
@@ -401,6 +406,8 @@ pub fn execute(cli: Cli) -> Result<()> {
                     .map_err(anyhow::Error::from)
             })
         }
+        Command::Web(args) => crate::web::execute(args),
+        Command::Officer(command) => crate::web::officer_command(command),
         Command::Template { kind } => {
             print!("{}", forms::template(kind));
             Ok(())

@@ -9,6 +9,7 @@
 //! - [`testnet`]: local test networks (keys, signed roster, configs) run as child processes.
 //! - [`cli`]: the `quickfreeze` commands; [`demo`]: the embedded local network.
 //! - [`console`]: the duty officer's live terminal UI (`quickfreeze console`).
+//! - [`web`]: the duty officer's console in a browser (`quickfreeze web`, `quickfreeze officer`).
 
 #![deny(unreachable_pub)]
 
@@ -26,3 +27,4 @@ pub mod prometheus;
 pub mod stats;
 pub mod store;
 pub mod testnet;
+pub mod web;
