@@ -523,7 +523,7 @@ pub fn message(
                 ul { @for status in &detail.status_history { li { (status.received_at) ": " strong { (status.status.to_string()) } " — " (status.officer) @if !status.note.is_empty() { " (" (status.note) ")" } } } }
             }
             @if !detail.replies.is_empty() {
-                h2 { "Status replies sent" }
+                h2 { "Status messages sent about it (ids)" }
                 ul #replies { @for reply in &detail.replies { li { (reply) } } }
             }
             @if inbound {
