@@ -221,11 +221,19 @@ fn to_login() -> Response {
 }
 
 /// A page that needs a session: the officer, or the redirect to the login page.
+#[allow(
+    clippy::result_large_err,
+    reason = "the error is the finished page; it is returned once per request, not passed around"
+)]
 fn need_officer(state: &WebState, headers: &HeaderMap) -> Result<Officer, Response> {
     officer(state, headers, true).ok_or_else(to_login)
 }
 
 /// A form post: the officer, the parsed form, with its CSRF token checked against the session.
+#[allow(
+    clippy::result_large_err,
+    reason = "the error is the finished page; it is returned once per request, not passed around"
+)]
 fn need_form(
     state: &WebState,
     headers: &HeaderMap,
