@@ -48,6 +48,8 @@ pub enum AuditKind {
     RelayDelivered,
     /// Relay role: gave up on a held message.
     RelayFailed,
+    /// An officer acted through a console outside the daemon (web login, logout, send).
+    OfficerAction,
 }
 
 impl AuditKind {
@@ -72,6 +74,7 @@ impl AuditKind {
             AuditKind::RelayHolding => "relay-holding",
             AuditKind::RelayDelivered => "relay-delivered",
             AuditKind::RelayFailed => "relay-failed",
+            AuditKind::OfficerAction => "officer-action",
         }
     }
 }

@@ -163,6 +163,16 @@ pub enum ControlRequest {
         /// How long to wait.
         timeout_ms: u64,
     },
+    /// Record an officer's action taken outside the daemon (a web console login, logout or
+    /// send) in the audit trail under the officer's name.
+    OfficerAction {
+        /// The officer.
+        officer: String,
+        /// What they did, in words (the daemon cuts it to the audit detail limit).
+        action: String,
+        /// The message concerned, if any (hex).
+        message_id: Option<String>,
+    },
 }
 
 /// A row of `inbox`.
@@ -527,6 +537,8 @@ pub enum ControlResponse {
         /// Duplicate deliveries and hand-offs answered from the store without storing again.
         duplicates_suppressed: u64,
     },
+    /// An [`ControlRequest::OfficerAction`] was recorded.
+    ActionRecorded,
     /// The request failed.
     Error {
         /// What went wrong and what to do.

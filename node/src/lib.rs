@@ -11,6 +11,7 @@
 //! - [`console`]: the duty officer's live terminal UI (`quickfreeze console`).
 //! - [`logging`], [`service`], [`doctor`]: running in production: journald-friendly logs,
 //!   systemd readiness and watchdog, and `quickfreeze doctor`.
+//! - [`web`]: the duty officer's console in a browser (`quickfreeze web`, `quickfreeze officer`).
 
 #![deny(unreachable_pub)]
 
@@ -33,3 +34,4 @@ pub mod stats;
 pub mod store;
 pub mod testnet;
 mod text;
+pub mod web;

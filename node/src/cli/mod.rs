@@ -204,6 +204,11 @@ pub enum Command {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// The duty officer's console in a browser (beside the node, over its control socket).
+    Web(crate::web::WebArgs),
+    /// Officer accounts of the web console: add, remove, passwd.
+    #[command(subcommand)]
+    Officer(crate::web::OfficerCommand),
 }
 
 /// Sets up logging to stderr.
@@ -263,6 +268,8 @@ pub fn execute(cli: Cli) -> Result<()> {
             crate::console::run(&data_dir, &officer)
         }
         Command::Demo { dir } => crate::demo::run_demo(dir),
+        Command::Web(args) => crate::web::execute(args),
+        Command::Officer(command) => crate::web::officer_command(command),
         Command::Doctor {
             data_dir,
             json,

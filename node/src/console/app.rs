@@ -443,6 +443,7 @@ impl App {
             | ControlResponse::AuditPage { .. }
             | ControlResponse::FaultsSet { .. }
             | ControlResponse::DeliveryLog { .. }
+            | ControlResponse::ActionRecorded
             // The console submits one request at a time.
             | ControlResponse::SubmittedBatch { .. } => {}
         }

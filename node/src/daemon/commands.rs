@@ -259,8 +259,45 @@ impl Daemon {
                     },
                 }
             }
+            ControlRequest::OfficerAction {
+                officer,
+                action,
+                message_id,
+            } => self.record_officer_action(now, &officer, &action, message_id.as_deref()),
         };
         self.pending_replies.push((reply, response));
+    }
+
+    /// Records an action an officer took in a console outside the daemon (the web console's
+    /// logins, logouts and sends) in the audit trail, under the officer's name.
+    fn record_officer_action(
+        &mut self,
+        now: Timestamp,
+        officer: &str,
+        action: &str,
+        message_id: Option<&str>,
+    ) -> ControlResponse {
+        let id = match message_id.map(str::parse::<MessageId>).transpose() {
+            Ok(id) => id,
+            Err(message) => return ControlResponse::Error { message },
+        };
+        let (peer, digest) = match &id {
+            Some(id) => self.message_facts(id),
+            None => (None, None),
+        };
+        let clean = |text: &str| -> String { text.chars().filter(|c| !c.is_control()).collect() };
+        self.record(
+            now,
+            AuditFacts {
+                kind: AuditKind::OfficerAction,
+                message_id: id,
+                peer,
+                country: peer.map(|peer| self.country(&peer)),
+                envelope_digest: digest,
+                detail: format!("officer {}: {}", clean(officer), clean(action)),
+            },
+        );
+        ControlResponse::ActionRecorded
     }
 
     fn find_inbox_sender(&self, text: &str) -> Result<(NodeId, MessageId), String> {

@@ -1,0 +1,544 @@
+//! Unit tests of the web console's router, called without a socket (`tower::ServiceExt::oneshot`)
+//! against a fake node that records what it was asked.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use axum::body::Body;
+use axum::extract::connect_info::MockConnectInfo;
+use axum::http::{header, Request, StatusCode};
+use axum::Router;
+use http_body_util::BodyExt;
+use quickfreeze_proto::payload::Status;
+use tower::ServiceExt;
+
+use super::backend::Backend;
+use super::officers::{hash_password, Officers};
+use super::routes::{router, WebState, LOGIN_COOKIE, SESSION_COOKIE};
+use super::sessions::{MAX_FAILURES_PER_ACCOUNT, MAX_FAILURES_PER_ADDRESS};
+use crate::control::{ControlRequest, ControlResponse, InboxRow, MessageDetail, PeerRow};
+
+const KNOWN: &str = "0123456789abcdef0123456789abcdef";
+const ANA_PASSWORD: &str = "ana-password-1";
+const BOB_PASSWORD: &str = "bob-password-1";
+
+#[derive(Default)]
+struct FakeNode {
+    asked: Mutex<Vec<ControlRequest>>,
+}
+
+impl FakeNode {
+    fn asked(&self) -> Vec<ControlRequest> {
+        self.asked.lock().expect("lock").clone()
+    }
+}
+
+impl Backend for FakeNode {
+    fn request(&self, request: ControlRequest) -> Result<ControlResponse, String> {
+        self.asked.lock().expect("lock").push(request.clone());
+        Ok(match request {
+            ControlRequest::Inbox { .. } => ControlResponse::Inbox {
+                rows: vec![InboxRow {
+                    message_id: KNOWN.into(),
+                    sender: "peer".into(),
+                    country: "FR".into(),
+                    kind: "emergency".into(),
+                    priority: "emergency".into(),
+                    received_at: "2026-12-01T00:00:00Z".into(),
+                    age_s: 5,
+                    acknowledged: false,
+                    summary: "FR-1: EMERGENCY: kidnapping".into(),
+                    via_relay: None,
+                    overdue: Vec::new(),
+                }],
+            },
+            ControlRequest::Outbox { .. } => ControlResponse::Outbox { rows: Vec::new() },
+            ControlRequest::Show { message_id } if message_id == KNOWN => {
+                ControlResponse::Message {
+                    detail: Box::new(MessageDetail {
+                        direction: "inbound".into(),
+                        message_id,
+                        peer: "peer".into(),
+                        country: "FR".into(),
+                        priority: "emergency".into(),
+                        state: "new".into(),
+                        payload: Some(quickfreeze_proto::payload::Payload::Emergency(
+                            quickfreeze_proto::payload::example_emergency(),
+                        )),
+                        receipts: Vec::new(),
+                        status_history: Vec::new(),
+                        replies: Vec::new(),
+                        last_error: None,
+                    }),
+                }
+            }
+            ControlRequest::Show { message_id } => ControlResponse::Error {
+                message: format!("no message {message_id} in the inbox or outbox"),
+            },
+            ControlRequest::Ack { .. } => ControlResponse::Acknowledged {
+                status_message_id: Some("ff".repeat(16)),
+            },
+            ControlRequest::Reply { .. } => ControlResponse::Replied {
+                status_message_id: "ee".repeat(16),
+            },
+            ControlRequest::Submit { .. } => ControlResponse::Submitted {
+                message_id: "dd".repeat(16),
+                recipient: "peer".into(),
+                country: "FR".into(),
+            },
+            ControlRequest::Peers => ControlResponse::Peers {
+                rows: vec![PeerRow {
+                    node_id: "peer".into(),
+                    country: "FR".into(),
+                    authority_name: "FR 24/7".into(),
+                    role: "point-of-contact".into(),
+                    connected: true,
+                    consecutive_failures: 0,
+                    retry_at: None,
+                }],
+            },
+            ControlRequest::OfficerAction { .. } => ControlResponse::ActionRecorded,
+            ControlRequest::Stats { .. } => ControlResponse::Stats { rows: Vec::new() },
+            other => ControlResponse::Error {
+                message: format!("the fake node does not answer {other:?}"),
+            },
+        })
+    }
+}
+
+struct Harness {
+    dir: tempfile::TempDir,
+    node: Arc<FakeNode>,
+    state: WebState,
+}
+
+fn harness() -> Harness {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut officers = Officers::default();
+    for (name, password) in [("ana", ANA_PASSWORD), ("bob", BOB_PASSWORD)] {
+        officers
+            .officers
+            .insert(name.into(), hash_password(password).expect("hash"));
+    }
+    officers.save(dir.path()).expect("save");
+    let node = Arc::new(FakeNode::default());
+    let state = WebState::new(node.clone(), dir.path(), false);
+    Harness { dir, node, state }
+}
+
+struct Reply {
+    status: StatusCode,
+    headers: axum::http::HeaderMap,
+    body: String,
+}
+
+impl Harness {
+    fn app(&self, from: &str) -> Router {
+        let address: SocketAddr = format!("{from}:40000").parse().expect("address");
+        router(self.state.clone()).layer(MockConnectInfo(address))
+    }
+
+    async fn send(&self, from: &str, request: Request<Body>) -> Reply {
+        let response = self.app(from).oneshot(request).await.expect("response");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        Reply {
+            status,
+            headers,
+            body: String::from_utf8_lossy(&bytes).into_owned(),
+        }
+    }
+
+    async fn get(&self, path: &str, session: Option<&str>) -> Reply {
+        let mut request = Request::get(path);
+        if let Some(session) = session {
+            request = request.header(header::COOKIE, format!("{SESSION_COOKIE}={session}"));
+        }
+        self.send("127.0.0.1", request.body(Body::empty()).expect("request"))
+            .await
+    }
+
+    async fn post(&self, path: &str, session: &str, body: impl Into<Body>) -> Reply {
+        let request = Request::post(path)
+            .header(header::COOKIE, format!("{SESSION_COOKIE}={session}"))
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(body.into())
+            .expect("request");
+        self.send("127.0.0.1", request).await
+    }
+
+    /// Attempts a login from `from`; returns the reply.
+    async fn try_login(&self, from: &str, name: &str, password: &str) -> Reply {
+        let page = self
+            .send(
+                from,
+                Request::get("/login").body(Body::empty()).expect("request"),
+            )
+            .await;
+        let token = cookie(&page, LOGIN_COOKIE).expect("login cookie");
+        assert_eq!(csrf_in(&page.body), token);
+        let body = format!(
+            "csrf={token}&name={}&password={}",
+            super::form::encode(name),
+            super::form::encode(password)
+        );
+        let request = Request::post("/login")
+            .header(header::COOKIE, format!("{LOGIN_COOKIE}={token}"))
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from(body))
+            .expect("request");
+        self.send(from, request).await
+    }
+
+    /// Logs in and returns (session cookie, CSRF token).
+    async fn login(&self, name: &str, password: &str) -> (String, String) {
+        let reply = self.try_login("127.0.0.1", name, password).await;
+        assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
+        let session = cookie(&reply, SESSION_COOKIE).expect("session cookie");
+        let home = self.get("/", Some(&session)).await;
+        assert_eq!(home.status, StatusCode::OK);
+        (session, csrf_in(&home.body))
+    }
+}
+
+fn cookie(reply: &Reply, name: &str) -> Option<String> {
+    reply
+        .headers
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .find(|value| value.starts_with(&format!("{name}=")))
+        .and_then(|value| value.split(';').next())
+        .and_then(|pair| pair.split_once('='))
+        .map(|(_, value)| value.to_string())
+        .filter(|value| !value.is_empty())
+}
+
+fn csrf_in(html: &str) -> String {
+    let marker = "name=\"csrf\" value=\"";
+    let start = html.find(marker).expect("csrf field") + marker.len();
+    html[start..].split('"').next().expect("value").to_string()
+}
+
+#[tokio::test]
+async fn login_sets_a_strict_http_only_session_and_shows_the_inbox() {
+    let h = harness();
+    let reply = h.try_login("127.0.0.1", "ana", ANA_PASSWORD).await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER);
+    let set_cookie = reply
+        .headers
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with(SESSION_COOKIE))
+        .expect("session cookie")
+        .to_string();
+    assert!(
+        set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Strict"),
+        "{set_cookie}"
+    );
+    assert!(
+        !set_cookie.contains("Secure"),
+        "plain HTTP on loopback: no Secure flag"
+    );
+    let session = cookie(&reply, SESSION_COOKIE).expect("cookie");
+    let home = h.get("/", Some(&session)).await;
+    assert_eq!(home.status, StatusCode::OK);
+    assert!(home.body.contains("EMERGENCY") && home.body.contains("class=\"emergency\""));
+    assert!(home
+        .body
+        .contains("Officer: <strong id=\"officer\">ana</strong>"));
+    assert!(home.headers.get(header::CONTENT_SECURITY_POLICY).is_some());
+    // The login was recorded under the officer's name.
+    assert!(h.node.asked().iter().any(|r| matches!(r,
+        ControlRequest::OfficerAction { officer, action, .. } if officer == "ana" && action.contains("logged in"))));
+}
+
+#[tokio::test]
+async fn wrong_passwords_unknown_names_and_forged_login_forms_are_refused() {
+    let h = harness();
+    let reply = h.try_login("127.0.0.1", "ana", "not-her-password").await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    assert!(reply.body.contains("Wrong officer name or password"));
+    assert!(cookie(&reply, SESSION_COOKIE).is_none());
+    let reply = h.try_login("127.0.0.1", "mallory", ANA_PASSWORD).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    // A login form posted without the login cookie (e.g. from another site) is refused.
+    let request = Request::post("/login")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(format!(
+            "csrf=abc&name=ana&password={ANA_PASSWORD}"
+        )))
+        .expect("request");
+    let reply = h.send("127.0.0.1", request).await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    assert!(cookie(&reply, SESSION_COOKIE).is_none());
+}
+
+#[tokio::test]
+async fn pages_need_a_session() {
+    let h = harness();
+    for path in [
+        "/",
+        "/message/0123456789abcdef0123456789abcdef",
+        "/compose",
+        "/status",
+        "/stats",
+    ] {
+        let reply = h.get(path, None).await;
+        assert_eq!(reply.status, StatusCode::SEE_OTHER, "{path}");
+        assert_eq!(
+            reply.headers.get(header::LOCATION).expect("location"),
+            "/login"
+        );
+        let reply = h.get(path, Some("forged-session")).await;
+        assert_eq!(reply.status, StatusCode::SEE_OTHER, "{path}");
+    }
+    let reply = h
+        .post(&format!("/message/{KNOWN}/ack"), "forged", "csrf=x")
+        .await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    assert!(!h
+        .node
+        .asked()
+        .iter()
+        .any(|r| matches!(r, ControlRequest::Ack { .. })));
+    let reply = h.get("/events", None).await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn actions_need_the_sessions_own_csrf_token_and_carry_the_officers_name() {
+    let h = harness();
+    let (ana, ana_csrf) = h.login("ana", ANA_PASSWORD).await;
+    let (bob, _) = h.login("bob", BOB_PASSWORD).await;
+    // No token, a forged token, and another officer's token are all refused.
+    for body in [
+        "".to_string(),
+        "csrf=forged".to_string(),
+        format!("csrf={ana_csrf}"),
+    ] {
+        let reply = h
+            .post(&format!("/message/{KNOWN}/ack"), &bob, body.clone())
+            .await;
+        assert_eq!(reply.status, StatusCode::FORBIDDEN, "{body}");
+        assert!(reply.body.contains("security token"));
+    }
+    assert!(!h
+        .node
+        .asked()
+        .iter()
+        .any(|r| matches!(r, ControlRequest::Ack { .. })));
+    let reply = h
+        .post(
+            &format!("/message/{KNOWN}/ack"),
+            &ana,
+            format!("csrf={ana_csrf}"),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER);
+    assert!(h.node.asked().iter().any(|r| matches!(r,
+        ControlRequest::Ack { message_id, officer } if message_id == KNOWN && officer == "ana")));
+}
+
+#[tokio::test]
+async fn logins_are_rate_limited_per_account_and_per_address() {
+    let h = harness();
+    for _ in 0..MAX_FAILURES_PER_ACCOUNT {
+        let reply = h.try_login("127.0.0.1", "ana", "wrong-password").await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    }
+    // Locked: even the right password is not checked now.
+    let reply = h.try_login("127.0.0.1", "ana", ANA_PASSWORD).await;
+    assert_eq!(reply.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(reply.headers.get(header::RETRY_AFTER).is_some());
+    assert!(reply
+        .body
+        .contains("Too many failed logins for this account"));
+    // Bob is not locked out by attacks on Ana.
+    assert_eq!(
+        h.try_login("127.0.0.1", "bob", BOB_PASSWORD).await.status,
+        StatusCode::SEE_OTHER
+    );
+
+    // One address guessing many names is locked as an address.
+    for i in 0..MAX_FAILURES_PER_ADDRESS {
+        let reply = h
+            .try_login("127.0.0.9", &format!("guess{i}"), "wrong-password")
+            .await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    }
+    let reply = h.try_login("127.0.0.9", "bob", BOB_PASSWORD).await;
+    assert_eq!(reply.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(reply.body.contains("this computer"));
+    assert_eq!(
+        h.try_login("127.0.0.2", "bob", BOB_PASSWORD).await.status,
+        StatusCode::SEE_OTHER
+    );
+}
+
+#[tokio::test]
+async fn oversized_bodies_bad_utf8_and_bad_ids_are_refused() {
+    let h = harness();
+    let (ana, csrf) = h.login("ana", ANA_PASSWORD).await;
+    let big = format!("csrf={csrf}&note={}", "a".repeat(super::MAX_FORM_BYTES + 1));
+    let reply = h.post(&format!("/message/{KNOWN}/reply"), &ana, big).await;
+    assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE);
+
+    let mut bad = format!("csrf={csrf}&status=data-not-available&explanation=").into_bytes();
+    bad.extend_from_slice(b"\xff\xfe");
+    let reply = h.post(&format!("/message/{KNOWN}/reply"), &ana, bad).await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert!(reply.body.contains("UTF-8"));
+    let reply = h
+        .post(
+            &format!("/message/{KNOWN}/reply"),
+            &ana,
+            format!("csrf={csrf}&status=data-not-available&explanation=%C3%28"),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert!(!h
+        .node
+        .asked()
+        .iter()
+        .any(|r| matches!(r, ControlRequest::Reply { .. })));
+
+    let reply = h.get("/message/not-an-id", Some(&ana)).await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert!(reply.body.contains("32 hex digits"));
+    let reply = h
+        .get(&format!("/message/{}", "ab".repeat(16)), Some(&ana))
+        .await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND);
+    assert!(reply.body.contains("no message"));
+    let reply = h
+        .post("/message/zz/ack", &ana, format!("csrf={csrf}"))
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    let reply = h.get("/compose/no-such-form", Some(&ana)).await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND);
+    let reply = h.get("/no/such/page", Some(&ana)).await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn reply_names_missing_fields_then_sends_under_the_officers_name() {
+    let h = harness();
+    let (ana, csrf) = h.login("ana", ANA_PASSWORD).await;
+    let reply = h
+        .post(
+            &format!("/message/{KNOWN}/reply"),
+            &ana,
+            format!("csrf={csrf}&status=preserved&reference=P-7"),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        reply
+            .body
+            .contains("id=\"f-expires-at-error\">the end of the preservation is required"),
+        "{}",
+        reply.body
+    );
+    assert!(!h
+        .node
+        .asked()
+        .iter()
+        .any(|r| matches!(r, ControlRequest::Reply { .. })));
+    let reply = h
+        .post(&format!("/message/{KNOWN}/reply"), &ana, format!("csrf={csrf}&status=preserved&reference=P-7&expires_at=2027-03-01T00%3A00%3A00Z&note=ok"))
+        .await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER);
+    assert!(h.node.asked().iter().any(|r| matches!(r,
+        ControlRequest::Reply { officer, status: Status::Preserved { reference, .. }, note, .. }
+            if officer == "ana" && reference == "P-7" && note == "ok")));
+}
+
+#[tokio::test]
+async fn compose_shows_errors_by_field_then_sends() {
+    let h = harness();
+    let (ana, csrf) = h.login("ana", ANA_PASSWORD).await;
+    let form = h.get("/compose/free-text", Some(&ana)).await;
+    assert_eq!(form.status, StatusCode::OK);
+    assert!(form.body.contains("<label for=\"f-subject\">"));
+    // No subject and a malformed reference.
+    let body =
+        format!("csrf={csrf}&recipient=FR&priority=routine&subject=&body=hello&references=xyz");
+    let reply = h.post("/compose/free-text", &ana, body).await;
+    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        reply
+            .body
+            .contains("id=\"f-references-error\">`xyz` is not a message id"),
+        "{}",
+        reply.body
+    );
+    assert!(reply.body.contains("id=\"f-subject-error\">"));
+    assert!(reply.body.contains("aria-invalid=\"true\""));
+    assert!(
+        reply.body.contains("value=\"FR\""),
+        "the officer's input is kept"
+    );
+    assert!(!h
+        .node
+        .asked()
+        .iter()
+        .any(|r| matches!(r, ControlRequest::Submit { .. })));
+    let body = format!("csrf={csrf}&recipient=FR&priority=routine&subject=Follow-up&body=hello");
+    let reply = h.post("/compose/free-text", &ana, body).await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
+    let asked = h.node.asked();
+    assert!(asked
+        .iter()
+        .any(|r| matches!(r, ControlRequest::Submit { recipient, .. } if recipient == "FR")));
+    assert!(asked.iter().any(|r| matches!(r,
+        ControlRequest::OfficerAction { officer, message_id: Some(_), .. } if officer == "ana")));
+}
+
+#[tokio::test]
+async fn logout_and_account_changes_end_the_session() {
+    let h = harness();
+    let (ana, csrf) = h.login("ana", ANA_PASSWORD).await;
+    // Logout needs the token too.
+    assert_eq!(
+        h.post("/logout", &ana, "csrf=forged").await.status,
+        StatusCode::FORBIDDEN
+    );
+    let reply = h.post("/logout", &ana, format!("csrf={csrf}")).await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER);
+    assert_eq!(h.get("/", Some(&ana)).await.status, StatusCode::SEE_OTHER);
+
+    let (bob, _) = h.login("bob", BOB_PASSWORD).await;
+    let mut officers = Officers::load(h.dir.path()).expect("load");
+    officers.officers.remove("bob");
+    officers.save(h.dir.path()).expect("save");
+    assert_eq!(h.get("/", Some(&bob)).await.status, StatusCode::SEE_OTHER);
+}
+
+#[tokio::test]
+async fn the_message_downloads_as_json() {
+    let h = harness();
+    let (ana, _) = h.login("ana", ANA_PASSWORD).await;
+    let page = h.get(&format!("/message/{KNOWN}"), Some(&ana)).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("Acknowledge as ana"));
+    let reply = h.get(&format!("/message/{KNOWN}/json"), Some(&ana)).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let disposition = reply
+        .headers
+        .get(header::CONTENT_DISPOSITION)
+        .expect("disposition");
+    assert!(disposition
+        .to_str()
+        .expect("text")
+        .contains(&format!("message-{KNOWN}.json")));
+    let detail: MessageDetail = serde_json::from_str(&reply.body).expect("json");
+    assert_eq!(detail.message_id, KNOWN);
+}
