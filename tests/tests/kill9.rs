@@ -7,7 +7,7 @@
 //! holds matches a request in FR's inbox, and FR's inbox holds each request exactly once.
 //!
 //! `QF_KILL9_ROUNDS` sets the number of kills (default 6, enough for CI); `QF_KILL9_SEED` replays
-//! a run. A long run: `QF_KILL9_ROUNDS=200 cargo test --release -p quickfreeze-node --test kill9`.
+//! a run. A long run: `QF_KILL9_ROUNDS=200 cargo test --release -p quickfreeze-tests --test kill9`.
 
 mod common;
 
