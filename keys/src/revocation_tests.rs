@@ -77,9 +77,13 @@ fn signed(revocation: &Revocation, roster: &Roster, keys: &[&AuthorityKey]) -> S
 fn k_signatures_verify_through_bytes_and_name_the_member() {
     let f = fixture(2);
     let revocation = notice("test-net", vec![f.de.node_id()]);
-    let bytes = signed(&revocation, &f.roster, &[&f.authorities[0], &f.authorities[2]])
-        .to_bytes()
-        .expect("encode");
+    let bytes = signed(
+        &revocation,
+        &f.roster,
+        &[&f.authorities[0], &f.authorities[2]],
+    )
+    .to_bytes()
+    .expect("encode");
     let verified = SignedRevocation::from_bytes(&bytes)
         .expect("decode")
         .verify(&f.roster)

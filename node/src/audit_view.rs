@@ -48,6 +48,8 @@ pub enum AuditKind {
     RelayDelivered,
     /// Relay role: gave up on a held message.
     RelayFailed,
+    /// A revocation notice signed by the roster authorities was applied.
+    RevocationApplied,
 }
 
 impl AuditKind {
@@ -72,6 +74,7 @@ impl AuditKind {
             AuditKind::RelayHolding => "relay-holding",
             AuditKind::RelayDelivered => "relay-delivered",
             AuditKind::RelayFailed => "relay-failed",
+            AuditKind::RevocationApplied => "revocation-applied",
         }
     }
 }

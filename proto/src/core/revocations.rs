@@ -66,7 +66,11 @@ impl<S: Store> Core<S> {
         let signed = SignedRevocation::from_bytes(bytes)?;
         let revocation = signed.verify(&self.roster)?;
         let digest = body_digest(&signed.body);
-        if self.revocations.iter().any(|held| held.body_digest == digest) {
+        if self
+            .revocations
+            .iter()
+            .any(|held| held.body_digest == digest)
+        {
             return Ok(None);
         }
         if self.revocations.len() >= MAX_HELD_REVOCATIONS {
@@ -191,11 +195,7 @@ impl<S: Store> Core<S> {
     }
 
     /// Notices a peer sent (pushed, or the answer to a request).
-    pub(super) fn offered_revocations(
-        &mut self,
-        peer: NodeId,
-        notices: Vec<serde_bytes::ByteBuf>,
-    ) {
+    pub(super) fn offered_revocations(&mut self, peer: NodeId, notices: Vec<serde_bytes::ByteBuf>) {
         for bytes in notices.into_iter().take(MAX_REVOCATIONS_PER_FRAME) {
             let _ = self.apply_revocation(Some(peer), &bytes);
         }
@@ -207,8 +207,7 @@ impl<S: Store> Core<S> {
             return;
         }
         let state = self.peers.entry(peer).or_default();
-        if state.revocation_request_pending
-            || state.in_flight >= self.config.max_in_flight_per_peer
+        if state.revocation_request_pending || state.in_flight >= self.config.max_in_flight_per_peer
         {
             return;
         }

@@ -267,10 +267,7 @@ fn notices_that_do_not_verify_are_refused_with_an_event() {
     assert!(net.core(1).roster().member(&revoked).is_some());
     assert_eq!(net.core(1).revocation_serial(), 0);
     net.run_for(10);
-    assert!(net.has_event(1, |event| matches!(
-        event,
-        Event::RevocationRejected { .. }
-    )));
+    assert!(net.has_event(1, |event| matches!(event, Event::RevocationRejected { .. })));
 }
 
 #[test]
