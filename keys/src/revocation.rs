@@ -77,7 +77,7 @@ pub enum RevocationError {
     #[error("key {0} is not a roster authority; sign with one of the authority keys of the roster in force")]
     NotAnAuthority(Fingerprint),
     /// Fewer than k valid authority signatures.
-    #[error("revocation notice has {valid} valid authority signature(s), the roster requires {required}; have more authorities sign it with `quickfreeze roster revoke --in NOTICE --key AUTHORITY.key --out NOTICE`")]
+    #[error("revocation notice has {valid} valid authority signature(s), the roster requires {required}; have more authorities sign it with `quickfreeze roster revoke --in NOTICE --key AUTHORITY.key --roster ROSTER --out NOTICE`")]
     NotEnoughSignatures {
         /// Valid signatures by authorities of the roster.
         valid: usize,
