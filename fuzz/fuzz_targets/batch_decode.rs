@@ -51,7 +51,18 @@ fuzz_target!(|data: &[u8]| {
                     reason.repeat(3),
                 );
             }
-            Frame::Ack(_) | Frame::RosterRequest | Frame::Ignored => {}
+            Frame::Revocations(notices) => {
+                for bytes in notices {
+                    if let Ok(signed) = quickfreeze_keys::SignedRevocation::from_bytes(bytes) {
+                        let _ = signed.verify(&world.roster).map_err(|error| error.to_string());
+                    }
+                }
+            }
+            Frame::Ack(_)
+            | Frame::RosterRequest
+            | Frame::Ignored
+            | Frame::Serials { .. }
+            | Frame::RevocationRequest { .. } => {}
         }
     }
 });

@@ -6,6 +6,7 @@
 //!
 //! - [`identity`]: node identities ([`Identity`], [`NodeId`]), authority keys, key files, fingerprints.
 //! - [`roster`]: the roster a person writes, its signed form, and the rules for accepting one.
+//! - [`revocation`]: authority-signed notices that revoke a member or key at once.
 //! - [`types`]: timestamps, country codes, signatures and keys with compact and readable encodings.
 //! - [`codec`]: the single module that decodes bytes from outside (bincode 1.3 with limits).
 
@@ -13,12 +14,16 @@
 
 pub mod codec;
 pub mod identity;
+pub mod revocation;
 pub mod roster;
 pub mod types;
 
 #[cfg(test)]
+mod revocation_tests;
+#[cfg(test)]
 mod roster_tests;
 
 pub use identity::{AuthorityKey, AuthorityPublicKey, Fingerprint, Identity, KeyError, NodeId};
+pub use revocation::{Revocation, RevocationError, SignedRevocation};
 pub use roster::{Member, Role, Roster, RosterError, SignedRoster};
 pub use types::{CountryCode, Digest32, EncryptionKey, Signature, Timestamp};

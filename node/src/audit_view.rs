@@ -50,6 +50,8 @@ pub enum AuditKind {
     RelayFailed,
     /// An officer acted through a console outside the daemon (web login, logout, send).
     OfficerAction,
+    /// A revocation notice signed by the roster authorities was applied.
+    RevocationApplied,
 }
 
 impl AuditKind {
@@ -75,6 +77,7 @@ impl AuditKind {
             AuditKind::RelayDelivered => "relay-delivered",
             AuditKind::RelayFailed => "relay-failed",
             AuditKind::OfficerAction => "officer-action",
+            AuditKind::RevocationApplied => "revocation-applied",
         }
     }
 }

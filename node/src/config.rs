@@ -26,6 +26,8 @@ pub mod files {
     pub const STORE: &str = "store";
     /// The console's Unix socket (mode 0600).
     pub const SOCKET: &str = "control.sock";
+    /// Revocation notices installed while the node was stopped (applied at the next start).
+    pub const REVOCATIONS: &str = "revocations";
 }
 
 /// Why a configuration could not be loaded.

@@ -173,6 +173,16 @@ pub enum ControlRequest {
         /// The message concerned, if any (hex).
         message_id: Option<String>,
     },
+    /// Install a signed roster into the running node (verified as an update of the one in use).
+    InstallRoster {
+        /// The signed roster's bytes, hex.
+        signed_hex: String,
+    },
+    /// Apply a signed revocation notice in the running node and pass it on.
+    ApplyRevocation {
+        /// The signed notice's bytes, hex.
+        signed_hex: String,
+    },
 }
 
 /// A row of `inbox`.
@@ -382,6 +392,27 @@ pub struct StatusReport {
     /// Where the Prometheus endpoint listens, if enabled.
     #[serde(default)]
     pub metrics_address: Option<String>,
+    /// Highest serial of the revocation notices in force (0: none).
+    #[serde(default)]
+    pub revocation_serial: u64,
+    /// The revocation notices in force, lowest serial first.
+    #[serde(default)]
+    pub revocations: Vec<RevocationRow>,
+}
+
+/// A revocation notice in force, for `status`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RevocationRow {
+    /// Its serial.
+    pub serial: u64,
+    /// When the authorities issued it (RFC 3339).
+    pub issued_at: String,
+    /// Revoked node ids.
+    pub nodes: Vec<String>,
+    /// Revoked public keys (hex).
+    pub keys: Vec<String>,
+    /// The authorities' reason.
+    pub reason: String,
 }
 
 /// Delivery figures measured inside the daemon.
@@ -522,6 +553,20 @@ pub enum ControlResponse {
         lines: Vec<crate::audit_view::AuditLine>,
         /// Ask again with `after` set to this for more; `None` when done.
         next_after: Option<u64>,
+    },
+    /// The running node verified and now uses this roster.
+    RosterInstalled {
+        /// Its serial.
+        serial: u64,
+    },
+    /// The running node verified and applies the notice.
+    RevocationApplied {
+        /// The notice's serial.
+        serial: u64,
+        /// False when the node already held it.
+        new: bool,
+        /// Members of the roster in use it revokes ("DE (12D3…)").
+        revoked: Vec<String>,
     },
     /// Faults injected (or cleared).
     FaultsSet {

@@ -47,7 +47,8 @@
 //! - outbox: key = message id (16 bytes);
 //! - inbox and relay: key = sender node id (32 bytes) ‖ message id (16 bytes), so the entries of
 //!   one sender are one contiguous range;
-//! - meta: [`KEY_ROSTER`] (the signed roster, raw bytes) and [`KEY_FORMAT_VERSION`] (a codec
+//! - meta: [`KEY_ROSTER`] (the signed roster, raw bytes), the signed revocation notices under
+//!   [`PREFIX_REVOCATION`] and [`KEY_FORMAT_VERSION`] (a codec
 //!   encoded `u32`, [`FORMAT_VERSION`]).
 //!
 //! Values are entries encoded with [`quickfreeze_keys::codec`], limited to
@@ -93,6 +94,9 @@ pub const TREE_RELAY: &str = "relay";
 pub const TREE_META: &str = "meta";
 /// Key of the signed roster in [`TREE_META`].
 pub const KEY_ROSTER: &[u8] = b"roster";
+/// Prefix of the keys of signed revocation notices in [`TREE_META`] (followed by the SHA-256 of
+/// the notice's body).
+pub const PREFIX_REVOCATION: &[u8] = b"revocation/";
 /// Key of the format version in [`TREE_META`].
 pub const KEY_FORMAT_VERSION: &[u8] = b"format_version";
 
@@ -878,6 +882,32 @@ impl Store for SledStore {
             .get(KEY_ROSTER)
             .map_err(|error| sled_error("read", TREE_META, error))?;
         Ok(stored.map(|bytes| bytes.to_vec()))
+    }
+
+    fn put_revocation(&mut self, id: &[u8; 32], signed: &[u8]) -> Result<(), StoreError> {
+        if signed.len() as u64 > MAX_STORED_VALUE_BYTES {
+            return Err(StoreError(format!(
+                "cannot store a revocation notice of {} bytes (limit {MAX_STORED_VALUE_BYTES})",
+                signed.len()
+            )));
+        }
+        let mut key = PREFIX_REVOCATION.to_vec();
+        key.extend_from_slice(id);
+        self.dirty = true;
+        self.meta
+            .insert(key, signed)
+            .map_err(|error| sled_error("write", TREE_META, error))?;
+        Ok(())
+    }
+
+    fn revocations(&self) -> Result<Vec<Vec<u8>>, StoreError> {
+        self.meta
+            .scan_prefix(PREFIX_REVOCATION)
+            .map(|item| {
+                item.map(|(_, value)| value.to_vec())
+                    .map_err(|error| sled_error("read", TREE_META, error))
+            })
+            .collect()
     }
 
     /// The group commit: sled's `flush()` and, in [`SyncMode::FlushAndSyncData`], `sync_data()`

@@ -307,7 +307,10 @@ pub fn verify_outer<'r>(
     let sender = roster
         .member(&header.sender)
         .ok_or(OpenError::UnknownSender(header.sender))?;
-    if sender.role == Role::Relay || !sender.is_valid_at(header.created_at.min(now)) {
+    // Trust is judged now (invariant 7): the sender's window is checked at the time this node
+    // receives the bytes, never at the `created_at` the sender wrote, so back-dating cannot
+    // revive a retired member.
+    if sender.role == Role::Relay || !sender.is_valid_at(now) {
         return Err(OpenError::SenderNotValid(header.sender));
     }
     roster

@@ -51,7 +51,27 @@ pub enum Frame {
     Roster(#[serde(with = "serde_bytes")] Vec<u8>),
     /// Answer to a frame this node had no use for (e.g. `Ack` in a request).
     Ignored,
+    // New kinds go below this line only: bincode numbers variants in order, so appending keeps
+    // the bytes of every frame above identical (the golden vectors check it).
+    /// "The highest revocation serial I hold" (the batch carries the roster serial). Sent as a
+    /// request when a connection comes up and periodically on open connections, and as the
+    /// answer to it, so a newer roster or revocation spreads without message traffic.
+    Serials {
+        /// Highest serial of the revocation notices the sender holds (0: none).
+        revocation_serial: u64,
+    },
+    /// Please send me your revocation notices with a serial above `after`.
+    RevocationRequest {
+        /// Highest serial the asking node holds.
+        after: u64,
+    },
+    /// Signed revocation notices: pushed to every connected member when a node applies one, and
+    /// the answer to `RevocationRequest`. At most [`MAX_REVOCATIONS_PER_FRAME`].
+    Revocations(Vec<serde_bytes::ByteBuf>),
 }
+
+/// Most revocation notices carried in one [`Frame::Revocations`].
+pub const MAX_REVOCATIONS_PER_FRAME: usize = 32;
 
 impl Frame {
     /// A refusal with a bounded reason.

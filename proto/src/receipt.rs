@@ -81,6 +81,9 @@ pub enum ReceiptError {
     /// The receipt is for other bytes than the sender sent.
     #[error("receipt does not match the envelope that was sent")]
     Mismatch,
+    /// The signer's validity window does not cover the time the receipt arrived.
+    #[error("receipt signer {0} is not a valid member now")]
+    SignerNotValidNow(NodeId),
 }
 
 fn signing_message(body: &ReceiptBody) -> Vec<u8> {

@@ -497,19 +497,26 @@ fn sender_outside_its_validity_window_is_refused() {
     );
 }
 
-/// Observation, not a failure: the window is checked at `min(created_at, now)`, and `created_at`
-/// is chosen by the sender. A member whose `valid_until` has passed can still be accepted by
-/// back-dating `created_at` into its window (bounded by `max_lifetime_ms`, 60 days by default).
-/// Ending a member's window is therefore not a revocation; removing it from the roster is.
+/// Trust is judged now (invariant 7): the sender's window is checked when the envelope arrives,
+/// not at the `created_at` the sender wrote, so a member whose `valid_until` has passed cannot be
+/// believed again by back-dating `created_at` into its old window. Relays refuse it the same way.
 #[test]
-fn a_retired_member_can_still_send_by_back_dating() {
+fn a_retired_member_cannot_send_by_back_dating() {
     let payload = Payload::FreeText(example_free_text());
     let mut backdated = params(0x29, Priority::Routine);
     backdated.created_at = Timestamp(START.0 - 2 * HOUR_MS);
     backdated.expires_at = Timestamp(START.0 + 3 * DAY_MS);
     let envelope = seal_from(RETIRED, roster_member(B), &payload, backdated, 11);
     assert!(!roster_member(RETIRED).is_valid_at(NOW));
-    assert_eq!(open_by(B, &envelope), Ok(payload));
+    assert!(roster_member(RETIRED).is_valid_at(envelope.header.created_at));
+    assert_eq!(
+        open_by(B, &envelope),
+        Err(OpenError::SenderNotValid(id(RETIRED)))
+    );
+    assert_eq!(
+        verify_outer(roster(), &envelope, NOW, &policy()).map(|_| ()),
+        Err(OpenError::SenderNotValid(id(RETIRED)))
+    );
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! The `quickfreeze` command line: the clap command tree, dispatch to one module per command
 //! group, and logging set-up.
 //!
-//! Roster and identity commands work on files ([`setup`]). `run` starts the daemon ([`node`]).
+//! Roster and identity commands work on files ([`setup`]); `roster install` and `roster revoke
+//! --install` also hand the result to a running node ([`revoke`]). `run` starts the daemon ([`node`]).
 //! Every console command (`send`, `inbox`, `outbox`, `show`, `ack`, `reply`, `peers`, `status`)
 //! talks to the running daemon through its control socket; `--json` prints the daemon's typed
 //! answer for scripts. `audit` and `stats` also work on a stopped node's store ([`audit`],
@@ -12,6 +13,7 @@ mod access;
 mod audit;
 mod messages;
 mod node;
+mod revoke;
 mod setup;
 mod stats;
 
@@ -26,6 +28,7 @@ use crate::control::{ControlClient, ControlRequest, ControlResponse};
 
 pub use audit::AuditCommand;
 pub use messages::ReplyArgs;
+pub use revoke::RevokeArgs;
 pub use setup::{AuthorityCommand, InitArgs, RosterCommand};
 
 /// quickfreeze: urgent preservation requests between 24/7 points of contact.

@@ -97,6 +97,21 @@ pub(super) fn status(target: &Target) -> Result<()> {
             report.relay_pending, report.relay_bytes
         );
     }
+    for notice in &report.revocations {
+        println!(
+            "revocations  serial {} ({}): {}: {}",
+            notice.serial,
+            notice.issued_at,
+            notice
+                .nodes
+                .iter()
+                .chain(&notice.keys)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", "),
+            notice.reason
+        );
+    }
     println!("peers        {} connected", report.connected_peers);
     println!("listening    {}", report.listen_addresses.join(", "));
     if let Some(address) = &report.metrics_address {

@@ -116,7 +116,10 @@ pub enum RosterCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Verify a signed roster and install it into a node's data directory.
+    /// Make, sign or install a revocation notice (see `quickfreeze roster revoke --help`).
+    Revoke(super::revoke::RevokeArgs),
+    /// Verify a signed roster and install it into a node's data directory; a running node
+    /// verifies it as an update and switches to it at once.
     Install {
         /// Signed roster.
         file: PathBuf,
@@ -423,7 +426,12 @@ pub(super) fn roster(command: RosterCommand) -> Result<()> {
                 roster.serial,
                 data_dir.display()
             );
-            Ok(())
+            super::revoke::hand_roster_to_running_node(
+                &data_dir,
+                &signed.to_bytes()?,
+                roster.serial,
+            )
         }
+        RosterCommand::Revoke(args) => super::revoke::revoke(args),
     }
 }

@@ -442,6 +442,8 @@ impl App {
             | ControlResponse::AuditVerified { .. }
             | ControlResponse::AuditPage { .. }
             | ControlResponse::FaultsSet { .. }
+            | ControlResponse::RosterInstalled { .. }
+            | ControlResponse::RevocationApplied { .. }
             | ControlResponse::DeliveryLog { .. }
             | ControlResponse::ActionRecorded
             // The console submits one request at a time.

@@ -1,7 +1,7 @@
 //! What goes into the audit trail: the record of each core event, records kept per peer and
 //! minute for refused input, and the append that stops the turn when it fails.
 
-use quickfreeze_keys::{NodeId, Timestamp};
+use quickfreeze_keys::{CountryCode, NodeId, Timestamp};
 use quickfreeze_proto::core::Event;
 use quickfreeze_proto::MessageId;
 use tracing::error;
@@ -54,6 +54,9 @@ impl Daemon {
             } => Some((Some(*message_id), *from, format!("receipt: {reason}"))),
             Event::RosterRejected { from, reason } => {
                 Some((None, *from, format!("roster: {reason}")))
+            }
+            Event::RevocationRejected { from, reason } => {
+                Some((None, *from, format!("revocation notice: {reason}")))
             }
             _ => None,
         };
@@ -191,13 +194,28 @@ impl Daemon {
             ),
             Event::InboundRejected { .. }
             | Event::ReceiptRejected { .. }
-            | Event::RosterRejected { .. } => return None,
+            | Event::RosterRejected { .. }
+            | Event::RevocationRejected { .. } => return None,
             Event::RosterUpdated { serial } => facts(
                 AuditKind::RosterUpdated,
                 None,
                 None,
                 None,
-                format!("roster serial {serial} received from a peer and in use"),
+                format!("roster serial {serial} verified and in use"),
+            ),
+            Event::RevocationApplied {
+                serial,
+                revoked,
+                reason,
+            } => facts(
+                AuditKind::RevocationApplied,
+                None,
+                None,
+                None,
+                format!(
+                    "revocation notice serial {serial} applied; revoked: {}; reason: {reason}",
+                    revoked_list(revoked)
+                ),
             ),
             Event::RelayHolding {
                 sender,
@@ -263,4 +281,16 @@ impl Daemon {
             detail
         })
     }
+}
+
+/// "DE (12D3…), FR (12D3…)" or "no member of the roster in use".
+pub(crate) fn revoked_list(revoked: &[(NodeId, CountryCode)]) -> String {
+    if revoked.is_empty() {
+        return "no member of the roster in use".to_string();
+    }
+    revoked
+        .iter()
+        .map(|(node, country)| format!("{country} ({node})"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -221,6 +221,8 @@ impl Daemon {
             ControlRequest::DeliveryLog { drain } => self.delivery_log_report(drain),
             ControlRequest::Metrics { reset } => self.metrics_report(reset),
             ControlRequest::Status => self.status(now),
+            ControlRequest::InstallRoster { signed_hex } => self.install_roster(now, &signed_hex),
+            ControlRequest::ApplyRevocation { signed_hex } => self.apply_revocation(&signed_hex),
             ControlRequest::WaitDelivered { message_id, .. } => {
                 let id = match message_id.parse::<MessageId>() {
                     Ok(id) => id,
@@ -312,5 +314,64 @@ impl Daemon {
             .find(|entry| entry.message_id == id)
             .map(|entry| (entry.sender, id))
             .ok_or_else(|| format!("no message {id} in the inbox"))
+    }
+
+    /// `roster install` into the running node: verified as an update, switched at once (the
+    /// core's `RosterUpdated` event then closes connections of members no longer listed); the
+    /// answer leaves after the group commit that stores it.
+    fn install_roster(&mut self, now: Timestamp, signed_hex: &str) -> ControlResponse {
+        let bytes = match hex::decode(signed_hex.trim()) {
+            Ok(bytes) => bytes,
+            Err(error) => {
+                return ControlResponse::Error {
+                    message: format!("the signed roster is not hex: {error}"),
+                }
+            }
+        };
+        match self.core.install_roster(now, &bytes) {
+            Ok(serial) => ControlResponse::RosterInstalled { serial },
+            Err(error) => ControlResponse::Error {
+                message: format!(
+                    "the running node refused the roster: {error} (it keeps serial {})",
+                    self.core.roster().serial
+                ),
+            },
+        }
+    }
+
+    /// `roster revoke --install` into the running node.
+    fn apply_revocation(&mut self, signed_hex: &str) -> ControlResponse {
+        let bytes = match hex::decode(signed_hex.trim()) {
+            Ok(bytes) => bytes,
+            Err(error) => {
+                return ControlResponse::Error {
+                    message: format!("the revocation notice is not hex: {error}"),
+                }
+            }
+        };
+        let before = self.core.roster().members.clone();
+        match self.core.apply_revocation(None, &bytes) {
+            Ok(applied) => {
+                let notice = quickfreeze_keys::SignedRevocation::from_bytes(&bytes)
+                    .and_then(|signed| signed.revocation_unverified());
+                let revoked = notice
+                    .map(|notice| {
+                        before
+                            .iter()
+                            .filter(|member| notice.revokes(member))
+                            .map(|member| format!("{} ({})", member.country, member.node_id))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                ControlResponse::RevocationApplied {
+                    serial: applied.unwrap_or_else(|| self.core.revocation_serial()),
+                    new: applied.is_some(),
+                    revoked,
+                }
+            }
+            Err(error) => ControlResponse::Error {
+                message: format!("the running node refused the revocation notice: {error}"),
+            },
+        }
     }
 }

@@ -237,12 +237,13 @@ impl Daemon {
             NetworkEvent::Connected { peer } => {
                 if let Some(node) = NodeId::from_peer_id(&peer) {
                     self.connected.insert(node);
-                    self.core.handle_peer_seen(now, node);
+                    self.core.handle_connected(now, node);
                 }
             }
             NetworkEvent::Disconnected { peer } => {
                 if let Some(node) = NodeId::from_peer_id(&peer) {
                     self.connected.remove(&node);
+                    self.core.handle_disconnected(node);
                 }
             }
             NetworkEvent::InboundRequest {

@@ -4,7 +4,7 @@
 use quickfreeze_keys::NodeId;
 use quickfreeze_proto::core::Event;
 use quickfreeze_proto::MessageId;
-use tracing::{debug, error, info};
+use tracing::{debug, error, info, warn};
 
 use super::roster::{allowed_peers, peer_labels};
 use super::Daemon;
@@ -216,6 +216,31 @@ impl Daemon {
                 self.network.set_allowed_peers(peers);
                 self.network
                     .set_peer_labels(peer_labels(self.core.roster()));
+            }
+            Event::RevocationApplied {
+                serial,
+                revoked,
+                reason,
+            } => {
+                let list = super::audit_facts::revoked_list(revoked);
+                error!(serial, revoked = %list, %reason, "revocation notice applied: revoked members are refused from now on");
+                self.alert(
+                    "revocation",
+                    None,
+                    None,
+                    revoked.first().map(|(node, _)| *node),
+                    &format!("revocation serial {serial}: {list}: {reason}"),
+                );
+                let peers = allowed_peers(self.core.roster(), self.core.node_id());
+                self.network.set_allowed_peers(peers);
+            }
+            Event::RevocationRejected { from, reason } => {
+                if *from == self.core.node_id() {
+                    warn!(%reason, "revocation notice refused");
+                } else {
+                    debug!(from = %from, %reason, "revocation notice offered by a peer refused");
+                    self.note_misbehaviour(from, Offense::JunkFrame);
+                }
             }
             Event::RosterRejected { from, reason } => {
                 debug!(from = %from, %reason, "roster offered by a peer refused");

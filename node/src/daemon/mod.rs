@@ -248,6 +248,7 @@ impl Daemon {
         rand::fill(&mut seed);
         let mut core = Core::new(identity, roster, signed, config.core_config(), store, seed)
             .map_err(|error| DaemonError::Store(error.to_string()))?;
+        roster::apply_installed_revocations(&data_dir, &mut core);
         // A crash between storing a message and showing it must not hide it: every recent
         // unacknowledged message is announced (and alerted) again.
         let reannounced = core

@@ -1,13 +1,13 @@
-//! Which roster the daemon starts with (stored or operator-installed, verified against the pin)
-//! and which peers the network may talk to.
+//! Which roster the daemon starts with (stored or operator-installed, verified against the pin),
+//! which peers the network may talk to, and the revocation notices installed while it was stopped.
 
 use std::path::Path;
 
 use libp2p::{Multiaddr, PeerId};
 use quickfreeze_keys::roster::Roster;
 use quickfreeze_keys::{Fingerprint, NodeId, SignedRoster, Timestamp};
-use quickfreeze_proto::core::Store;
-use tracing::warn;
+use quickfreeze_proto::core::{Core, Store};
+use tracing::{info, warn};
 
 use super::DaemonError;
 use crate::config::files;
@@ -124,4 +124,30 @@ pub(super) fn allowed_peers(roster: &Roster, me: NodeId) -> Vec<(PeerId, Vec<Mul
             Some((peer, addresses))
         })
         .collect()
+}
+
+/// Applies the revocation notices `roster revoke --install` left in the data directory while the
+/// node was stopped. Each is verified against the roster in use; a notice already held changes
+/// nothing, and one that does not verify is reported (the core raises an event) and left in place.
+pub(super) fn apply_installed_revocations(data_dir: &Path, core: &mut Core<SledStore>) {
+    let dir = data_dir.join(files::REVOCATIONS);
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Ok(bytes) = std::fs::read(&path) else {
+            warn!(path = %path.display(), "cannot read installed revocation notice");
+            continue;
+        };
+        match core.apply_revocation(None, &bytes) {
+            Ok(Some(serial)) => {
+                info!(serial, path = %path.display(), "installed revocation notice applied")
+            }
+            Ok(None) => {}
+            Err(error) => {
+                warn!(path = %path.display(), %error, "installed revocation notice refused")
+            }
+        }
+    }
 }

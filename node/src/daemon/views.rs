@@ -406,6 +406,18 @@ impl Daemon {
                 listen_addresses: self.listen_addresses.clone(),
                 store_flushes: self.core.store().stats().flushes,
                 roster_expires_in_s: seconds_between(now, roster.expires_at),
+                revocation_serial: self.core.revocation_serial(),
+                revocations: self
+                    .core
+                    .revocations()
+                    .map(|notice| crate::control::RevocationRow {
+                        serial: notice.serial,
+                        issued_at: notice.issued_at.to_rfc3339(),
+                        nodes: notice.nodes.iter().map(ToString::to_string).collect(),
+                        keys: notice.keys.iter().map(hex::encode).collect(),
+                        reason: notice.reason.clone(),
+                    })
+                    .collect(),
                 overdue: self.tracker.counts(),
                 overdue_items: self
                     .tracker

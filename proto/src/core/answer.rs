@@ -113,6 +113,13 @@ impl<S: Store> Core<S> {
                     state.roster_request_pending = false;
                 }
             }
+            Item::RevocationRequest => {
+                if let Some(state) = self.peers.get_mut(&peer) {
+                    state.revocation_request_pending = false;
+                }
+            }
+            // Told again at the next interval or connection.
+            Item::Serials | Item::RevocationPush => {}
         }
     }
 
@@ -186,6 +193,15 @@ impl<S: Store> Core<S> {
             (Item::RelayReceipt(sender, message_id), Frame::Ack(acked)) if acked == message_id => {
                 self.relay_receipt_acknowledged(sender, message_id);
             }
+            (Item::Serials | Item::RevocationPush, Frame::Serials { revocation_serial }) => {
+                self.note_revocation_serial(peer, revocation_serial);
+            }
+            (Item::RevocationRequest, Frame::Revocations(notices)) => {
+                if let Some(state) = self.peers.get_mut(&peer) {
+                    state.revocation_request_pending = false;
+                }
+                self.offered_revocations(peer, notices);
+            }
             (Item::RosterRequest, Frame::Roster(bytes)) => {
                 if let Some(state) = self.peers.get_mut(&peer) {
                     state.roster_request_pending = false;
@@ -228,5 +244,8 @@ fn frame_name(frame: &Frame) -> &'static str {
         Frame::RosterRequest => "roster-request",
         Frame::Roster(_) => "roster",
         Frame::Ignored => "ignored",
+        Frame::Serials { .. } => "serials",
+        Frame::RevocationRequest { .. } => "revocation-request",
+        Frame::Revocations(_) => "revocations",
     }
 }

@@ -42,6 +42,9 @@ pub struct CoreConfig {
     /// After a restart, unacknowledged messages received this long before are shown again
     /// (default 24 h; older ones are in the inbox and overdue anyway).
     pub reannounce_window_ms: u64,
+    /// How often the core tells each connected peer its roster and revocation serials, so a
+    /// newer roster or notice spreads on an idle network (default 15 s; also told at connect).
+    pub serial_gossip_interval_ms: u64,
     /// Deliberate bugs, for proving that the simulator's invariant checkers can fail. All off by
     /// default; nothing but tests sets them.
     pub injected_bugs: InjectedBugs,
@@ -57,6 +60,10 @@ pub struct InjectedBugs {
     pub receipt_before_store: bool,
     /// Accept envelopes whose signature does not verify.
     pub skip_signature_check: bool,
+    /// Store and pass on revocation notices but keep believing the members they revoke.
+    pub ignore_revocations: bool,
+    /// Never tell peers this node's serials (a newer roster then spreads only with traffic).
+    pub no_serial_gossip: bool,
 }
 
 impl Default for CoreConfig {
@@ -79,6 +86,7 @@ impl Default for CoreConfig {
             accept: AcceptPolicy::default(),
             max_queued_events: 100_000,
             reannounce_window_ms: 24 * HOUR_MS,
+            serial_gossip_interval_ms: 15 * 1000,
             injected_bugs: InjectedBugs::default(),
         }
     }

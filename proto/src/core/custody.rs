@@ -199,8 +199,9 @@ impl<S: Store> Core<S> {
             return;
         };
         let checked = if receipt.body.kind == ReceiptKind::Delivered {
-            receipt.verify_for(
-                &self.roster,
+            self.verify_receipt_now(
+                now,
+                &receipt,
                 &message_id,
                 &sender,
                 &entry.recipient,

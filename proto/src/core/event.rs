@@ -4,7 +4,7 @@
 //! The rooms push them onto the core's output queues; the shell drains them with
 //! `poll_event` / `poll_transmit`, after flushing the store.
 
-use quickfreeze_keys::{NodeId, Timestamp};
+use quickfreeze_keys::{CountryCode, NodeId, Timestamp};
 
 use crate::ids::{MessageId, Priority};
 use crate::payload::{PayloadKind, Status};
@@ -156,6 +156,23 @@ pub enum Event {
     RosterUpdated {
         /// Its serial.
         serial: u64,
+    },
+    /// A revocation notice was verified and applied: the members it names are refused from now
+    /// on, their connections are to be closed, and what a relay held from them was discarded.
+    RevocationApplied {
+        /// The notice's serial.
+        serial: u64,
+        /// Members of the roster in use that it revokes, with their countries.
+        revoked: Vec<(NodeId, CountryCode)>,
+        /// The authorities' reason.
+        reason: String,
+    },
+    /// A revocation notice (offered by a peer or the operator) was refused.
+    RevocationRejected {
+        /// The peer, or this node when the operator offered it.
+        from: NodeId,
+        /// Why.
+        reason: String,
     },
     /// A roster offered by a peer was refused.
     RosterRejected {

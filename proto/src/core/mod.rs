@@ -25,7 +25,12 @@
 //!   chosen; receipts move it to custody or delivered; expiry and rejection end it.
 //! - `custody`: the relay role: held envelopes, their limits, forwarding to the recipient and
 //!   carrying the delivery receipt back to the sender.
-//! - `roster_sync`: peers tell their roster serial; a newer signed roster is fetched and checked.
+//! - `revocations`: authority-signed revocation notices: verified, stored, applied at once
+//!   (the revoked members leave the roster in use, a relay discards what it holds from them) and
+//!   passed to every connected member.
+//! - `roster_sync`: peers tell their roster and revocation serials (at connect and periodically,
+//!   and in every batch); a newer signed roster or notice is fetched, checked and passed on; an
+//!   operator's roster is installed into the running core.
 //! - `start`: building a core over a store and reloading the work a restart resumes.
 //! - `transmit`: `handle_timeout` turns due jobs (outbox and custody) into batches per peer.
 //! - `receive`: a peer's request batch, frame by frame: de-dup, open, validate, store, sign the
@@ -39,6 +44,7 @@ mod custody;
 mod event;
 mod outbox;
 mod receive;
+mod revocations;
 mod roster_sync;
 mod schedule;
 mod start;
@@ -50,16 +56,19 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use quickfreeze_keys::roster::Roster;
-use quickfreeze_keys::{Identity, NodeId, Timestamp};
+use quickfreeze_keys::Revocation;
+use quickfreeze_keys::{Digest32, Identity, NodeId, Timestamp};
 use rand_chacha::ChaCha20Rng;
 
 use crate::envelope::OpenError;
 use crate::frame::{Batch, Frame};
 use crate::ids::{MessageId, Priority};
+use crate::receipt::{Receipt, ReceiptError};
 
 pub use config::{CoreConfig, InjectedBugs};
 pub use event::{Event, Transmit};
 pub use outbox::SubmitError;
+pub use revocations::MAX_HELD_REVOCATIONS;
 pub use store::{
     InboxEntry, MemoryStore, OutboxEntry, OutboxState, RelayEntry, RelayState, StatusRecord, Store,
     StoreError,
@@ -102,6 +111,17 @@ pub struct Core<S: Store> {
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
     deferred_inbox: Vec<InboxEntry>,
+    revocations: Vec<HeldRevocation>,
+    connected: BTreeSet<NodeId>,
+    gossip_at: Timestamp,
+}
+
+/// A revocation notice this node verified and applies.
+#[derive(Clone, Debug)]
+pub(crate) struct HeldRevocation {
+    pub(crate) revocation: Revocation,
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) body_digest: [u8; 32],
 }
 
 impl<S: Store> Core<S> {
@@ -196,6 +216,27 @@ impl<S: Store> Core<S> {
             reason: format!("message {message_id}: {error}"),
         });
         Frame::refused(message_id, error.is_permanent(), error.to_string())
+    }
+
+    /// A receipt checked the way every received receipt is: the signer must be a member whose
+    /// window covers `now` (the time the bytes arrived, invariant 7) and the signature and
+    /// content must match the message.
+    fn verify_receipt_now(
+        &self,
+        now: Timestamp,
+        receipt: &Receipt,
+        message_id: &MessageId,
+        sender: &NodeId,
+        recipient: &NodeId,
+        digest: &Digest32,
+    ) -> Result<(), ReceiptError> {
+        let signer = receipt.body.signer;
+        if let Some(member) = self.roster.member(&signer) {
+            if !member.is_valid_at(now) {
+                return Err(ReceiptError::SignerNotValidNow(signer));
+            }
+        }
+        receipt.verify_for(&self.roster, message_id, sender, recipient, digest)
     }
 
     fn store_failed(&mut self, message_id: MessageId, error: StoreError) -> Frame {

@@ -326,8 +326,9 @@ impl<S: Store> Core<S> {
         }) else {
             return;
         };
-        if let Err(error) = receipt.verify_for(
-            &self.roster,
+        if let Err(error) = self.verify_receipt_now(
+            now,
+            &receipt,
             &message_id,
             &self.me,
             &entry.recipient,
@@ -427,8 +428,9 @@ impl<S: Store> Core<S> {
         let Some(entry) = entry else {
             return Frame::refused(message_id, true, "no such message in the outbox");
         };
-        if let Err(error) = receipt.verify_for(
-            &self.roster,
+        if let Err(error) = self.verify_receipt_now(
+            now,
+            &receipt,
             &message_id,
             &self.me,
             &entry.recipient,

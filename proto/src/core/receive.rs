@@ -50,6 +50,19 @@ impl<S: Store> Core<S> {
             Frame::Handoff(envelope) => self.take_custody(now, from, envelope),
             Frame::Receipt(receipt) => self.receive_forwarded_receipt(now, from, receipt),
             Frame::RosterRequest => Frame::Roster(self.signed_roster.clone()),
+            Frame::Serials { revocation_serial } => {
+                self.note_revocation_serial(from, revocation_serial);
+                Frame::Serials {
+                    revocation_serial: self.revocation_serial(),
+                }
+            }
+            Frame::RevocationRequest { after } => self.notices_after(after),
+            Frame::Revocations(notices) => {
+                self.offered_revocations(from, notices);
+                Frame::Serials {
+                    revocation_serial: self.revocation_serial(),
+                }
+            }
             Frame::Ack(_) | Frame::Refused { .. } | Frame::Roster(_) | Frame::Ignored => {
                 Frame::Ignored
             }

@@ -82,7 +82,11 @@ impl<S: Store> Core<S> {
 
     /// When [`Core::handle_timeout`] should next be called.
     pub fn poll_timeout(&self) -> Option<Timestamp> {
-        self.due.first().map(|(at, _, _)| *at)
+        let job = self.due.first().map(|(at, _, _)| *at);
+        match (job, self.gossip_timeout()) {
+            (Some(job), Some(gossip)) => Some(job.min(gossip)),
+            (job, gossip) => job.or(gossip),
+        }
     }
 
     pub(super) fn schedule(&mut self, job: Job, at: Timestamp, priority: Priority) {
@@ -221,7 +225,10 @@ impl<S: Store> Core<S> {
             Item::Outbox { message_id, .. } => Job::Outbox(message_id),
             Item::RelayDeliver(sender, id) => Job::RelayDeliver(sender, id),
             Item::RelayReceipt(sender, id) => Job::RelayReceipt(sender, id),
-            Item::RosterRequest => return,
+            Item::RosterRequest
+            | Item::Serials
+            | Item::RevocationRequest
+            | Item::RevocationPush => return,
         };
         self.busy.remove(&job);
         let priority = self.job_priority(&job);

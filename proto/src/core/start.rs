@@ -48,7 +48,11 @@ impl<S: Store> Core<S> {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             deferred_inbox: Vec::new(),
+            revocations: Vec::new(),
+            connected: BTreeSet::new(),
+            gossip_at: Timestamp(0),
         };
+        core.load_revocations()?;
         if core.store.get_roster()?.as_deref() != Some(core.signed_roster.as_slice()) {
             let bytes = core.signed_roster.clone();
             core.store.put_roster(&bytes)?;

@@ -248,6 +248,11 @@ pub trait Store {
     fn put_roster(&mut self, signed: &[u8]) -> Result<(), StoreError>;
     /// The stored signed roster.
     fn get_roster(&self) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Stores a signed revocation notice under `id` (the SHA-256 of its body); storing the same
+    /// id again replaces it.
+    fn put_revocation(&mut self, id: &[u8; 32], signed: &[u8]) -> Result<(), StoreError>;
+    /// Every stored signed revocation notice.
+    fn revocations(&self) -> Result<Vec<Vec<u8>>, StoreError>;
     /// Makes every write so far durable.
     fn flush(&mut self) -> Result<(), StoreError>;
 }
@@ -305,6 +310,7 @@ pub struct MemoryStore {
     inbox: Tree<(NodeId, MessageId), InboxEntry>,
     relay: Tree<(NodeId, MessageId), RelayEntry>,
     roster: Tree<(), Vec<u8>>,
+    revocations: Tree<[u8; 32], Vec<u8>>,
     /// Number of flushes so far (for tests and statistics).
     pub flushes: u64,
 }
@@ -321,6 +327,7 @@ impl MemoryStore {
         self.inbox.crash();
         self.relay.crash();
         self.roster.crash();
+        self.revocations.crash();
     }
 
     /// Writes not yet flushed.
@@ -329,6 +336,7 @@ impl MemoryStore {
             + self.inbox.journal.len()
             + self.relay.journal.len()
             + self.roster.journal.len()
+            + self.revocations.journal.len()
     }
 }
 
@@ -384,11 +392,19 @@ impl Store for MemoryStore {
     fn get_roster(&self) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self.roster.live.get(&()).cloned())
     }
+    fn put_revocation(&mut self, id: &[u8; 32], signed: &[u8]) -> Result<(), StoreError> {
+        self.revocations.put(*id, signed.to_vec());
+        Ok(())
+    }
+    fn revocations(&self) -> Result<Vec<Vec<u8>>, StoreError> {
+        Ok(self.revocations.live.values().cloned().collect())
+    }
     fn flush(&mut self) -> Result<(), StoreError> {
         self.outbox.flush();
         self.inbox.flush();
         self.relay.flush();
         self.roster.flush();
+        self.revocations.flush();
         self.flushes += 1;
         Ok(())
     }

@@ -24,6 +24,9 @@ pub(super) enum Item {
     RelayDeliver(NodeId, MessageId),
     RelayReceipt(NodeId, MessageId),
     RosterRequest,
+    Serials,
+    RevocationRequest,
+    RevocationPush,
 }
 
 #[derive(Debug)]
@@ -38,4 +41,5 @@ pub(super) struct PeerState {
     pub(super) retry_at: Timestamp,
     pub(super) in_flight: usize,
     pub(super) roster_request_pending: bool,
+    pub(super) revocation_request_pending: bool,
 }

@@ -275,3 +275,4 @@ mod limits;
 mod relay;
 mod roster;
 mod scheduling;
+mod trust;

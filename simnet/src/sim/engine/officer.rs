@@ -173,6 +173,8 @@ impl Simulator {
             Event::RosterUpdated { .. } => (14, None),
             Event::RosterRejected { .. } => (15, None),
             Event::StoreFailed { .. } => (16, None),
+            Event::RevocationApplied { .. } => (17, None),
+            Event::RevocationRejected { .. } => (18, None),
         };
         self.record(&[self.now_ms, node as u64, code]);
         if let Some(message_id) = message_id {
@@ -245,7 +247,8 @@ impl Simulator {
             }
             Event::InboundRejected { from, reason }
             | Event::ReceiptRejected { from, reason, .. }
-            | Event::RosterRejected { from, reason } => {
+            | Event::RosterRejected { from, reason }
+            | Event::RevocationRejected { from, reason } => {
                 if Some(from) == hostile_id {
                     self.report.forgeries_rejected += 1;
                 } else {
@@ -275,6 +278,10 @@ impl Simulator {
                     "node {node} switched to roster serial {serial}; only serial {} was ever signed",
                     self.world.roster.serial
                 ),
+            )),
+            Event::RevocationApplied { serial, .. } => Err(self.violation(
+                Invariant::ForgeryAccepted,
+                format!("node {node} applied revocation serial {serial}; none was ever signed"),
             )),
             Event::StoreFailed { reason } => Err(harness(
                 self.now_ms,
