@@ -59,7 +59,7 @@ use crate::ids::{MessageId, Priority};
 
 pub use config::{CoreConfig, InjectedBugs};
 pub use event::{Event, Transmit};
-pub use outbox::SubmitError;
+pub use outbox::{awaits_acknowledgement, SubmitError};
 pub use store::{
     InboxEntry, MemoryStore, OutboxEntry, OutboxState, RelayEntry, RelayState, StatusRecord, Store,
     StoreError,
