@@ -7,8 +7,8 @@ use quickfreeze_proto::MessageId;
 use tracing::{debug, error, info};
 
 use super::roster::{allowed_peers, peer_labels};
-use crate::network::ledger::Offense;
 use super::Daemon;
+use crate::network::ledger::Offense;
 
 /// Deliveries kept in the testing delivery log between two drains.
 const MAX_DELIVERY_LOG: usize = 100_000;
@@ -138,7 +138,12 @@ impl Daemon {
                 } else {
                     self.metrics.received += 1;
                     self.telemetry.received += 1;
-                    "NEW REQUEST in the inbox"
+                    if crate::deadlines::is_request(*kind) {
+                        "NEW REQUEST in the inbox"
+                    } else {
+                        // Status replies and follow-ups are read, not acknowledged.
+                        "new message in the inbox"
+                    }
                 };
                 info!(%message_id, from = %country(sender), %priority, %kind, relayed = via_relay.is_some(), "{what}");
                 self.alert(
@@ -214,7 +219,8 @@ impl Daemon {
                 info!(serial, "roster updated");
                 let peers = allowed_peers(self.core.roster(), self.core.node_id());
                 self.network.set_allowed_peers(peers);
-                self.network.set_peer_labels(peer_labels(self.core.roster()));
+                self.network
+                    .set_peer_labels(peer_labels(self.core.roster()));
             }
             Event::RosterRejected { from, reason } => {
                 debug!(from = %from, %reason, "roster offered by a peer refused");
