@@ -856,7 +856,10 @@ fn help_lists_the_keys_and_q_quits_from_the_lists_only() {
     let mut app = night_app();
     press(&mut app, KeyCode::Char('?'));
     let text = screen(&app);
-    assert!(text.contains("acknowledge a request (status: mark read)"), "{text}");
+    assert!(
+        text.contains("acknowledge a request (status: mark read)"),
+        "{text}"
+    );
     assert!(text.contains("search; Enter applies"), "{text}");
     assert!(text.contains("Ctrl+S"), "{text}");
     press(&mut app, KeyCode::Char('q')); // closes the help, does not quit
