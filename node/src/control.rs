@@ -161,14 +161,14 @@ pub enum ControlRequest {
     InboxQuery {
         /// The filter and the page.
         #[serde(default)]
-        query: MessageQuery,
+        query: Box<MessageQuery>,
     },
     /// Outbox rows matching a filter, one page of them; one row per thread unless `flat`.
     /// Answered with [`ControlResponse::OutboxPage`].
     OutboxQuery {
         /// The filter and the page.
         #[serde(default)]
-        query: MessageQuery,
+        query: Box<MessageQuery>,
     },
     /// Wait until an outbox message is delivered (or the timeout passes).
     WaitDelivered {

@@ -16,7 +16,14 @@ use quickfreeze_proto::payload::{example_preservation, Payload, Status};
 use common::{ask, fixture, run, send_and_wait};
 
 async fn inbox(dir: &Path, query: MessageQuery) -> (Vec<InboxRow>, usize, Option<String>) {
-    match ask(dir, ControlRequest::InboxQuery { query }).await {
+    match ask(
+        dir,
+        ControlRequest::InboxQuery {
+            query: Box::new(query),
+        },
+    )
+    .await
+    {
         ControlResponse::InboxPage {
             rows,
             total,
@@ -27,7 +34,14 @@ async fn inbox(dir: &Path, query: MessageQuery) -> (Vec<InboxRow>, usize, Option
 }
 
 async fn outbox(dir: &Path, query: MessageQuery) -> Vec<OutboxRow> {
-    match ask(dir, ControlRequest::OutboxQuery { query }).await {
+    match ask(
+        dir,
+        ControlRequest::OutboxQuery {
+            query: Box::new(query),
+        },
+    )
+    .await
+    {
         ControlResponse::OutboxPage { rows, .. } => rows,
         other => panic!("outbox query failed: {other:?}"),
     }

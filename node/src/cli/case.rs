@@ -36,14 +36,24 @@ pub(crate) struct Handover {
 }
 
 fn inbox_rows(target: &Target, query: MessageQuery) -> Result<Vec<InboxRow>> {
-    match request(target, &ControlRequest::InboxQuery { query })? {
+    match request(
+        target,
+        &ControlRequest::InboxQuery {
+            query: Box::new(query),
+        },
+    )? {
         ControlResponse::InboxPage { rows, .. } => Ok(rows),
         other => refused(other),
     }
 }
 
 fn outbox_rows(target: &Target, query: MessageQuery) -> Result<Vec<OutboxRow>> {
-    match request(target, &ControlRequest::OutboxQuery { query })? {
+    match request(
+        target,
+        &ControlRequest::OutboxQuery {
+            query: Box::new(query),
+        },
+    )? {
         ControlResponse::OutboxPage { rows, .. } => Ok(rows),
         other => refused(other),
     }

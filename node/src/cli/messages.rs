@@ -132,7 +132,12 @@ pub(super) fn inbox(filter: &FilterArgs, unacknowledged: bool, target: &Target) 
     if unacknowledged && query.state.is_none() {
         query.state = Some("new".into());
     }
-    let response = request(target, &ControlRequest::InboxQuery { query })?;
+    let response = request(
+        target,
+        &ControlRequest::InboxQuery {
+            query: Box::new(query),
+        },
+    )?;
     if target.json {
         return print_json(&response);
     }
@@ -204,7 +209,12 @@ pub(crate) fn outbox_state_label(state: &str) -> &'static str {
 /// undelivered messages, why.
 pub(super) fn outbox(filter: &FilterArgs, target: &Target) -> Result<()> {
     let query = filter.query()?;
-    let response = request(target, &ControlRequest::OutboxQuery { query })?;
+    let response = request(
+        target,
+        &ControlRequest::OutboxQuery {
+            query: Box::new(query),
+        },
+    )?;
     if target.json {
         return print_json(&response);
     }

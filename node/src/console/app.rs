@@ -307,16 +307,16 @@ impl App {
             Command::Request(ControlRequest::Status),
             // One row per case thread; the opened message shows the whole thread.
             Command::Request(ControlRequest::InboxQuery {
-                query: MessageQuery {
+                query: Box::new(MessageQuery {
                     limit: LIST_LIMIT,
                     ..MessageQuery::default()
-                },
+                }),
             }),
             Command::Request(ControlRequest::OutboxQuery {
-                query: MessageQuery {
+                query: Box::new(MessageQuery {
                     limit: LIST_LIMIT,
                     ..MessageQuery::default()
-                },
+                }),
             }),
         ];
         if let Some(view) = &self.detail {
