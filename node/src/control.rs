@@ -156,6 +156,20 @@ pub enum ControlRequest {
         /// Clear the log and the counter after reading them.
         drain: bool,
     },
+    /// Inbox rows matching a filter, one page of them; one row per thread unless `flat`.
+    /// Answered with [`ControlResponse::InboxPage`].
+    InboxQuery {
+        /// The filter and the page.
+        #[serde(default)]
+        query: Box<MessageQuery>,
+    },
+    /// Outbox rows matching a filter, one page of them; one row per thread unless `flat`.
+    /// Answered with [`ControlResponse::OutboxPage`].
+    OutboxQuery {
+        /// The filter and the page.
+        #[serde(default)]
+        query: Box<MessageQuery>,
+    },
     /// Wait until an outbox message is delivered (or the timeout passes).
     WaitDelivered {
         /// Message id (hex).
@@ -185,6 +199,64 @@ pub enum ControlRequest {
     },
 }
 
+/// Which rows of `inbox` or `outbox` to show, and which page of them. Every field is optional
+/// (an empty query is "everything, newest first, one row per thread, first page of 50").
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct MessageQuery {
+    /// The requesting side's case reference (exact, case-insensitive).
+    pub case: Option<String>,
+    /// The other side's country code.
+    pub country: Option<String>,
+    /// Payload kind: preservation, traffic-data, emergency, status, free-text.
+    pub kind: Option<String>,
+    /// Priority: emergency, urgent, routine.
+    pub priority: Option<String>,
+    /// Inbox: new, acknowledged, overdue. Outbox: accepted, sent, custody, delivered, expired,
+    /// rejected, undelivered (anything without a delivery receipt), overdue.
+    pub state: Option<String>,
+    /// Received (inbox) or accepted (outbox) at or after this time, milliseconds since the epoch.
+    pub since_ms: Option<u64>,
+    /// ... and before this time.
+    pub until_ms: Option<u64>,
+    /// Every word must appear in the summary (case-insensitive).
+    pub text: Option<String>,
+    /// Rows per page (0: the default, 50).
+    pub limit: usize,
+    /// Page number, from 1 (0 counts as 1).
+    pub page: usize,
+    /// Start after the row with this id (or unique prefix); overrides `page`.
+    pub after: Option<String>,
+    /// One row per message instead of one per thread.
+    pub flat: bool,
+}
+
+/// Rows per page when a [`MessageQuery`] names none.
+pub const DEFAULT_PAGE_ROWS: usize = 50;
+
+/// One message of a thread, for `show` and the console.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ThreadItem {
+    /// Message id.
+    pub message_id: String,
+    /// "outbound" (this node sent it) or "inbound".
+    pub direction: String,
+    /// When it was created (outbound) or stored here (inbound), RFC 3339.
+    pub at: String,
+    /// The node that signed it.
+    pub signed_by: String,
+    /// That node's country.
+    pub country: String,
+    /// Payload kind.
+    pub kind: String,
+    /// The officer named in it (status replies), if any.
+    pub officer: Option<String>,
+    /// What it says, in one line.
+    pub summary: String,
+    /// Outbound: delivery state. Inbound: new / read.
+    pub state: String,
+}
+
 /// A row of `inbox`.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct InboxRow {
@@ -211,6 +283,19 @@ pub struct InboxRow {
     /// Deadline clocks that ran out for it (`acknowledge`, `status`); overdue rows come first.
     #[serde(default)]
     pub overdue: Vec<String>,
+    /// The id of the thread's first message (the request); equal to `message_id` for a request.
+    #[serde(default)]
+    pub thread: String,
+    /// Messages in the thread (thread views), else 1.
+    #[serde(default)]
+    pub thread_messages: usize,
+    /// The thread's latest state in words ("preserved by FR, officer J. Doe"), if anything
+    /// happened after the first message.
+    #[serde(default)]
+    pub latest: Option<String>,
+    /// Whether an officer must acknowledge it: requests only, never status replies.
+    #[serde(default)]
+    pub awaits_acknowledgement: bool,
 }
 
 /// A row of `outbox`.
@@ -243,6 +328,15 @@ pub struct OutboxRow {
     /// Deadline clocks that ran out for it (`receipt`); overdue rows come first.
     #[serde(default)]
     pub overdue: Vec<String>,
+    /// The id of the thread's first message.
+    #[serde(default)]
+    pub thread: String,
+    /// Messages in the thread (thread views), else 1.
+    #[serde(default)]
+    pub thread_messages: usize,
+    /// Why it is not delivered yet, in words (None once delivered).
+    #[serde(default)]
+    pub why: Option<String>,
 }
 
 /// One deadline breach, for `status`.
@@ -321,6 +415,10 @@ pub struct MessageDetail {
     pub replies: Vec<String>,
     /// Last failure (outbound).
     pub last_error: Option<String>,
+    /// The whole thread this message belongs to, oldest first (request, acknowledgements,
+    /// status replies, follow-ups), at this end.
+    #[serde(default)]
+    pub thread: Vec<ThreadItem>,
 }
 
 /// A row of `peers`.
@@ -495,6 +593,30 @@ pub enum ControlResponse {
     Acknowledged {
         /// The status message sent to the requester (None if it was already acknowledged).
         status_message_id: Option<String>,
+    },
+    /// A status reply was acknowledged: marked read here, nothing sent (no acknowledgement of
+    /// an acknowledgement).
+    MarkedRead {
+        /// Message id.
+        message_id: String,
+    },
+    /// One page of inbox rows for [`ControlRequest::InboxQuery`].
+    InboxPage {
+        /// Rows: overdue first, then newest first.
+        rows: Vec<InboxRow>,
+        /// Rows matching the filter, over all pages.
+        total: usize,
+        /// Pass as `after` for the next page; None on the last one.
+        next_after: Option<String>,
+    },
+    /// One page of outbox rows for [`ControlRequest::OutboxQuery`].
+    OutboxPage {
+        /// Rows: overdue first, then newest first.
+        rows: Vec<OutboxRow>,
+        /// Rows matching the filter, over all pages.
+        total: usize,
+        /// Pass as `after` for the next page; None on the last one.
+        next_after: Option<String>,
     },
     /// Reply queued.
     Replied {

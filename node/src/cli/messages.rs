@@ -11,7 +11,10 @@ use quickfreeze_proto::forms::{self, FormKind};
 use quickfreeze_proto::payload::{RefusalGround, Status};
 
 use super::{print_json, request, unexpected, Target};
-use crate::control::{ControlClient, ControlRequest, ControlResponse, MessageDetail, ReceiptView};
+use crate::control::{
+    ControlClient, ControlRequest, ControlResponse, InboxRow, MessageDetail, MessageQuery,
+    OutboxRow, ReceiptView, ThreadItem,
+};
 use crate::text::age;
 
 /// `reply` arguments.
@@ -51,66 +54,206 @@ pub(super) fn template(kind: FormKind) -> Result<()> {
     Ok(())
 }
 
-/// `inbox`: the inbox table, newest first.
-pub(super) fn inbox(limit: usize, unacknowledged: bool, target: &Target) -> Result<()> {
-    let response = request(target, &ControlRequest::Inbox { limit })?;
+/// Filters and paging shared by `inbox` and `outbox`; the daemon applies them.
+#[derive(Debug, Args, Default)]
+pub struct FilterArgs {
+    /// Only this case reference (the requesting side's).
+    #[arg(long = "case")]
+    pub case: Option<String>,
+    /// Only messages from/to this country (ISO code, e.g. FR).
+    #[arg(long)]
+    pub country: Option<String>,
+    /// Only this kind: preservation, traffic-data, emergency, status, free-text.
+    #[arg(long)]
+    pub kind: Option<String>,
+    /// Only this priority: emergency, urgent, routine.
+    #[arg(long)]
+    pub priority: Option<String>,
+    /// Only this state. inbox: new, acknowledged, overdue. outbox: accepted, sent, custody,
+    /// delivered, expired, rejected, undelivered, overdue.
+    #[arg(long)]
+    pub state: Option<String>,
+    /// Only at or after this time: RFC 3339 or an age such as 12h, 30m, 7d.
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Only before this time: RFC 3339 or an age such as 12h.
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Only rows whose summary holds every one of these words.
+    #[arg(long)]
+    pub text: Option<String>,
+    /// Rows per page.
+    #[arg(long, default_value_t = crate::control::DEFAULT_PAGE_ROWS)]
+    pub limit: usize,
+    /// Page number, from 1.
+    #[arg(long, default_value_t = 1)]
+    pub page: usize,
+    /// Start after this row id (the "next page" hint printed below a full page).
+    #[arg(long)]
+    pub after: Option<String>,
+    /// One row per message instead of one per case thread.
+    #[arg(long)]
+    pub flat: bool,
+}
+
+impl FilterArgs {
+    /// The daemon's query for these arguments.
+    pub fn query(&self) -> Result<MessageQuery> {
+        let now = Timestamp::now();
+        let time = |flag: &str, text: &Option<String>| -> Result<Option<u64>> {
+            text.as_deref()
+                .map(|text| {
+                    crate::audit::parse_since(text, now)
+                        .map(|at| at.0)
+                        .map_err(|error| anyhow!("--{flag} `{text}`: {error}"))
+                })
+                .transpose()
+        };
+        Ok(MessageQuery {
+            case: self.case.clone(),
+            country: self.country.clone(),
+            kind: self.kind.clone(),
+            priority: self.priority.clone(),
+            state: self.state.clone(),
+            since_ms: time("since", &self.since)?,
+            until_ms: time("until", &self.until)?,
+            text: self.text.clone(),
+            limit: self.limit,
+            page: self.page,
+            after: self.after.clone(),
+            flat: self.flat,
+        })
+    }
+}
+
+/// `inbox`: one row per case thread (or per message with --flat), overdue first, then newest.
+pub(super) fn inbox(filter: &FilterArgs, unacknowledged: bool, target: &Target) -> Result<()> {
+    let mut query = filter.query()?;
+    if unacknowledged && query.state.is_none() {
+        query.state = Some("new".into());
+    }
+    let response = request(
+        target,
+        &ControlRequest::InboxQuery {
+            query: Box::new(query),
+        },
+    )?;
     if target.json {
         return print_json(&response);
     }
-    let ControlResponse::Inbox { rows } = response else {
+    let ControlResponse::InboxPage {
+        rows,
+        total,
+        next_after,
+    } = response
+    else {
         return unexpected(response);
     };
-    println!(
-        "{:<32}  {:<2}  {:<12}  {:<9}  {:<5}  {:>7}  summary",
-        "id", "cc", "kind", "priority", "ack", "age"
-    );
-    for row in rows
-        .iter()
-        .filter(|row| !unacknowledged || !row.acknowledged)
-    {
-        println!(
-            "{:<32}  {:<2}  {:<12}  {:<9}  {:<5}  {:>7}  {}",
-            row.message_id,
-            row.country,
-            row.kind,
-            row.priority,
-            if row.acknowledged { "yes" } else { "NO" },
-            age(row.age_s),
-            overdue_marker(&row.overdue, &row.summary)
-        );
-    }
+    print_inbox_table(&rows);
+    print_page_footer(rows.len(), total, next_after.as_deref());
     Ok(())
 }
 
-/// `outbox`: the outbox table, newest first.
-pub(super) fn outbox(limit: usize, state: Option<String>, target: &Target) -> Result<()> {
-    let response = request(target, &ControlRequest::Outbox { limit })?;
-    if target.json {
-        return print_json(&response);
-    }
-    let ControlResponse::Outbox { rows } = response else {
-        return unexpected(response);
-    };
+fn print_inbox_table(rows: &[InboxRow]) {
     println!(
-        "{:<32}  {:<2}  {:<12}  {:<9}  {:<9}  {:>7}  summary",
-        "id", "cc", "kind", "priority", "state", "age"
+        "{:<32}  {:<2}  {:<12}  {:<9}  {:<5}  {:>7}  {:>3}  summary",
+        "id", "cc", "kind", "priority", "ack", "age", "msg"
     );
-    for row in rows
-        .iter()
-        .filter(|row| state.as_deref().is_none_or(|wanted| row.state == wanted))
-    {
+    for row in rows {
+        let ack = match (row.awaits_acknowledgement, row.acknowledged) {
+            (true, true) => "yes",
+            (true, false) => "NO",
+            (false, true) => "read",
+            (false, false) => "new",
+        };
         println!(
-            "{:<32}  {:<2}  {:<12}  {:<9}  {:<9}  {:>7}  {}",
+            "{:<32}  {:<2}  {:<12}  {:<9}  {:<5}  {:>7}  {:>3}  {}",
             row.message_id,
             row.country,
             row.kind,
             row.priority,
-            row.state,
+            ack,
+            age(row.age_s),
+            row.thread_messages.max(1),
+            overdue_marker(&row.overdue, &row.summary)
+        );
+        if let Some(latest) = &row.latest {
+            println!("{:<34}latest: {latest}", "");
+        }
+    }
+}
+
+/// "Showing 50 of 120; next page: --after ID", or nothing when everything is shown.
+fn print_page_footer(shown: usize, total: usize, next_after: Option<&str>) {
+    if let Some(after) = next_after {
+        println!("({shown} of {total} shown; next page: --after {after})");
+    } else if shown < total {
+        println!("({shown} of {total} shown)");
+    }
+}
+
+/// The outbox's state column in words: never "sent" for a message that reached nobody.
+pub(crate) fn outbox_state_label(state: &str) -> &'static str {
+    match state {
+        "accepted" => "queued",
+        "sent" => "NOT REACHED",
+        "custody" => "at relay",
+        "delivered" => "delivered",
+        "expired" => "EXPIRED",
+        "rejected" => "REFUSED",
+        _ => "unknown",
+    }
+}
+
+/// `outbox`: one row per thread this node started, with the latest status and, for
+/// undelivered messages, why.
+pub(super) fn outbox(filter: &FilterArgs, target: &Target) -> Result<()> {
+    let query = filter.query()?;
+    let response = request(
+        target,
+        &ControlRequest::OutboxQuery {
+            query: Box::new(query),
+        },
+    )?;
+    if target.json {
+        return print_json(&response);
+    }
+    let ControlResponse::OutboxPage {
+        rows,
+        total,
+        next_after,
+    } = response
+    else {
+        return unexpected(response);
+    };
+    print_outbox_table(&rows);
+    print_page_footer(rows.len(), total, next_after.as_deref());
+    Ok(())
+}
+
+fn print_outbox_table(rows: &[OutboxRow]) {
+    println!(
+        "{:<32}  {:<2}  {:<12}  {:<9}  {:<11}  {:>7}  summary",
+        "id", "cc", "kind", "priority", "state", "age"
+    );
+    for row in rows {
+        println!(
+            "{:<32}  {:<2}  {:<12}  {:<9}  {:<11}  {:>7}  {}",
+            row.message_id,
+            row.country,
+            row.kind,
+            row.priority,
+            outbox_state_label(&row.state),
             age(row.age_s),
             overdue_marker(&row.overdue, &row.summary)
         );
+        if let Some(status) = &row.latest_status {
+            println!("{:<34}latest status: {status}", "");
+        }
+        if let Some(why) = &row.why {
+            println!("{:<34}why: {why}", "");
+        }
     }
-    Ok(())
 }
 
 /// `show`: one message in full.
@@ -151,6 +294,12 @@ pub(super) fn ack(id: String, officer: String, target: &Target) -> Result<()> {
             status_message_id: None,
         } => {
             println!("{id} was already acknowledged");
+            Ok(())
+        }
+        ControlResponse::MarkedRead { message_id } => {
+            println!(
+                "{message_id} marked read; nothing is sent back for a status reply or follow-up"
+            );
             Ok(())
         }
         other => unexpected(other),
@@ -211,6 +360,7 @@ fn print_detail(detail: &MessageDetail) {
     if !detail.replies.is_empty() {
         println!("replies sent: {}", detail.replies.join(", "));
     }
+    print_thread(&detail.thread);
     if let Some(payload) = &detail.payload {
         println!("content:");
         match toml::to_string_pretty(payload) {
@@ -221,6 +371,38 @@ fn print_detail(detail: &MessageDetail) {
             }
             Err(_) => println!("  {payload:?}"),
         }
+    }
+}
+
+/// The case thread, oldest first: who said what, when, signed by which node.
+fn print_thread(thread: &[ThreadItem]) {
+    if thread.len() < 2 {
+        return;
+    }
+    println!("thread ({} messages, oldest first):", thread.len());
+    for item in thread {
+        let arrow = if item.direction == "outbound" {
+            "sent"
+        } else {
+            "received"
+        };
+        let officer = item
+            .officer
+            .as_deref()
+            .map(|officer| format!(" officer {officer};"))
+            .unwrap_or_default();
+        println!(
+            "  {}  {arrow:<8} {}  {:<12} {:<12}{officer} {}",
+            item.at,
+            &item.message_id[..8.min(item.message_id.len())],
+            item.kind,
+            item.state,
+            item.summary
+        );
+        println!(
+            "{:<14}signed by {} node {}",
+            "", item.country, item.signed_by
+        );
     }
 }
 

@@ -11,6 +11,7 @@
 
 mod access;
 mod audit;
+mod case;
 mod messages;
 mod node;
 mod revoke;
@@ -27,7 +28,7 @@ use quickfreeze_proto::forms::FormKind;
 use crate::control::{ControlClient, ControlRequest, ControlResponse};
 
 pub use audit::AuditCommand;
-pub use messages::ReplyArgs;
+pub use messages::{FilterArgs, ReplyArgs};
 pub use revoke::RevokeArgs;
 pub use setup::{AuthorityCommand, InitArgs, RosterCommand};
 
@@ -107,26 +108,33 @@ pub enum Command {
         #[command(flatten)]
         target: Target,
     },
-    /// The inbox, newest first.
+    /// The inbox: one row per case thread, overdue first, then newest; filters and paging.
     Inbox {
-        /// Rows to show.
-        #[arg(long, default_value_t = 50)]
-        limit: usize,
-        /// Only messages no officer has acknowledged.
+        /// Only messages no officer has acknowledged (same as --state new).
         #[arg(long)]
         unacknowledged: bool,
+        /// Filters and paging.
+        #[command(flatten)]
+        filter: messages::FilterArgs,
         /// Which node, and output format.
         #[command(flatten)]
         target: Target,
     },
-    /// The outbox, newest first.
+    /// The outbox: one row per case thread with its latest status, and why an undelivered
+    /// message has not arrived; filters and paging.
     Outbox {
-        /// Rows to show.
-        #[arg(long, default_value_t = 50)]
-        limit: usize,
-        /// Only messages in this state (accepted, sent, custody, delivered, expired, rejected).
-        #[arg(long)]
-        state: Option<String>,
+        /// Filters and paging.
+        #[command(flatten)]
+        filter: messages::FilterArgs,
+        /// Which node, and output format.
+        #[command(flatten)]
+        target: Target,
+    },
+    /// What the next shift must know: what came in, what is open, what is overdue, who did what.
+    Handover {
+        /// The period to cover: an age such as 12h, or an RFC 3339 time.
+        #[arg(long, default_value = "12h")]
+        since: String,
         /// Which node, and output format.
         #[command(flatten)]
         target: Target,
@@ -183,7 +191,7 @@ pub enum Command {
         /// The node's data directory (holds the control socket).
         #[arg(long, env = "QUICKFREEZE_DATA_DIR", default_value = ".")]
         data_dir: PathBuf,
-        /// Your name, sent with acknowledgements and replies (default: $USER).
+        /// Your name, sent with acknowledgements and replies (asked for at start when not given).
         #[arg(long, env = "QUICKFREEZE_OFFICER")]
         officer: Option<String>,
     },
@@ -243,15 +251,12 @@ pub fn execute(cli: Cli) -> Result<()> {
             target,
         } => messages::send(&file, &to, kind, wait, &target),
         Command::Inbox {
-            limit,
             unacknowledged,
+            filter,
             target,
-        } => messages::inbox(limit, unacknowledged, &target),
-        Command::Outbox {
-            limit,
-            state,
-            target,
-        } => messages::outbox(limit, state, &target),
+        } => messages::inbox(&filter, unacknowledged, &target),
+        Command::Outbox { filter, target } => messages::outbox(&filter, &target),
+        Command::Handover { since, target } => case::handover(&since, &target),
         Command::Show { id, target } => messages::show(id, &target),
         Command::Ack {
             id,
@@ -264,10 +269,10 @@ pub fn execute(cli: Cli) -> Result<()> {
         Command::Audit(command) => audit::audit(command),
         Command::Stats { since, target } => stats::stats(&since, &target),
         Command::Console { data_dir, officer } => {
-            let officer = officer
-                .or_else(|| std::env::var("USER").ok())
-                .filter(|name| !name.trim().is_empty())
-                .unwrap_or_else(|| "officer on duty".to_string());
+            let officer = match officer.filter(|name| !name.trim().is_empty()) {
+                Some(name) => name,
+                None => ask_officer_name()?,
+            };
             crate::console::run(&data_dir, &officer)
         }
         Command::Demo { dir } => crate::demo::run_demo(dir),
@@ -283,6 +288,29 @@ pub fn execute(cli: Cli) -> Result<()> {
             std::time::Duration::from_secs(timeout.max(1)),
         ),
     }
+}
+
+/// Asks for the officer's name once per console session: acknowledgements and replies carry
+/// it, and there is no anonymous default.
+fn ask_officer_name() -> Result<String> {
+    use std::io::{BufRead, IsTerminal, Write};
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() || !std::io::stdout().is_terminal() {
+        bail!("the console needs a terminal (and your name: --officer NAME or QUICKFREEZE_OFFICER); for scripts use `quickfreeze inbox`, `outbox`, `show`, `ack` and `reply`");
+    }
+    for _ in 0..3 {
+        eprint!("Your name (sent with your acknowledgements and replies): ");
+        std::io::stderr().flush()?;
+        let mut line = String::new();
+        if stdin.lock().read_line(&mut line)? == 0 {
+            break;
+        }
+        let name = line.trim();
+        if !name.is_empty() {
+            return Ok(name.to_string());
+        }
+    }
+    bail!("no name given; start the console again with --officer NAME")
 }
 
 /// Prints an answer as pretty JSON (`--json`).

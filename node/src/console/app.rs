@@ -14,7 +14,8 @@ use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
 use super::editor::Editor;
 use crate::control::{
-    ControlRequest, ControlResponse, InboxRow, MessageDetail, OutboxRow, PeerRow, StatusReport,
+    ControlRequest, ControlResponse, InboxRow, MessageDetail, MessageQuery, OutboxRow, PeerRow,
+    StatusReport,
 };
 
 /// Rows asked for on every refresh.
@@ -240,6 +241,21 @@ pub struct App {
     seen: Option<HashSet<String>>,
     pending: Option<Pending>,
     quit: bool,
+    /// The `/` search: only rows holding every word (id, country, kind, priority, summary).
+    pub search: Option<String>,
+    /// True while the officer types the search.
+    pub searching: bool,
+}
+
+/// Whether a list row holds every word of the search (case-insensitive).
+pub fn matches_search(search: Option<&str>, fields: &[&str]) -> bool {
+    let Some(search) = search else {
+        return true;
+    };
+    let haystack = fields.join(" ").to_lowercase();
+    search
+        .split_whitespace()
+        .all(|word| haystack.contains(&word.to_lowercase()))
 }
 
 fn rank(priority: &str) -> u8 {
@@ -275,6 +291,8 @@ impl App {
             seen: None,
             pending: None,
             quit: false,
+            search: None,
+            searching: false,
         }
     }
 
@@ -287,8 +305,19 @@ impl App {
     pub fn refresh(&self) -> Vec<Command> {
         let mut commands = vec![
             Command::Request(ControlRequest::Status),
-            Command::Request(ControlRequest::Inbox { limit: LIST_LIMIT }),
-            Command::Request(ControlRequest::Outbox { limit: LIST_LIMIT }),
+            // One row per case thread; the opened message shows the whole thread.
+            Command::Request(ControlRequest::InboxQuery {
+                query: Box::new(MessageQuery {
+                    limit: LIST_LIMIT,
+                    ..MessageQuery::default()
+                }),
+            }),
+            Command::Request(ControlRequest::OutboxQuery {
+                query: Box::new(MessageQuery {
+                    limit: LIST_LIMIT,
+                    ..MessageQuery::default()
+                }),
+            }),
         ];
         if let Some(view) = &self.detail {
             commands.push(Command::Request(ControlRequest::Show {
@@ -341,8 +370,17 @@ impl App {
     /// Takes one answer from the daemon; returns follow-up commands (a bell, a refresh).
     pub fn apply(&mut self, response: ControlResponse) -> Vec<Command> {
         match response {
-            ControlResponse::Inbox { rows } => return self.apply_inbox(rows),
-            ControlResponse::Outbox { mut rows } => {
+            ControlResponse::Inbox { rows } | ControlResponse::InboxPage { rows, .. } => {
+                return self.apply_inbox(rows)
+            }
+            ControlResponse::Outbox { mut rows } | ControlResponse::OutboxPage { mut rows, .. } => {
+                let search = self.search.clone();
+                rows.retain(|row| {
+                    matches_search(
+                        search.as_deref(),
+                        &[&row.message_id, &row.country, &row.kind, &row.priority, &row.state, &row.summary],
+                    )
+                });
                 // Overdue first, then open work (highest priority first), then finished; newest
                 // first within.
                 rows.sort_by_key(|row| {
@@ -383,6 +421,17 @@ impl App {
                     ),
                     None => self.say(&format!("{id} was already acknowledged"), false),
                 }
+                return self.refresh();
+            }
+            ControlResponse::MarkedRead { message_id } => {
+                self.pending = None;
+                self.say(
+                    &format!(
+                        "{} marked read; nothing is sent back for a status reply",
+                        short(&message_id)
+                    ),
+                    false,
+                );
                 return self.refresh();
             }
             ControlResponse::Replied { status_message_id } => {
@@ -454,11 +503,26 @@ impl App {
 
     fn apply_inbox(&mut self, mut rows: Vec<InboxRow>) -> Vec<Command> {
         let mut commands = Vec::new();
+        let search = self.search.clone();
+        rows.retain(|row| {
+            matches_search(
+                search.as_deref(),
+                &[
+                    &row.message_id,
+                    &row.country,
+                    &row.kind,
+                    &row.priority,
+                    &row.summary,
+                ],
+            )
+        });
         if let Some(seen) = &mut self.seen {
             let mut alarming: Vec<&InboxRow> = rows
                 .iter()
                 .filter(|row| !seen.contains(&row.message_id))
-                .filter(|row| !row.acknowledged && rank(&row.priority) < 2)
+                .filter(|row| {
+                    !row.acknowledged && row.awaits_acknowledgement && rank(&row.priority) < 2
+                })
                 .collect();
             alarming.sort_by_key(|row| rank(&row.priority));
             if let Some(first) = alarming.first() {
@@ -541,6 +605,9 @@ impl App {
                 self.notice = None;
             }
         }
+        if self.searching {
+            return self.search_key(key);
+        }
         match self.dialog.take() {
             Some(Dialog::Help) => Vec::new(), // any key closes it
             Some(Dialog::Reply(form)) => self.reply_key(form, key),
@@ -553,6 +620,43 @@ impl App {
                 }
             }
         }
+    }
+
+    /// A key while the `/` search is typed: Enter applies it, Esc clears it.
+    fn search_key(&mut self, key: KeyEvent) -> Vec<Command> {
+        let mut text = self.search.take().unwrap_or_default();
+        match key.code {
+            KeyCode::Enter => {
+                self.searching = false;
+                let words = text.trim().to_string();
+                if words.is_empty() {
+                    self.say("search cleared", false);
+                } else {
+                    self.say(
+                        &format!("showing rows with: {words} (/ then Esc clears)"),
+                        false,
+                    );
+                    self.search = Some(words);
+                }
+                return self.refresh();
+            }
+            KeyCode::Esc => {
+                self.searching = false;
+                self.say("search cleared", false);
+                return self.refresh();
+            }
+            KeyCode::Backspace => {
+                text.pop();
+            }
+            KeyCode::Char(ch) if !ch.is_control() && text.chars().count() < 80 => text.push(ch),
+            _ => {}
+        }
+        self.notice = Some(Notice {
+            text: format!("/{text}"),
+            error: false,
+        });
+        self.search = Some(text);
+        Vec::new()
     }
 
     fn list_key(&mut self, key: KeyEvent) -> Vec<Command> {
@@ -584,6 +688,14 @@ impl App {
                     return vec![Command::Request(ControlRequest::Show { message_id: id })];
                 }
                 self.say("nothing to open: the list is empty", false);
+            }
+            KeyCode::Char('/') => {
+                self.searching = true;
+                self.search = Some(String::new());
+                self.notice = Some(Notice {
+                    text: "/".into(),
+                    error: false,
+                });
             }
             KeyCode::Char('a') => return self.ack_selected(),
             KeyCode::Char('r') => self.open_reply(),

@@ -149,6 +149,8 @@ fn is_refresh(request: &ControlRequest) -> bool {
         ControlRequest::Status
             | ControlRequest::Inbox { .. }
             | ControlRequest::Outbox { .. }
+            | ControlRequest::InboxQuery { .. }
+            | ControlRequest::OutboxQuery { .. }
             | ControlRequest::Peers
     )
 }

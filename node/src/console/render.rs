@@ -177,7 +177,12 @@ fn render_lists(app: &App, frame: &mut Frame, area: Rect) {
     }
     let [left, right] =
         Layout::horizontal([Constraint::Percentage(55), Constraint::Percentage(45)]).areas(area);
-    let unacknowledged = app.inbox.iter().filter(|row| !row.acknowledged).count();
+    // Only requests wait for an acknowledgement; status replies are merely unread.
+    let unacknowledged = app
+        .inbox
+        .iter()
+        .filter(|row| row.awaits_acknowledgement && !row.acknowledged)
+        .count();
     let inbox_overdue = app
         .inbox
         .iter()
@@ -482,6 +487,32 @@ pub fn detail_lines(detail: &MessageDetail) -> Vec<Line<'static>> {
             ),
         ]));
     }
+    if detail.thread.len() > 1 {
+        lines.push(Line::from(Span::styled(
+            format!("thread ({} messages, oldest first)", detail.thread.len()),
+            bold,
+        )));
+        for item in &detail.thread {
+            let officer = item
+                .officer
+                .as_deref()
+                .map(|officer| format!(" · {}", clean(officer)))
+                .unwrap_or_default();
+            lines.push(Line::from(format!(
+                "  {} {} {} {} · {}{officer}",
+                clean(&item.at),
+                if item.direction == "outbound" {
+                    "→"
+                } else {
+                    "←"
+                },
+                clean(&item.country),
+                short(&item.message_id),
+                clean(&item.state),
+            )));
+            lines.push(Line::from(format!("    {}", clean(&item.summary))));
+        }
+    }
     lines.push(Line::from(Span::styled("content", bold)));
     match &detail.payload {
         Some(payload) => match toml::to_string_pretty(payload) {
@@ -553,11 +584,12 @@ fn popup(area: Rect, width: u16, height: u16) -> Rect {
 }
 
 /// Key bindings, for the help window and the README.
-pub const HELP: [(&str, &str); 16] = [
+pub const HELP: [(&str, &str); 17] = [
     ("Tab ←/→", "switch between inbox and outbox"),
     ("↑/↓ j/k", "move; PgUp/PgDn, Home/End"),
     ("Enter", "open the message: content, receipts, status"),
-    ("a", "acknowledge (tells the requester)"),
+    ("a", "acknowledge a request (status: mark read)"),
+    ("/", "search; Enter applies, Esc clears"),
     ("r", "reply with a status"),
     ("n", "new request from a template"),
     ("u / F5", "refresh now (it refreshes every second)"),

@@ -67,6 +67,10 @@ fn inbox_row(
         summary: summary.into(),
         via_relay: None,
         overdue: Vec::new(),
+        thread: id.into(),
+        thread_messages: 1,
+        latest: None,
+        awaits_acknowledgement: kind != "status" && kind != "free-text",
     }
 }
 
@@ -92,6 +96,9 @@ fn outbox_row(
         last_error: None,
         latest_status: status.map(str::to_string),
         overdue: Vec::new(),
+        thread: id.into(),
+        thread_messages: 1,
+        why: None,
     }
 }
 
@@ -395,6 +402,7 @@ fn emergency_detail() -> MessageDetail {
         status_history: vec![],
         replies: vec![],
         last_error: None,
+        thread: vec![],
     }
 }
 
@@ -496,7 +504,7 @@ fn acknowledge_names_the_officer_and_a_daemon_error_lands_on_the_status_line() {
     });
     assert!(follow_up
         .iter()
-        .any(|c| matches!(c, Command::Request(ControlRequest::Inbox { .. }))));
+        .any(|c| matches!(c, Command::Request(ControlRequest::InboxQuery { .. }))));
     assert!(screen(&app)
         .contains("acknowledged 9f1c2a7b; the requester is told by status message 5555aaaa"));
     // Acknowledge from the outbox is refused with a hint, without asking the daemon.
@@ -850,7 +858,11 @@ fn help_lists_the_keys_and_q_quits_from_the_lists_only() {
     let mut app = night_app();
     press(&mut app, KeyCode::Char('?'));
     let text = screen(&app);
-    assert!(text.contains("acknowledge (tells the requester)"), "{text}");
+    assert!(
+        text.contains("acknowledge a request (status: mark read)"),
+        "{text}"
+    );
+    assert!(text.contains("search; Enter applies"), "{text}");
     assert!(text.contains("Ctrl+S"), "{text}");
     press(&mut app, KeyCode::Char('q')); // closes the help, does not quit
     assert!(!app.should_quit());
@@ -951,4 +963,65 @@ fn overdue_rows_sort_first_and_are_marked() {
     let (_, emergency_y) = find(&buffer, "EMR").expect("emergency row");
     assert!(late_y < emergency_y, "{text}");
     assert!(lines(&buffer)[late_y as usize].contains("DUE"), "{text}");
+}
+
+#[test]
+fn slash_search_keeps_only_matching_rows_and_esc_clears_it() {
+    let mut app = App::new("Officer Weber");
+    let rows = vec![
+        inbox_row(
+            "aa11bb22cc33dd44ee55ff6600112233",
+            "DE",
+            "preservation",
+            "urgent",
+            false,
+            60,
+            "DE-BKA-1: preserve 1 identifier(s): ransomware",
+        ),
+        inbox_row(
+            "bb11bb22cc33dd44ee55ff6600112233",
+            "NL",
+            "emergency",
+            "emergency",
+            false,
+            30,
+            "NL-OM-7: EMERGENCY: extortion",
+        ),
+    ];
+    app.apply(ControlResponse::Inbox { rows: rows.clone() });
+    assert_eq!(app.inbox.len(), 2);
+    for key in ['/', 'r', 'a', 'n', 's', 'o', 'm'] {
+        app.handle_key(KeyEvent::new(KeyCode::Char(key), KeyModifiers::NONE));
+    }
+    assert!(app.searching);
+    let refresh = app.handle_key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE));
+    assert!(!app.searching);
+    assert!(!refresh.is_empty(), "applying a search refreshes the lists");
+    app.apply(ControlResponse::Inbox { rows: rows.clone() });
+    assert_eq!(app.inbox.len(), 1);
+    assert_eq!(app.inbox[0].country, "DE");
+    app.handle_key(KeyEvent::new(KeyCode::Char('/'), KeyModifiers::NONE));
+    app.handle_key(KeyEvent::new(KeyCode::Esc, KeyModifiers::NONE));
+    app.apply(ControlResponse::Inbox { rows });
+    assert_eq!(app.inbox.len(), 2, "Esc clears the search");
+}
+
+#[test]
+fn an_unread_status_reply_neither_rings_nor_counts_as_waiting() {
+    let mut app = App::new("Officer Weber");
+    app.apply(ControlResponse::Inbox { rows: Vec::new() });
+    let status = inbox_row(
+        "cc11bb22cc33dd44ee55ff6600112233",
+        "FR",
+        "status",
+        "emergency",
+        false,
+        5,
+        "NL-OM-7: acknowledged by J. Martin",
+    );
+    let commands = app.apply(ControlResponse::Inbox { rows: vec![status] });
+    assert!(
+        !commands.iter().any(|c| matches!(c, Command::Bell)),
+        "a status reply is not a new request"
+    );
 }

@@ -2,7 +2,7 @@
 //! acknowledgement and reply.
 
 use quickfreeze_keys::{CountryCode, NodeId, Timestamp};
-use quickfreeze_proto::core::{OutboxState, Store};
+use quickfreeze_proto::core::{awaits_acknowledgement, OutboxState, Store};
 use quickfreeze_proto::payload::Payload;
 use quickfreeze_proto::MessageId;
 
@@ -78,6 +78,12 @@ impl Daemon {
             }
             ControlRequest::Inbox { limit } => self.inbox(now, limit),
             ControlRequest::Outbox { limit } => self.outbox(now, limit),
+            ControlRequest::InboxQuery { query } => {
+                tokio::task::block_in_place(|| self.inbox_query(now, &query))
+            }
+            ControlRequest::OutboxQuery { query } => {
+                tokio::task::block_in_place(|| self.outbox_query(now, &query))
+            }
             ControlRequest::Show { message_id } => {
                 let response = self.show(&message_id);
                 if let ControlResponse::Message { detail } = &response {
@@ -104,48 +110,13 @@ impl Daemon {
             ControlRequest::Ack {
                 message_id,
                 officer,
-            } => match self.find_inbox_sender(&message_id) {
-                Err(message) => ControlResponse::Error { message },
-                Ok((sender, id)) => match self.core.acknowledge(now, sender, id, &officer) {
-                    Ok(reply) => {
-                        if let Some(status_id) = reply {
-                            if let Ok(Some(entry)) = self.core.store().get_inbox(&sender, &id) {
-                                self.telemetry
-                                    .time_to_acknowledge
-                                    .observe(now.millis_since(entry.received_at) as f64 / 1000.0);
-                            }
-                            let (_, digest) = self.message_facts(&id);
-                            self.record(
-                                now,
-                                AuditFacts {
-                                    kind: AuditKind::Acknowledged,
-                                    message_id: Some(id),
-                                    peer: Some(sender),
-                                    country: Some(self.country(&sender)),
-                                    envelope_digest: digest,
-                                    detail: format!(
-                                        "acknowledged by officer {officer}; status message {status_id}"
-                                    ),
-                                },
-                            );
-                        }
-                        // Clear T2 in `status` at once rather than at the next tick.
-                        self.check_deadlines(now);
-                        ControlResponse::Acknowledged {
-                            status_message_id: reply.map(|id| id.to_string()),
-                        }
-                    }
-                    Err(error) => ControlResponse::Error {
-                        message: error.to_string(),
-                    },
-                },
-            },
+            } => self.acknowledge(now, &message_id, &officer),
             ControlRequest::Reply {
                 message_id,
                 status,
                 note,
                 officer,
-            } => match self.find_inbox_sender(&message_id) {
+            } => match officer_named(&officer).and_then(|()| self.find_inbox_sender(&message_id)) {
                 Err(message) => ControlResponse::Error { message },
                 Ok((sender, id)) => {
                     let label = status_label(&status);
@@ -224,7 +195,7 @@ impl Daemon {
             ControlRequest::InstallRoster { signed_hex } => self.install_roster(now, &signed_hex),
             ControlRequest::ApplyRevocation { signed_hex } => self.apply_revocation(&signed_hex),
             ControlRequest::WaitDelivered { message_id, .. } => {
-                let id = match message_id.parse::<MessageId>() {
+                let id = match self.resolve_message_id(&message_id) {
                     Ok(id) => id,
                     Err(message) => {
                         self.pending_replies
@@ -302,8 +273,108 @@ impl Daemon {
         ControlResponse::ActionRecorded
     }
 
+    /// `ack`: a request is acknowledged and its sender told (once); a status reply or a
+    /// follow-up is only marked read here, and nothing is sent.
+    fn acknowledge(&mut self, now: Timestamp, message_id: &str, officer: &str) -> ControlResponse {
+        let (sender, id) =
+            match officer_named(officer).and_then(|()| self.find_inbox_sender(message_id)) {
+                Ok(found) => found,
+                Err(message) => return ControlResponse::Error { message },
+            };
+        let entry = match self.core.store().get_inbox(&sender, &id) {
+            Ok(Some(entry)) => entry,
+            Ok(None) => {
+                return ControlResponse::Error {
+                    message: format!("no message {id} in the inbox"),
+                }
+            }
+            Err(error) => {
+                return ControlResponse::Error {
+                    message: error.to_string(),
+                }
+            }
+        };
+        let request = awaits_acknowledgement(&entry.payload);
+        let was_read = entry.acknowledged_at.is_some();
+        match self.core.acknowledge(now, sender, id, officer) {
+            Err(error) => ControlResponse::Error {
+                message: error.to_string(),
+            },
+            Ok(_) if !request => {
+                // The thread's other unread replies from the same node are read with it (the
+                // inbox shows them as one row).
+                let root = super::find::thread_root(id, &entry.payload);
+                let others: Vec<MessageId> = self
+                    .core
+                    .store()
+                    .inbox_entries_from(&sender)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|other| {
+                        other.message_id != id
+                            && other.acknowledged_at.is_none()
+                            && !awaits_acknowledgement(&other.payload)
+                            && super::find::thread_root(other.message_id, &other.payload) == root
+                    })
+                    .map(|other| other.message_id)
+                    .collect();
+                for other in others {
+                    if let Err(error) = self.core.acknowledge(now, sender, other, officer) {
+                        return ControlResponse::Error {
+                            message: error.to_string(),
+                        };
+                    }
+                }
+                if !was_read {
+                    self.record(
+                        now,
+                        AuditFacts {
+                            kind: AuditKind::Opened,
+                            message_id: Some(id),
+                            peer: Some(sender),
+                            country: Some(self.country(&sender)),
+                            envelope_digest: Some(entry.digest),
+                            detail: format!(
+                                "{} marked read by officer {officer}; nothing sent",
+                                entry.payload.kind()
+                            ),
+                        },
+                    );
+                }
+                ControlResponse::MarkedRead {
+                    message_id: id.to_string(),
+                }
+            }
+            Ok(reply) => {
+                if let Some(status_id) = reply {
+                    self.telemetry
+                        .time_to_acknowledge
+                        .observe(now.millis_since(entry.received_at) as f64 / 1000.0);
+                    self.record(
+                        now,
+                        AuditFacts {
+                            kind: AuditKind::Acknowledged,
+                            message_id: Some(id),
+                            peer: Some(sender),
+                            country: Some(self.country(&sender)),
+                            envelope_digest: Some(entry.digest),
+                            detail: format!(
+                                "acknowledged by officer {officer}; status message {status_id}"
+                            ),
+                        },
+                    );
+                }
+                // Clear T2 in `status` at once rather than at the next tick.
+                self.check_deadlines(now);
+                ControlResponse::Acknowledged {
+                    status_message_id: reply.map(|id| id.to_string()),
+                }
+            }
+        }
+    }
+
     fn find_inbox_sender(&self, text: &str) -> Result<(NodeId, MessageId), String> {
-        let id: MessageId = text.parse()?;
+        let id = self.resolve_message_id(text)?;
         let entries = self
             .core
             .store()
@@ -373,5 +444,14 @@ impl Daemon {
                 message: format!("the running node refused the revocation notice: {error}"),
             },
         }
+    }
+}
+
+/// Acknowledgements and replies carry the officer's name: there is no anonymous default.
+fn officer_named(officer: &str) -> Result<(), String> {
+    if officer.trim().is_empty() {
+        Err("give your name: acknowledgements and replies carry the officer's name (--officer NAME, or QUICKFREEZE_OFFICER)".into())
+    } else {
+        Ok(())
     }
 }

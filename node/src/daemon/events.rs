@@ -138,7 +138,12 @@ impl Daemon {
                 } else {
                     self.metrics.received += 1;
                     self.telemetry.received += 1;
-                    "NEW REQUEST in the inbox"
+                    if crate::deadlines::is_request(*kind) {
+                        "NEW REQUEST in the inbox"
+                    } else {
+                        // Status replies and follow-ups are read, not acknowledged.
+                        "new message in the inbox"
+                    }
                 };
                 info!(%message_id, from = %country(sender), %priority, %kind, relayed = via_relay.is_some(), "{what}");
                 self.alert(

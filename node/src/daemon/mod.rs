@@ -29,6 +29,7 @@ mod deadline_checks;
 mod event_loop;
 mod events;
 mod faults;
+mod find;
 mod pipeline;
 mod roster;
 mod socket;

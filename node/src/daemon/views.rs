@@ -163,6 +163,12 @@ impl Daemon {
                     .get(&entry.message_id)
                     .map(|clocks| clocks.iter().map(ToString::to_string).collect())
                     .unwrap_or_default(),
+                thread: super::find::thread_root(entry.message_id, &entry.payload).to_string(),
+                thread_messages: 1,
+                latest: None,
+                awaits_acknowledgement: quickfreeze_proto::core::awaits_acknowledgement(
+                    &entry.payload,
+                ),
             })
             .collect();
         ControlResponse::Inbox { rows }
@@ -170,7 +176,7 @@ impl Daemon {
 
     /// The store's copy of an unfinished message can lag the core's (a first transmission is not
     /// written); the console shows the live state and attempt count.
-    fn overlay_live_state(&self, entry: &mut quickfreeze_proto::core::OutboxEntry) {
+    pub(super) fn overlay_live_state(&self, entry: &mut quickfreeze_proto::core::OutboxEntry) {
         if let Some(live) = self.core.unfinished_outbox(&entry.message_id) {
             entry.state = live.state.clone();
             entry.attempts = live.attempts;
@@ -221,16 +227,20 @@ impl Daemon {
                     .get(&entry.message_id)
                     .map(|clocks| clocks.iter().map(ToString::to_string).collect())
                     .unwrap_or_default(),
+                thread: super::find::thread_root(entry.message_id, &entry.payload).to_string(),
+                thread_messages: 1,
+                why: None,
             })
             .collect();
         ControlResponse::Outbox { rows }
     }
 
     pub(super) fn show(&self, text: &str) -> ControlResponse {
-        let id: MessageId = match text.parse() {
+        let id: MessageId = match self.resolve_message_id(text) {
             Ok(id) => id,
             Err(message) => return ControlResponse::Error { message },
         };
+        let thread = self.thread_of(&id);
         let store = self.core.store();
         if let Ok(Some(mut entry)) = store.get_outbox(&id) {
             self.overlay_live_state(&mut entry);
@@ -264,6 +274,7 @@ impl Daemon {
                         .collect(),
                     replies: Vec::new(),
                     last_error: entry.last_error.clone(),
+                    thread,
                 }),
             };
         }
@@ -283,10 +294,13 @@ impl Daemon {
                     peer: entry.sender.to_string(),
                     country: self.country(&entry.sender),
                     priority: entry.priority.to_string(),
-                    state: if entry.acknowledged_at.is_some() {
-                        "acknowledged"
-                    } else {
-                        "new"
+                    state: match (
+                        entry.acknowledged_at.is_some(),
+                        quickfreeze_proto::core::awaits_acknowledgement(&entry.payload),
+                    ) {
+                        (true, true) => "acknowledged",
+                        (true, false) => "read",
+                        (false, _) => "new",
                     }
                     .into(),
                     receipts: vec![self.receipt_view(&entry.receipt)],
@@ -294,6 +308,7 @@ impl Daemon {
                     status_history: Vec::new(),
                     replies: entry.replies.iter().map(ToString::to_string).collect(),
                     last_error: None,
+                    thread,
                 }),
             },
             None => ControlResponse::Error {
@@ -375,7 +390,10 @@ impl Daemon {
                 entries.len(),
                 entries
                     .iter()
-                    .filter(|entry| entry.acknowledged_at.is_none())
+                    .filter(|entry| {
+                        entry.acknowledged_at.is_none()
+                            && quickfreeze_proto::core::awaits_acknowledgement(&entry.payload)
+                    })
                     .count(),
             ),
             Err(_) => (0, 0),

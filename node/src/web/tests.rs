@@ -50,6 +50,10 @@ impl Backend for FakeNode {
                     summary: "FR-1: EMERGENCY: kidnapping".into(),
                     via_relay: None,
                     overdue: Vec::new(),
+                    thread: KNOWN.into(),
+                    thread_messages: 1,
+                    latest: None,
+                    awaits_acknowledgement: true,
                 }],
             },
             ControlRequest::Outbox { .. } => ControlResponse::Outbox { rows: Vec::new() },
@@ -69,6 +73,7 @@ impl Backend for FakeNode {
                         status_history: Vec::new(),
                         replies: Vec::new(),
                         last_error: None,
+                        thread: Vec::new(),
                     }),
                 }
             }

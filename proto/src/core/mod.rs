@@ -67,7 +67,7 @@ use crate::receipt::{Receipt, ReceiptError};
 
 pub use config::{CoreConfig, InjectedBugs};
 pub use event::{Event, Transmit};
-pub use outbox::SubmitError;
+pub use outbox::{awaits_acknowledgement, SubmitError};
 pub use revocations::MAX_HELD_REVOCATIONS;
 pub use store::{
     InboxEntry, MemoryStore, OutboxEntry, OutboxState, RelayEntry, RelayState, StatusRecord, Store,

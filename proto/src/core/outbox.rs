@@ -122,7 +122,8 @@ impl<S: Store> Core<S> {
 
     /// Records the officer's acknowledgement of an inbox message and sends the sender an
     /// "acknowledged by officer" status. Returns the id of that status message (None if the
-    /// message was already acknowledged).
+    /// message was already acknowledged, or is a status reply: those are only marked read, see
+    /// [`awaits_acknowledgement`]).
     pub fn acknowledge(
         &mut self,
         now: Timestamp,
@@ -135,6 +136,14 @@ impl<S: Store> Core<S> {
             .get_inbox(&sender, &message_id)?
             .ok_or(SubmitError::NoSuchMessage(message_id))?;
         if entry.acknowledged_at.is_some() {
+            return Ok(None);
+        }
+        if !awaits_acknowledgement(&entry.payload) {
+            // A status reply (or follow-up) is read, not answered: acknowledging it sends nothing
+            // back, or the two sides would acknowledge each other's acknowledgements for ever.
+            let mut entry = entry;
+            entry.acknowledged_at = Some(now);
+            self.store.put_inbox(&entry)?;
             return Ok(None);
         }
         let status = Status::AcknowledgedByOfficer;
@@ -452,4 +461,14 @@ fn snapshot_expiry(outbox: &BTreeMap<MessageId, OutboxEntry>, message_id: &Messa
     outbox
         .get(message_id)
         .map_or(Timestamp(u64::MAX), |entry| entry.expires_at)
+}
+
+/// Whether an officer's acknowledgement of `payload` is owed to its sender: true for requests
+/// (preservation, traffic data, emergency) only. Status replies and free-text follow-ups are
+/// read, not acknowledged: acknowledging one marks it read here and sends nothing.
+pub fn awaits_acknowledgement(payload: &Payload) -> bool {
+    matches!(
+        payload,
+        Payload::Preservation(_) | Payload::TrafficData(_) | Payload::Emergency(_)
+    )
 }

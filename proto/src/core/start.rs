@@ -89,7 +89,10 @@ impl<S: Store> Core<S> {
         let since = Timestamp(now.0.saturating_sub(self.config.reannounce_window_ms));
         let mut announced = 0;
         for entry in self.store.inbox_entries()? {
-            if entry.acknowledged_at.is_some() || entry.received_at < since {
+            if entry.acknowledged_at.is_some()
+                || entry.received_at < since
+                || !super::outbox::awaits_acknowledgement(&entry.payload)
+            {
                 continue;
             }
             announced += 1;

@@ -165,6 +165,54 @@ fn status_update_reaches_the_senders_outbox_history() {
     );
 }
 #[test]
+fn acknowledging_a_status_reply_marks_it_read_and_sends_nothing() {
+    let mut net = net(2);
+    let id = net.submit(1, 2, Payload::Preservation(example_preservation()));
+    net.run_for(1000);
+    let (requester, requested) = (net.nodes[1].id, net.nodes[2].id);
+    let now = net.now;
+    net.core(2)
+        .acknowledge(now, requester, id, "Officer Tanaka")
+        .expect("ack")
+        .expect("the request's acknowledgement is sent");
+    net.core(2).store_mut().flush().expect("flush");
+    net.run_for(1000);
+    // The requester now holds the status reply in its inbox.
+    let inbox = net.core(1).store().inbox_entries().expect("store");
+    let [status] = inbox.as_slice() else {
+        panic!("one status reply expected, found {inbox:?}");
+    };
+    assert!(!crate::core::awaits_acknowledgement(&status.payload));
+    // An unread status reply is not "waiting for acknowledgement": a restart does not announce it.
+    let now = net.now;
+    assert_eq!(net.core(1).announce_unacknowledged(now).expect("store"), 0);
+    let outbox_before = net.core(1).store().outbox_entries().expect("store").len();
+    let now = net.now;
+    assert_eq!(
+        net.core(1)
+            .acknowledge(now, requested, status.message_id, "Officer Weber")
+            .expect("ack"),
+        None,
+        "acknowledging a status reply must not send anything"
+    );
+    let read = net
+        .core(1)
+        .store()
+        .get_inbox(&requested, &status.message_id)
+        .expect("store")
+        .expect("entry");
+    assert!(read.acknowledged_at.is_some(), "marked read locally");
+    assert_eq!(
+        net.core(1).store().outbox_entries().expect("store").len(),
+        outbox_before,
+        "nothing new queued at the requester"
+    );
+    net.core(1).store_mut().flush().expect("flush");
+    net.run_for(2000);
+    // Nothing new at the requested side: its inbox still holds only the request.
+    assert_eq!(net.core(2).store().inbox_entries().expect("store").len(), 1);
+}
+#[test]
 fn invalid_request_names_every_missing_field() {
     let mut net = net(2);
     let mut request = example_preservation();
