@@ -18,7 +18,12 @@ pub mod types;
 
 #[cfg(test)]
 mod roster_tests;
+#[cfg(test)]
+mod rotation_tests;
 
-pub use identity::{AuthorityKey, AuthorityPublicKey, Fingerprint, Identity, KeyError, NodeId};
-pub use roster::{Member, Role, Roster, RosterError, SignedRoster};
+pub use identity::{
+    AuthorityKey, AuthorityPublicKey, DecryptionKey, Fingerprint, HeldKey, Identity, KeyError,
+    NodeId,
+};
+pub use roster::{Member, PreviousKeys, Role, Roster, RosterError, SignedRoster};
 pub use types::{CountryCode, Digest32, EncryptionKey, Signature, Timestamp};
