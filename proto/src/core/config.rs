@@ -57,6 +57,9 @@ pub struct InjectedBugs {
     pub receipt_before_store: bool,
     /// Accept envelopes whose signature does not verify.
     pub skip_signature_check: bool,
+    /// On a key rotation, forget the rotated-out keys at once instead of at the end of their
+    /// grace (envelopes sealed to the old key and still in flight can then never be opened).
+    pub forget_rotated_keys_at_once: bool,
 }
 
 impl Default for CoreConfig {

@@ -201,6 +201,7 @@ impl<S: Store> Core<S> {
         let checked = if receipt.body.kind == ReceiptKind::Delivered {
             receipt.verify_for(
                 &self.roster,
+                now,
                 &message_id,
                 &sender,
                 &entry.recipient,

@@ -26,6 +26,8 @@
 //! - `custody`: the relay role: held envelopes, their limits, forwarding to the recipient and
 //!   carrying the delivery receipt back to the sender.
 //! - `roster_sync`: peers tell their roster serial; a newer signed roster is fetched and checked.
+//! - `rotation`: which of the node's key pairs it uses (the one its roster entry names), and
+//!   forgetting rotated-out pairs once their grace ends.
 //! - `start`: building a core over a store and reloading the work a restart resumes.
 //! - `transmit`: `handle_timeout` turns due jobs (outbox and custody) into batches per peer.
 //! - `receive`: a peer's request batch, frame by frame: de-dup, open, validate, store, sign the
@@ -40,6 +42,7 @@ mod event;
 mod outbox;
 mod receive;
 mod roster_sync;
+mod rotation;
 mod schedule;
 mod start;
 pub mod store;
@@ -102,6 +105,11 @@ pub struct Core<S: Store> {
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
     deferred_inbox: Vec<InboxEntry>,
+    /// The key pairs changed and the shell should rewrite the key file.
+    keys_changed: bool,
+    /// While a peer's batch is handled: the peer announced a newer roster than ours, so a
+    /// refusal that a newer roster could lift (a key rotated in it) is answered as temporary.
+    peer_roster_ahead: bool,
 }
 
 impl<S: Store> Core<S> {
@@ -195,7 +203,12 @@ impl<S: Store> Core<S> {
             from,
             reason: format!("message {message_id}: {error}"),
         });
-        Frame::refused(message_id, error.is_permanent(), error.to_string())
+        // Key rotation: a peer with a newer roster may sign with, or seal to, keys ours does not
+        // list yet. Refusing that for good would lose the message; we fetch the roster instead
+        // (`note_roster_serial`) and the peer retries.
+        let permanent =
+            error.is_permanent() && !(self.peer_roster_ahead && error.may_pass_with_newer_roster());
+        Frame::refused(message_id, permanent, error.to_string())
     }
 
     fn store_failed(&mut self, message_id: MessageId, error: StoreError) -> Frame {

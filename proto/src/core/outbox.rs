@@ -328,6 +328,7 @@ impl<S: Store> Core<S> {
         };
         if let Err(error) = receipt.verify_for(
             &self.roster,
+            now,
             &message_id,
             &self.me,
             &entry.recipient,
@@ -429,6 +430,7 @@ impl<S: Store> Core<S> {
         };
         if let Err(error) = receipt.verify_for(
             &self.roster,
+            now,
             &message_id,
             &self.me,
             &entry.recipient,
@@ -439,7 +441,9 @@ impl<S: Store> Core<S> {
                 from,
                 reason: error.to_string(),
             });
-            return Frame::refused(message_id, true, error.to_string());
+            // A receipt signed with a key only a newer roster lists: temporary (see
+            // `reject_inbound`).
+            return Frame::refused(message_id, !self.peer_roster_ahead, error.to_string());
         }
         self.mark_delivered(now, entry, receipt);
         Frame::Ack(message_id)

@@ -48,7 +48,10 @@ impl<S: Store> Core<S> {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             deferred_inbox: Vec::new(),
+            keys_changed: false,
+            peer_roster_ahead: false,
         };
+        core.follow_roster_keys();
         if core.store.get_roster()?.as_deref() != Some(core.signed_roster.as_slice()) {
             let bytes = core.signed_roster.clone();
             core.store.put_roster(&bytes)?;

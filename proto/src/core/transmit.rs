@@ -17,6 +17,7 @@ impl<S: Store> Core<S> {
     /// Advances time: expires what is overdue and transmits what is due.
     pub fn handle_timeout(&mut self, now: Timestamp) {
         self.write_deferred();
+        self.forget_expired_keys(now);
         let mut ready: Vec<(Reverse<Priority>, Timestamp, Job)> = Vec::new();
         while let Some(&(at, priority, job)) = self.due.first() {
             if at > now {
