@@ -1,14 +1,13 @@
 //! Showing what happened: log lines, counters and the operator's alert hook for each core event
 //! once its commit has returned.
 
-use quickfreeze_keys::NodeId;
+use quickfreeze_keys::{NodeId, Timestamp};
 use quickfreeze_proto::core::Event;
 use quickfreeze_proto::MessageId;
 use tracing::{debug, error, info};
 
-use super::roster::{allowed_peers, peer_labels};
-use crate::network::ledger::Offense;
 use super::Daemon;
+use crate::network::ledger::Offense;
 
 /// Deliveries kept in the testing delivery log between two drains.
 const MAX_DELIVERY_LOG: usize = 100_000;
@@ -212,9 +211,8 @@ impl Daemon {
             }
             Event::RosterUpdated { serial } => {
                 info!(serial, "roster updated");
-                let peers = allowed_peers(self.core.roster(), self.core.node_id());
-                self.network.set_allowed_peers(peers);
-                self.network.set_peer_labels(peer_labels(self.core.roster()));
+                self.take_up_rotated_keys();
+                self.refresh_allowed_peers(Timestamp::now());
             }
             Event::RosterRejected { from, reason } => {
                 debug!(from = %from, %reason, "roster offered by a peer refused");
@@ -228,7 +226,7 @@ impl Daemon {
     }
 
     fn note_misbehaviour(&mut self, from: &NodeId, offense: Offense) {
-        if let Ok(peer) = from.to_peer_id() {
+        if let Some(peer) = super::roster::peer_of(self.core.roster(), from) {
             self.network.note_misbehaviour(peer, offense);
         }
     }
