@@ -37,12 +37,15 @@ pub enum KeyCommand {
 pub(super) fn parse_grace(text: &str) -> Result<u64, String> {
     let text = text.trim();
     let hint = || format!("`{text}` is not a grace such as 7d, 12h, 30m or 90s");
-    let (number, unit) = text.split_at(text.len().saturating_sub(1));
+    let Some(unit) = text.chars().last() else {
+        return Err(hint());
+    };
+    let number = &text[..text.len() - unit.len_utf8()];
     let unit_ms: u64 = match unit {
-        "s" => 1000,
-        "m" => 60 * 1000,
-        "h" => 3600 * 1000,
-        "d" => 24 * 3600 * 1000,
+        's' => 1000,
+        'm' => 60 * 1000,
+        'h' => 3600 * 1000,
+        'd' => 24 * 3600 * 1000,
         _ => return Err(hint()),
     };
     let count: u64 = number.parse().map_err(|_| hint())?;
@@ -145,5 +148,6 @@ mod tests {
         assert!(parse_grace("7 days").is_err());
         assert!(parse_grace("").is_err());
         assert!(parse_grace("d").is_err());
+        assert!(parse_grace("7é").is_err());
     }
 }
