@@ -533,7 +533,10 @@ impl Identity {
         }
         write_secret_file(&temporary, self.key_file_text().as_bytes())?;
         fs::rename(&temporary, path).map_err(io)?;
-        if let Some(parent) = path.parent().filter(|parent| !parent.as_os_str().is_empty()) {
+        if let Some(parent) = path
+            .parent()
+            .filter(|parent| !parent.as_os_str().is_empty())
+        {
             fs::File::open(parent)
                 .and_then(|dir| dir.sync_all())
                 .map_err(io)?;

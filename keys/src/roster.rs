@@ -370,9 +370,15 @@ impl Roster {
     /// Canonical bytes: what authorities sign. In the format [`Roster::format_version`] names.
     pub fn canonical_bytes(&self) -> Result<Vec<u8>, RosterError> {
         if self.format_version() == SIGNED_ROSTER_VERSION {
-            Ok(codec::encode(&wire::RosterV1::from(self), MAX_SIGNED_ROSTER_BYTES)?)
+            Ok(codec::encode(
+                &wire::RosterV1::from(self),
+                MAX_SIGNED_ROSTER_BYTES,
+            )?)
         } else {
-            Ok(codec::encode(&wire::RosterV2::from(self), MAX_SIGNED_ROSTER_BYTES)?)
+            Ok(codec::encode(
+                &wire::RosterV2::from(self),
+                MAX_SIGNED_ROSTER_BYTES,
+            )?)
         }
     }
 
@@ -448,7 +454,12 @@ impl Roster {
                 MAX_PREVIOUS_KEYS,
             )?;
             let mut keys = vec![member.current_signing_key()];
-            keys.extend(member.previous_keys.iter().map(|previous| previous.signing_key));
+            keys.extend(
+                member
+                    .previous_keys
+                    .iter()
+                    .map(|previous| previous.signing_key),
+            );
             for key in keys {
                 if key.verifying_key().is_err() {
                     return Err(RosterError::InvalidText(format!(

@@ -110,8 +110,8 @@ fn format_two_without_a_rotation_is_refused() {
     let plain = roster(vec![member(&de, "DE")], &authority);
     let mut signed = SignedRoster::new(&plain).expect("valid");
     signed.version = SIGNED_ROSTER_VERSION_ROTATED;
-    signed.body = codec::encode(&wire::RosterV2::from(&plain), MAX_SIGNED_ROSTER_BYTES)
-        .expect("encode v2");
+    signed.body =
+        codec::encode(&wire::RosterV2::from(&plain), MAX_SIGNED_ROSTER_BYTES).expect("encode v2");
     assert!(matches!(
         signed.roster_unverified(),
         Err(RosterError::InvalidText(reason)) if reason.contains("format 1")
@@ -125,10 +125,7 @@ fn old_keys_are_believed_until_the_grace_ends_and_not_after() {
     let old_key = de.signing_key();
     de.rotate(&mut rand::rng()).expect("rotate");
     let entry = rotated_member(&de, "DE");
-    assert!(de.follow_roster(
-        &entry.current_signing_key(),
-        &[(old_key, GRACE_END)]
-    ));
+    assert!(de.follow_roster(&entry.current_signing_key(), &[(old_key, GRACE_END)]));
     let new_signature = de.sign(b"preserve");
     assert_ne!(old_signature, new_signature);
 
@@ -170,7 +167,10 @@ fn a_signing_key_belongs_to_one_member_once() {
     });
     let error = SignedRoster::new(&roster(vec![member(&de, "DE"), thief], &authority))
         .expect_err("a key listed for two members");
-    assert!(matches!(error, RosterError::SharedSigningKey { .. }), "{error}");
+    assert!(
+        matches!(error, RosterError::SharedSigningKey { .. }),
+        "{error}"
+    );
 
     let mut crowded = member(&de, "DE");
     crowded.signing_key = Some(Identity::generate_from_os().node_id());
