@@ -36,7 +36,7 @@ fuzz_target!(|data: &[u8]| {
             }
             Frame::Receipt(receipt) => {
                 let _ = receipt
-                    .verify(&world.roster)
+                    .verify(&world.roster, NOW)
                     .map_err(|error| error.to_string());
             }
             Frame::Roster(bytes) => {

@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use quickfreeze_fuzz::{world, A, B, RELAY};
+use quickfreeze_fuzz::{world, A, B, NOW, RELAY};
 use quickfreeze_keys::roster::Role;
 use quickfreeze_proto::receipt::{Receipt, ReceiptKind};
 
@@ -22,7 +22,7 @@ fuzz_target!(|data: &[u8]| {
         data,
         "decoding accepted a non-canonical encoding"
     );
-    match receipt.verify(&world.roster) {
+    match receipt.verify(&world.roster, NOW) {
         Ok(()) => {
             let body = &receipt.body;
             match body.kind {
@@ -39,6 +39,7 @@ fuzz_target!(|data: &[u8]| {
     }
     let result = receipt.verify_for(
         &world.roster,
+        NOW,
         &receipt.body.message_id,
         &world.id(A),
         &world.id(B),

@@ -80,6 +80,8 @@ fn member(identities: &[Identity], index: u8, country: &str, role: Role, relays:
     let who = &identities[usize::from(index)];
     Member {
         node_id: who.node_id(),
+        signing_key: None,
+        previous_keys: Vec::new(),
         country: CountryCode::parse(country).expect("valid country"),
         authority_name: format!("wire test node {index}"),
         role,

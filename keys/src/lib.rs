@@ -22,8 +22,13 @@ pub mod types;
 mod revocation_tests;
 #[cfg(test)]
 mod roster_tests;
+#[cfg(test)]
+mod rotation_tests;
 
-pub use identity::{AuthorityKey, AuthorityPublicKey, Fingerprint, Identity, KeyError, NodeId};
+pub use identity::{
+    AuthorityKey, AuthorityPublicKey, DecryptionKey, Fingerprint, HeldKey, Identity, KeyError,
+    NodeId,
+};
 pub use revocation::{Revocation, RevocationError, SignedRevocation};
-pub use roster::{Member, Role, Roster, RosterError, SignedRoster};
+pub use roster::{Member, PreviousKeys, Role, Roster, RosterError, SignedRoster};
 pub use types::{CountryCode, Digest32, EncryptionKey, Signature, Timestamp};

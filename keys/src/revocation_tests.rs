@@ -24,6 +24,8 @@ fn member(identity: &Identity, country: &str) -> Member {
         valid_from: Timestamp(NOW.0 - DAY_MS),
         valid_until: Timestamp(NOW.0 + 365 * DAY_MS),
         on_duty_contact: "+49 611 55-0".into(),
+        signing_key: None,
+        previous_keys: Vec::new(),
     }
 }
 

@@ -17,8 +17,15 @@ use crate::codec::{self, CodecError};
 use crate::identity::{AuthorityKey, AuthorityPublicKey, Fingerprint, NodeId};
 use crate::types::{CountryCode, EncryptionKey, Signature, Timestamp};
 
-/// Version byte of the signed roster format.
+/// Version byte of the signed roster format this build writes when no member has rotated keys
+/// (the body then has exactly the layout of the first format, byte for byte).
 pub const SIGNED_ROSTER_VERSION: u8 = 1;
+/// Version byte of a signed roster whose body carries members' current signing keys and previous
+/// keys (written only when some member has rotated; see "Identity across key changes" in
+/// ARCHITECTURE.md).
+pub const SIGNED_ROSTER_VERSION_ROTATED: u8 = 2;
+/// Most previous (rotated-out) key pairs one member entry may carry.
+pub const MAX_PREVIOUS_KEYS: usize = 4;
 /// Domain separation for roster signatures.
 pub const ROSTER_SIGNING_CONTEXT: &[u8] = b"quickfreeze/roster/v1\0";
 /// Largest signed roster accepted from a file or a peer.
@@ -70,20 +77,53 @@ impl std::str::FromStr for Role {
     }
 }
 
+/// Keys a member used before its last rotation, believed until `valid_until` (the grace end).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PreviousKeys {
+    /// The old Ed25519 signing key (shown as the PeerId it had).
+    #[serde(with = "node_id_serde")]
+    pub signing_key: NodeId,
+    /// The old X25519 key envelopes may still be sealed to.
+    pub encryption_key: EncryptionKey,
+    /// From this time on the old keys are refused.
+    pub valid_until: Timestamp,
+}
+
+impl PreviousKeys {
+    /// Whether these old keys are still believed at `now`.
+    pub fn in_grace_at(&self, now: Timestamp) -> bool {
+        now < self.valid_until
+    }
+}
+
 /// One member of the network.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Member {
-    /// The member's node id (Ed25519 key; shown as its libp2p PeerId).
+    /// The member's node id: its first (identity) Ed25519 key, kept for life across rotations
+    /// (shown as that key's libp2p PeerId). Inbox, outbox, de-dup keys, audit and statistics
+    /// name members by it.
     #[serde(with = "node_id_serde")]
     pub node_id: NodeId,
+    /// The member's current Ed25519 signing key (its transport PeerId), when it has rotated
+    /// away from `node_id`. Absent means the node id itself is the current key.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "node_id_option_serde"
+    )]
+    pub signing_key: Option<NodeId>,
+    /// Keys from earlier rotations still in their grace window.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub previous_keys: Vec<PreviousKeys>,
     /// ISO 3166-1 alpha-2 country.
     pub country: CountryCode,
     /// The authority that runs the node, e.g. "Bundeskriminalamt, 24/7 contact point".
     pub authority_name: String,
     /// What the node does.
     pub role: Role,
-    /// X25519 key that envelopes to this member are sealed to.
+    /// X25519 key that envelopes to this member are sealed to (the current one).
     pub encryption_key: EncryptionKey,
     /// libp2p multiaddrs the node listens on (checked by the node when it dials).
     pub addresses: Vec<String>,
@@ -102,6 +142,48 @@ impl Member {
     /// Whether the member may send or receive at `now`.
     pub fn is_valid_at(&self, now: Timestamp) -> bool {
         self.valid_from <= now && now < self.valid_until
+    }
+
+    /// The Ed25519 key the member signs with now (its libp2p PeerId).
+    pub fn current_signing_key(&self) -> NodeId {
+        self.signing_key.unwrap_or(self.node_id)
+    }
+
+    /// The previous signing keys with their grace ends, as [`crate::Identity::follow_roster`]
+    /// takes them.
+    pub fn previous_key_ends(&self) -> Vec<(NodeId, Timestamp)> {
+        self.previous_keys
+            .iter()
+            .map(|previous| (previous.signing_key, previous.valid_until))
+            .collect()
+    }
+
+    /// Whether the entry says nothing about rotation (it encodes in the first roster format).
+    pub fn is_unrotated(&self) -> bool {
+        self.signing_key.is_none_or(|key| key == self.node_id) && self.previous_keys.is_empty()
+    }
+
+    /// Signing keys believed at `now`: the current one, then previous ones still in grace.
+    pub fn signing_keys_at(&self, now: Timestamp) -> impl Iterator<Item = NodeId> + '_ {
+        std::iter::once(self.current_signing_key()).chain(
+            self.previous_keys
+                .iter()
+                .filter(move |previous| previous.in_grace_at(now))
+                .map(|previous| previous.signing_key),
+        )
+    }
+
+    /// Whether `key` is one of the member's signing keys believed at `now` (a connection from
+    /// that key's PeerId is this member).
+    pub fn has_signing_key_at(&self, key: &NodeId, now: Timestamp) -> bool {
+        self.signing_keys_at(now).any(|candidate| candidate == *key)
+    }
+
+    /// Verifies a signature by this member at `now`: with the current key, or with a previous
+    /// key whose grace has not ended. A rotated key is refused from its `valid_until` on.
+    pub fn verify_at(&self, message: &[u8], signature: &[u8; 64], now: Timestamp) -> bool {
+        self.signing_keys_at(now)
+            .any(|key| key.verify(message, signature))
     }
 }
 
@@ -132,7 +214,7 @@ pub enum RosterError {
     #[error("signed roster is malformed: {0}")]
     Malformed(#[from] CodecError),
     /// Made by a newer version of quickfreeze.
-    #[error("signed roster format version {0} is not supported (this build reads version {SIGNED_ROSTER_VERSION}); upgrade quickfreeze")]
+    #[error("signed roster format version {0} is not supported (this build reads versions {SIGNED_ROSTER_VERSION} and {SIGNED_ROSTER_VERSION_ROTATED}); upgrade quickfreeze")]
     UnsupportedVersion(u8),
     /// The TOML text is not a roster.
     #[error("roster text is invalid: {0}")]
@@ -182,6 +264,16 @@ pub enum RosterError {
     /// The same node twice.
     #[error("member {0} is listed twice")]
     DuplicateMember(NodeId),
+    /// One signing key listed twice (for two members, or twice for one member).
+    #[error("signing key {key} is listed for member {first} and again for {second}; every current or previous key belongs to one member once")]
+    SharedSigningKey {
+        /// The key.
+        key: NodeId,
+        /// Where it was seen first.
+        first: NodeId,
+        /// Where it was seen again.
+        second: NodeId,
+    },
     /// Two points of contact for one country.
     #[error(
         "country {0} has more than one point-of-contact; a country has one 24/7 point of contact"
@@ -275,9 +367,41 @@ impl Roster {
         toml::to_string(self).unwrap_or_else(|error| format!("# cannot render roster: {error}\n"))
     }
 
-    /// Canonical bytes: what authorities sign.
+    /// Canonical bytes: what authorities sign. In the format [`Roster::format_version`] names.
     pub fn canonical_bytes(&self) -> Result<Vec<u8>, RosterError> {
-        Ok(codec::encode(self, MAX_SIGNED_ROSTER_BYTES)?)
+        if self.format_version() == SIGNED_ROSTER_VERSION {
+            Ok(codec::encode(
+                &wire::RosterV1::from(self),
+                MAX_SIGNED_ROSTER_BYTES,
+            )?)
+        } else {
+            Ok(codec::encode(
+                &wire::RosterV2::from(self),
+                MAX_SIGNED_ROSTER_BYTES,
+            )?)
+        }
+    }
+
+    /// Decodes a body in the given format version (content not yet checked).
+    fn from_canonical_bytes(version: u8, bytes: &[u8]) -> Result<Roster, RosterError> {
+        match version {
+            SIGNED_ROSTER_VERSION => {
+                Ok(codec::decode::<wire::RosterV1>(bytes, MAX_SIGNED_ROSTER_BYTES)?.into())
+            }
+            SIGNED_ROSTER_VERSION_ROTATED => {
+                let roster: Roster =
+                    codec::decode::<wire::RosterV2>(bytes, MAX_SIGNED_ROSTER_BYTES)?.into();
+                if roster.format_version() != SIGNED_ROSTER_VERSION_ROTATED {
+                    // One content, one encoding: an unrotated roster must use the first format.
+                    return Err(RosterError::InvalidText(
+                        "roster in format 2 has no rotated member; it must be encoded in format 1"
+                            .into(),
+                    ));
+                }
+                Ok(roster)
+            }
+            other => Err(RosterError::UnsupportedVersion(other)),
+        }
     }
 
     /// Fingerprint of the authority set and threshold (what a node pins at `init`).
@@ -319,9 +443,38 @@ impl Roster {
         }
         let mut roles = BTreeMap::new();
         let mut countries = BTreeSet::new();
+        let mut signing_keys = BTreeMap::new();
         for member in &self.members {
             if roles.insert(member.node_id, member.role).is_some() {
                 return Err(RosterError::DuplicateMember(member.node_id));
+            }
+            check_count(
+                "previous_keys",
+                member.previous_keys.len(),
+                MAX_PREVIOUS_KEYS,
+            )?;
+            let mut keys = vec![member.current_signing_key()];
+            keys.extend(
+                member
+                    .previous_keys
+                    .iter()
+                    .map(|previous| previous.signing_key),
+            );
+            for key in keys {
+                if key.verifying_key().is_err() {
+                    return Err(RosterError::InvalidText(format!(
+                        "member {}: signing key {} is not a valid Ed25519 key",
+                        member.node_id,
+                        hex::encode(key.0)
+                    )));
+                }
+                if let Some(owner) = signing_keys.insert(key, member.node_id) {
+                    return Err(RosterError::SharedSigningKey {
+                        key,
+                        first: owner,
+                        second: member.node_id,
+                    });
+                }
             }
             if member.node_id.verifying_key().is_err() {
                 return Err(RosterError::InvalidText(format!(
@@ -379,6 +532,29 @@ impl Roster {
         self.members
             .iter()
             .find(|member| member.node_id == *node_id)
+    }
+
+    /// The member that holds Ed25519 key `key` (current, or previous and still in grace at
+    /// `now`): how a transport PeerId is mapped to the member's lasting node id.
+    pub fn member_by_signing_key(&self, key: &NodeId, now: Timestamp) -> Option<&Member> {
+        self.members
+            .iter()
+            .find(|member| member.current_signing_key() == *key)
+            .or_else(|| {
+                self.members
+                    .iter()
+                    .find(|member| member.has_signing_key_at(key, now))
+            })
+    }
+
+    /// The format version a signed roster with this content gets: the first format when no
+    /// member has rotated (so such rosters keep their exact bytes), otherwise the rotated one.
+    pub fn format_version(&self) -> u8 {
+        if self.members.iter().all(Member::is_unrotated) {
+            SIGNED_ROSTER_VERSION
+        } else {
+            SIGNED_ROSTER_VERSION_ROTATED
+        }
     }
 
     /// The point of contact (or, failing that, any non-relay member) for a country.
@@ -459,7 +635,7 @@ impl SignedRoster {
     pub fn new(roster: &Roster) -> Result<SignedRoster, RosterError> {
         roster.validate()?;
         Ok(SignedRoster {
-            version: SIGNED_ROSTER_VERSION,
+            version: roster.format_version(),
             body: roster.canonical_bytes()?,
             signatures: Vec::new(),
         })
@@ -468,7 +644,7 @@ impl SignedRoster {
     /// Decodes a signed roster from a file or a peer (size-limited). Nothing is trusted yet.
     pub fn from_bytes(bytes: &[u8]) -> Result<SignedRoster, RosterError> {
         if let Some(&version) = bytes.first() {
-            if version != SIGNED_ROSTER_VERSION {
+            if version != SIGNED_ROSTER_VERSION && version != SIGNED_ROSTER_VERSION_ROTATED {
                 return Err(RosterError::UnsupportedVersion(version));
             }
         }
@@ -482,7 +658,7 @@ impl SignedRoster {
 
     /// The roster inside, decoded and content-checked but **not** signature-checked.
     pub fn roster_unverified(&self) -> Result<Roster, RosterError> {
-        let roster: Roster = codec::decode(&self.body, MAX_SIGNED_ROSTER_BYTES)?;
+        let roster = Roster::from_canonical_bytes(self.version, &self.body)?;
         roster.validate()?;
         Ok(roster)
     }
@@ -565,9 +741,6 @@ impl SignedRoster {
     /// only internal consistency; nodes call [`SignedRoster::verify_pinned`] or
     /// [`SignedRoster::verify_update`].
     pub fn verify_self(&self, now: Timestamp) -> Result<Roster, RosterError> {
-        if self.version != SIGNED_ROSTER_VERSION {
-            return Err(RosterError::UnsupportedVersion(self.version));
-        }
         let roster = self.roster_unverified()?;
         if now >= roster.expires_at {
             return Err(RosterError::Expired {
@@ -650,6 +823,188 @@ mod node_id_serde {
             text.parse().map_err(de::Error::custom)
         } else {
             <[u8; 32]>::deserialize(deserializer).map(NodeId)
+        }
+    }
+}
+
+mod node_id_option_serde {
+    use super::NodeId;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    struct Wrapped(#[serde(with = "super::node_id_serde")] NodeId);
+
+    pub(super) fn serialize<S: Serializer>(
+        id: &Option<NodeId>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        match id {
+            Some(id) => serializer.serialize_some(&Wrapped(*id)),
+            None => serializer.serialize_none(),
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<NodeId>, D::Error> {
+        Ok(Option::<Wrapped>::deserialize(deserializer)?.map(|Wrapped(id)| id))
+    }
+}
+
+/// The canonical (signed) byte layouts of the roster body. bincode is positional, so each
+/// format version has its own struct: format 1 is exactly the layout signed before rotation
+/// existed (old signed rosters and golden vectors still verify); format 2 adds each member's
+/// current signing key and previous keys.
+pub(crate) mod wire {
+    use super::{
+        node_id_serde, node_id_vec_serde, AuthorityPublicKey, CountryCode, EncryptionKey, Member,
+        NodeId, PreviousKeys, Role, Roster, Timestamp,
+    };
+    use serde::{Deserialize, Serialize};
+
+    #[derive(Serialize, Deserialize)]
+    pub(crate) struct MemberV1 {
+        #[serde(with = "node_id_serde")]
+        node_id: NodeId,
+        country: CountryCode,
+        authority_name: String,
+        role: Role,
+        encryption_key: EncryptionKey,
+        addresses: Vec<String>,
+        #[serde(with = "node_id_vec_serde")]
+        relays: Vec<NodeId>,
+        valid_from: Timestamp,
+        valid_until: Timestamp,
+        on_duty_contact: String,
+    }
+
+    #[derive(Serialize, Deserialize)]
+    pub(crate) struct PreviousKeysV2 {
+        #[serde(with = "node_id_serde")]
+        signing_key: NodeId,
+        encryption_key: EncryptionKey,
+        valid_until: Timestamp,
+    }
+
+    #[derive(Serialize, Deserialize)]
+    pub(crate) struct MemberV2 {
+        base: MemberV1,
+        #[serde(with = "node_id_serde")]
+        signing_key: NodeId,
+        previous_keys: Vec<PreviousKeysV2>,
+    }
+
+    #[derive(Serialize, Deserialize)]
+    pub(crate) struct RosterWire<M> {
+        network: String,
+        serial: u64,
+        issued_at: Timestamp,
+        expires_at: Timestamp,
+        threshold: u8,
+        authorities: Vec<AuthorityPublicKey>,
+        members: Vec<M>,
+    }
+
+    pub(crate) type RosterV1 = RosterWire<MemberV1>;
+    pub(crate) type RosterV2 = RosterWire<MemberV2>;
+
+    impl From<&Member> for MemberV1 {
+        fn from(member: &Member) -> Self {
+            MemberV1 {
+                node_id: member.node_id,
+                country: member.country,
+                authority_name: member.authority_name.clone(),
+                role: member.role,
+                encryption_key: member.encryption_key,
+                addresses: member.addresses.clone(),
+                relays: member.relays.clone(),
+                valid_from: member.valid_from,
+                valid_until: member.valid_until,
+                on_duty_contact: member.on_duty_contact.clone(),
+            }
+        }
+    }
+
+    impl From<MemberV1> for Member {
+        fn from(member: MemberV1) -> Self {
+            Member {
+                node_id: member.node_id,
+                signing_key: None,
+                previous_keys: Vec::new(),
+                country: member.country,
+                authority_name: member.authority_name,
+                role: member.role,
+                encryption_key: member.encryption_key,
+                addresses: member.addresses,
+                relays: member.relays,
+                valid_from: member.valid_from,
+                valid_until: member.valid_until,
+                on_duty_contact: member.on_duty_contact,
+            }
+        }
+    }
+
+    impl From<&Member> for MemberV2 {
+        fn from(member: &Member) -> Self {
+            MemberV2 {
+                base: MemberV1::from(member),
+                signing_key: member.current_signing_key(),
+                previous_keys: member
+                    .previous_keys
+                    .iter()
+                    .map(|previous| PreviousKeysV2 {
+                        signing_key: previous.signing_key,
+                        encryption_key: previous.encryption_key,
+                        valid_until: previous.valid_until,
+                    })
+                    .collect(),
+            }
+        }
+    }
+
+    impl From<MemberV2> for Member {
+        fn from(wire: MemberV2) -> Self {
+            let mut member = Member::from(wire.base);
+            // One content, one encoding: "no rotation" is always `None`.
+            member.signing_key = (wire.signing_key != member.node_id).then_some(wire.signing_key);
+            member.previous_keys = wire
+                .previous_keys
+                .into_iter()
+                .map(|previous| PreviousKeys {
+                    signing_key: previous.signing_key,
+                    encryption_key: previous.encryption_key,
+                    valid_until: previous.valid_until,
+                })
+                .collect();
+            member
+        }
+    }
+
+    impl<'a, M: From<&'a Member>> From<&'a Roster> for RosterWire<M> {
+        fn from(roster: &'a Roster) -> Self {
+            RosterWire {
+                network: roster.network.clone(),
+                serial: roster.serial,
+                issued_at: roster.issued_at,
+                expires_at: roster.expires_at,
+                threshold: roster.threshold,
+                authorities: roster.authorities.clone(),
+                members: roster.members.iter().map(M::from).collect(),
+            }
+        }
+    }
+
+    impl<M: Into<Member>> From<RosterWire<M>> for Roster {
+        fn from(wire: RosterWire<M>) -> Self {
+            Roster {
+                network: wire.network,
+                serial: wire.serial,
+                issued_at: wire.issued_at,
+                expires_at: wire.expires_at,
+                threshold: wire.threshold,
+                authorities: wire.authorities,
+                members: wire.members.into_iter().map(Into::into).collect(),
+            }
         }
     }
 }

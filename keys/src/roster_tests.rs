@@ -13,6 +13,8 @@ fn now() -> Timestamp {
 fn member(identity: &Identity, country: &str, role: Role, relays: Vec<crate::NodeId>) -> Member {
     Member {
         node_id: identity.node_id(),
+        signing_key: None,
+        previous_keys: Vec::new(),
         country: CountryCode::parse(country).expect("valid country"),
         authority_name: format!("{country} 24/7 point of contact"),
         role,

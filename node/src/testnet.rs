@@ -181,6 +181,8 @@ impl Testnet {
                     .collect::<Result<Vec<_>, _>>()?;
                 Ok(Member {
                     node_id: node.node_id,
+                    signing_key: None,
+                    previous_keys: Vec::new(),
                     country: plan.country,
                     authority_name: format!("{} {}", plan.country, plan.role),
                     role: plan.role,

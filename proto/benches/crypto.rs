@@ -47,6 +47,8 @@ struct Setup {
 fn member(who: &Identity, country: &str) -> Member {
     Member {
         node_id: who.node_id(),
+        signing_key: None,
+        previous_keys: Vec::new(),
         country: CountryCode::parse(country).expect("valid country"),
         authority_name: format!("bench {country}"),
         role: Role::PointOfContact,
@@ -191,6 +193,7 @@ fn envelope_benches(c: &mut Criterion) {
             receipt
                 .verify_for(
                     &setup.roster,
+                    NOW,
                     &envelope.header.message_id,
                     &envelope.header.sender,
                     &envelope.header.recipient,
@@ -215,7 +218,7 @@ fn receipt_benches(c: &mut Criterion) {
         b.iter(|| black_box(Receipt::sign(&setup.recipient, black_box(body.clone()))))
     });
     group.bench_function("verify", |b| {
-        b.iter(|| black_box(receipt.verify(&setup.roster)).expect("verify"))
+        b.iter(|| black_box(receipt.verify(&setup.roster, NOW)).expect("verify"))
     });
     group.bench_function("from_bytes_verify_for", |b| {
         b.iter(|| {
@@ -223,6 +226,7 @@ fn receipt_benches(c: &mut Criterion) {
                 .expect("decode")
                 .verify_for(
                     &setup.roster,
+                    NOW,
                     &envelope.header.message_id,
                     &envelope.header.sender,
                     &envelope.header.recipient,

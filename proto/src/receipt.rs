@@ -111,8 +111,9 @@ impl Receipt {
     }
 
     /// Verifies the signature and that the signer may sign this kind of receipt for this
-    /// recipient. Does not compare with what was sent: see [`Receipt::verify_for`].
-    pub fn verify(&self, roster: &Roster) -> Result<(), ReceiptError> {
+    /// recipient. Does not compare with what was sent: see [`Receipt::verify_for`]. The signer's
+    /// current key is believed, and a rotated-out key until its grace ends at `now`.
+    pub fn verify(&self, roster: &Roster, now: Timestamp) -> Result<(), ReceiptError> {
         let body = &self.body;
         let signer = roster
             .member(&body.signer)
@@ -133,10 +134,7 @@ impl Receipt {
                 kind: body.kind,
             });
         }
-        if !body
-            .signer
-            .verify(&signing_message(body), &self.signature.0)
-        {
+        if !signer.verify_at(&signing_message(body), &self.signature.0, now) {
             return Err(ReceiptError::BadSignature(body.signer));
         }
         Ok(())
@@ -146,12 +144,13 @@ impl Receipt {
     pub fn verify_for(
         &self,
         roster: &Roster,
+        now: Timestamp,
         message_id: &MessageId,
         sender: &NodeId,
         recipient: &NodeId,
         envelope_digest: &Digest32,
     ) -> Result<(), ReceiptError> {
-        self.verify(roster)?;
+        self.verify(roster, now)?;
         let body = &self.body;
         if body.message_id != *message_id
             || body.sender != *sender

@@ -94,6 +94,8 @@ fn member(index: u8, country: &str, role: Role, relays: &[u8]) -> Member {
     let who = identity(index);
     Member {
         node_id: who.node_id(),
+        signing_key: None,
+        previous_keys: Vec::new(),
         country: CountryCode::parse(country).expect("valid country"),
         authority_name: format!("wire test node {index}"),
         role,
@@ -233,6 +235,7 @@ fn custody_receipt(envelope: &Envelope, relay: u8) -> Receipt {
 fn verify_for_envelope(receipt: &Receipt, envelope: &Envelope) -> Result<(), ReceiptError> {
     receipt.verify_for(
         roster(),
+        NOW,
         &envelope.header.message_id,
         &envelope.header.sender,
         &envelope.header.recipient,
@@ -625,7 +628,7 @@ fn receipts_from_the_wrong_signer_are_refused() {
     body.signer = id(OUTSIDER);
     body.recipient = id(OUTSIDER);
     assert_eq!(
-        Receipt::sign(identity(OUTSIDER), body).verify(roster()),
+        Receipt::sign(identity(OUTSIDER), body).verify(roster(), NOW),
         Err(ReceiptError::UnknownSigner(id(OUTSIDER)))
     );
 }
@@ -635,7 +638,7 @@ fn receipts_for_other_bytes_do_not_match() {
     let envelope = preservation_envelope();
     let receipt = delivered_receipt(&envelope);
     let check = |message_id: MessageId, sender: NodeId, digest: Digest32| {
-        receipt.verify_for(roster(), &message_id, &sender, &id(B), &digest)
+        receipt.verify_for(roster(), NOW, &message_id, &sender, &id(B), &digest)
     };
     let digest = envelope.digest();
     assert_eq!(check(envelope.header.message_id, id(A), digest), Ok(()));
@@ -654,6 +657,7 @@ fn receipts_for_other_bytes_do_not_match() {
     assert_eq!(
         receipt.verify_for(
             roster(),
+            NOW,
             &envelope.header.message_id,
             &id(A),
             &id(C),
@@ -809,6 +813,7 @@ fn golden_receipts_are_stable_and_verify() {
         assert_eq!(
             decoded.verify_for(
                 roster(),
+                NOW,
                 &MessageId([0x11; 16]),
                 &id(A),
                 &id(B),
@@ -832,7 +837,7 @@ fn golden_batch_is_stable_and_decodes() {
             Frame::Deliver(envelope) | Frame::Handoff(envelope) => {
                 assert!(open_by(B, envelope).is_ok());
             }
-            Frame::Receipt(receipt) => assert_eq!(receipt.verify(roster()), Ok(())),
+            Frame::Receipt(receipt) => assert_eq!(receipt.verify(roster(), NOW), Ok(())),
             Frame::Roster(bytes) => {
                 let signed = SignedRoster::from_bytes(bytes).expect("roster");
                 assert_eq!(signed.verify_self(NOW).as_ref(), Ok(roster()));
@@ -1136,12 +1141,12 @@ proptest! {
         mutations in vec(mutation(), 1..6),
     ) {
         if let Ok(receipt) = Receipt::from_bytes(&bytes) {
-            prop_assert!(receipt.verify(roster()).is_err());
+            prop_assert!(receipt.verify(roster(), NOW).is_err());
         }
         let input = mutate(&RECEIPT_BYTES, &mutations);
         prop_assume!(input != *RECEIPT_BYTES);
         if let Ok(receipt) = Receipt::from_bytes(&input) {
-            prop_assert!(receipt.verify(roster()).is_err());
+            prop_assert!(receipt.verify(roster(), NOW).is_err());
         }
     }
 

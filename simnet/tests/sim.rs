@@ -246,3 +246,24 @@ fn sweep_of_100_seeds_at_50_nodes_harsh_holds_every_invariant() {
         report.summary()
     );
 }
+
+/// The rotation story fails on a recipient that forgets its rotated-out key at once: the
+/// envelope its relay holds, sealed to that key, can then never be opened.
+#[test]
+fn rotation_story_fails_when_the_recipient_forgets_its_old_key_at_once() {
+    let scenario = sim::scenario::by_name("rotation-in-flight").expect("built in");
+    let mut config = scenario.config(1);
+    config.injected_bugs.forget_rotated_keys_at_once = true;
+    match sim::run(&config) {
+        Err(failure) => println!("caught: {failure}"),
+        Ok(report) => {
+            let verdict = (scenario.check)(&report);
+            assert!(
+                verdict.is_err(),
+                "the broken rotation went unnoticed:\n{}",
+                report.summary()
+            );
+            println!("caught by the story's check: {verdict:?}");
+        }
+    }
+}

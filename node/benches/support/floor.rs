@@ -204,6 +204,8 @@ fn member(who: &Identity, country: &str, now: Timestamp) -> Member {
         valid_from: Timestamp(now.0 - 86_400_000),
         valid_until: now.plus_ms(86_400_000),
         on_duty_contact: "+00 555 0100".into(),
+        signing_key: None,
+        previous_keys: Vec::new(),
     }
 }
 
@@ -274,6 +276,7 @@ fn crypto(samples: usize) -> (Spread, Spread, Spread, Spread) {
             .expect("decode receipt")
             .verify_for(
                 &roster,
+                now,
                 &envelope.header.message_id,
                 &envelope.header.sender,
                 &envelope.header.recipient,

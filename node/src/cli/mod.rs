@@ -1,8 +1,9 @@
 //! The `quickfreeze` command line: the clap command tree, dispatch to one module per command
 //! group, and logging set-up.
 //!
-//! Roster and identity commands work on files ([`setup`]); `roster install` and `roster revoke
-//! --install` also hand the result to a running node ([`revoke`]). `run` starts the daemon ([`node`]).
+//! Roster and identity commands work on files ([`setup`], [`key`]); `roster install` and `roster
+//! revoke --install` also hand the result to a running node ([`revoke`]). `run` starts the daemon
+//! ([`node`]).
 //! Every console command (`send`, `inbox`, `outbox`, `show`, `ack`, `reply`, `peers`, `status`)
 //! talks to the running daemon through its control socket; `--json` prints the daemon's typed
 //! answer for scripts. `audit` and `stats` also work on a stopped node's store ([`audit`],
@@ -12,6 +13,7 @@
 mod access;
 mod audit;
 mod case;
+mod key;
 mod messages;
 mod node;
 mod revoke;
@@ -28,6 +30,7 @@ use quickfreeze_proto::forms::FormKind;
 use crate::control::{ControlClient, ControlRequest, ControlResponse};
 
 pub use audit::AuditCommand;
+pub use key::KeyCommand;
 pub use messages::{FilterArgs, ReplyArgs};
 pub use revoke::RevokeArgs;
 pub use setup::{AuthorityCommand, InitArgs, RosterCommand};
@@ -74,6 +77,9 @@ pub enum Command {
     /// Roster authority keys.
     #[command(subcommand)]
     Authority(AuthorityCommand),
+    /// This node's keys: `key rotate` makes new ones with a grace window for the old.
+    #[command(subcommand)]
+    Key(KeyCommand),
     /// Write, sign, verify, show and install rosters.
     #[command(subcommand)]
     Roster(RosterCommand),
@@ -240,6 +246,7 @@ pub fn execute(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Init(args) => setup::init(args),
         Command::Authority(command) => setup::authority(command),
+        Command::Key(command) => key::key(command),
         Command::Roster(command) => setup::roster(command),
         Command::Run { config, data_dir } => node::run(config, data_dir),
         Command::Template { kind } => messages::template(kind),

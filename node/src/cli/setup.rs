@@ -181,6 +181,8 @@ pub(super) fn init(args: InitArgs) -> Result<()> {
     let now = Timestamp::now();
     let member = Member {
         node_id: identity.node_id(),
+        signing_key: None,
+        previous_keys: Vec::new(),
         country,
         authority_name: args.name,
         role: args.role,

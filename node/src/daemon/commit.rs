@@ -182,10 +182,12 @@ impl Daemon {
         }
         let now = Timestamp::now();
         for transmit in transmits {
-            let sent = transmit
-                .to
-                .to_peer_id()
-                .map_err(|error| error.to_string())
+            let sent = self
+                .peer_in_use
+                .get(&transmit.to)
+                .copied()
+                .or_else(|| super::roster::peer_of(self.core.roster(), &transmit.to))
+                .ok_or_else(|| format!("{} has no usable PeerId", transmit.to))
                 .and_then(|peer| {
                     self.network
                         .send_request(peer, transmit.bytes)

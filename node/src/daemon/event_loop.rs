@@ -101,7 +101,10 @@ impl Daemon {
                 }
                 Some(command) = command_rx.recv() => self.on_command(command),
                 event = self.network.next_event() => self.on_network(event),
-                _ = relay_links.tick() => self.keep_relay_links(),
+                _ = relay_links.tick() => {
+                    self.keep_relay_links();
+                    self.maintain_keys();
+                }
                 () = &mut probe_tick, if probing => {
                     self.probe_reconnect();
                     let next = tokio::time::Instant::now() + self.probe.next_delay();
@@ -188,7 +191,7 @@ impl Daemon {
             if self.connected.contains(&relay) || relay == me {
                 continue;
             }
-            let Ok(peer) = relay.to_peer_id() else {
+            let Some(peer) = super::roster::peer_of(self.core.roster(), &relay) else {
                 continue;
             };
             if let Err(error) = self.network.dial(peer) {
@@ -217,7 +220,7 @@ impl Daemon {
                         .is_none_or(|member| member.addresses.is_empty())
             });
         for node in picked {
-            let Ok(peer) = node.to_peer_id() else {
+            let Some(peer) = super::roster::peer_of(self.core.roster(), &node) else {
                 continue;
             };
             match self.network.dial(peer) {
@@ -235,13 +238,16 @@ impl Daemon {
                 self.listen_addresses.push(address.to_string());
             }
             NetworkEvent::Connected { peer } => {
-                if let Some(node) = NodeId::from_peer_id(&peer) {
+                if let Some(node) = super::roster::node_of(self.core.roster(), &peer, now) {
                     self.connected.insert(node);
+                    self.peer_in_use.insert(node, peer);
                     self.core.handle_connected(now, node);
                 }
             }
             NetworkEvent::Disconnected { peer } => {
-                if let Some(node) = NodeId::from_peer_id(&peer) {
+                // Also after a grace ended, when the old PeerId no longer maps to the member.
+                self.peer_in_use.retain(|_, in_use| *in_use != peer);
+                if let Some(node) = super::roster::node_of(self.core.roster(), &peer, now) {
                     self.connected.remove(&node);
                     self.core.handle_disconnected(node);
                 }
@@ -251,9 +257,7 @@ impl Daemon {
                 frame,
                 channel,
             } => {
-                let Some(node) = NodeId::from_peer_id(&peer)
-                    .filter(|node| self.core.roster().member(node).is_some())
-                else {
+                let Some(node) = super::roster::node_of(self.core.roster(), &peer, now) else {
                     warn!(%peer, "request from a peer outside the roster dropped");
                     return;
                 };

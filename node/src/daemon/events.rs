@@ -1,12 +1,11 @@
 //! Showing what happened: log lines, counters and the operator's alert hook for each core event
 //! once its commit has returned.
 
-use quickfreeze_keys::NodeId;
+use quickfreeze_keys::{NodeId, Timestamp};
 use quickfreeze_proto::core::Event;
 use quickfreeze_proto::MessageId;
 use tracing::{debug, error, info, warn};
 
-use super::roster::{allowed_peers, peer_labels};
 use super::Daemon;
 use crate::network::ledger::Offense;
 
@@ -217,10 +216,8 @@ impl Daemon {
             }
             Event::RosterUpdated { serial } => {
                 info!(serial, "roster updated");
-                let peers = allowed_peers(self.core.roster(), self.core.node_id());
-                self.network.set_allowed_peers(peers);
-                self.network
-                    .set_peer_labels(peer_labels(self.core.roster()));
+                self.take_up_rotated_keys();
+                self.refresh_allowed_peers(Timestamp::now());
             }
             Event::RevocationApplied {
                 serial,
@@ -236,8 +233,7 @@ impl Daemon {
                     revoked.first().map(|(node, _)| *node),
                     &format!("revocation serial {serial}: {list}: {reason}"),
                 );
-                let peers = allowed_peers(self.core.roster(), self.core.node_id());
-                self.network.set_allowed_peers(peers);
+                self.refresh_allowed_peers(Timestamp::now());
             }
             Event::RevocationRejected { from, reason } => {
                 if *from == self.core.node_id() {
@@ -259,7 +255,7 @@ impl Daemon {
     }
 
     fn note_misbehaviour(&mut self, from: &NodeId, offense: Offense) {
-        if let Ok(peer) = from.to_peer_id() {
+        if let Some(peer) = super::roster::peer_of(self.core.roster(), from) {
             self.network.note_misbehaviour(peer, offense);
         }
     }

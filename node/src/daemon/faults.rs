@@ -58,7 +58,10 @@ impl Daemon {
             let peer = text
                 .parse::<NodeId>()
                 .map_err(|error| error.to_string())
-                .and_then(|node| node.to_peer_id().map_err(|error| error.to_string()));
+                .and_then(|node| {
+                    super::roster::peer_of(self.core.roster(), &node)
+                        .ok_or_else(|| format!("{node} has no usable PeerId"))
+                });
             match peer {
                 Ok(peer) => parsed.push(peer),
                 Err(message) => {
@@ -85,7 +88,7 @@ impl Daemon {
             .roster()
             .members
             .iter()
-            .filter_map(|member| member.node_id.to_peer_id().ok())
+            .filter_map(|member| member.current_signing_key().to_peer_id().ok())
             .filter(|peer| self.network.link_fault(peer) != LinkFault::default())
             .count();
         ControlResponse::FaultsSet { faulty_peers }

@@ -30,6 +30,7 @@ mod event_loop;
 mod events;
 mod faults;
 mod find;
+mod keys;
 mod pipeline;
 mod roster;
 mod socket;
@@ -161,6 +162,12 @@ struct Daemon {
     pending_replies: Vec<(oneshot::Sender<ControlResponse>, ControlResponse)>,
     waiters: BTreeMap<MessageId, Vec<oneshot::Sender<ControlResponse>>>,
     connected: BTreeSet<NodeId>,
+    /// The PeerId each connected member is connected under: during a key rotation's grace it
+    /// may be the member's old one (the roster names the new one, but the member has not
+    /// restarted onto it yet), and requests to it go over that connection.
+    peer_in_use: BTreeMap<NodeId, libp2p::PeerId>,
+    /// When `maintain_keys` last looked for grace windows that ended.
+    keys_checked_at: Timestamp,
     listen_addresses: Vec<String>,
     hooks: JoinSet<()>,
     group_commit: bool,
@@ -227,7 +234,6 @@ impl Daemon {
         let data_dir = config.data_dir.clone();
         let identity = Identity::read_key_file(&data_dir.join(files::KEY))?;
         let me = identity.node_id();
-        let keypair = identity.to_libp2p_keypair();
         let store = SledStore::open(&data_dir.join(files::STORE), &config.store_options())
             .map_err(|error| DaemonError::Store(error.to_string()))?;
         let audit =
@@ -250,6 +256,22 @@ impl Daemon {
         let mut core = Core::new(identity, roster, signed, config.core_config(), store, seed)
             .map_err(|error| DaemonError::Store(error.to_string()))?;
         roster::apply_installed_revocations(&data_dir, &mut core);
+        // Key rotation: the core now uses the key pair the roster names for this node; pairs
+        // whose grace has ended are erased from the key file before the node goes online.
+        core.forget_expired_keys(now);
+        if core.take_keys_changed() {
+            keys::persist_key_file(&data_dir, &core, now)?;
+        }
+        if let Some(member) = core.roster().member(&me) {
+            let named = member.current_signing_key();
+            if core.identity().signing_key() != named {
+                return Err(DaemonError::Roster(format!(
+                    "roster serial {} names signing key {named} for this node, but its key file does not hold that key; install the roster that matches this node's keys, or restore the key file the rotation wrote",
+                    core.roster().serial
+                )));
+            }
+        }
+        let keypair = core.identity().to_libp2p_keypair();
         // A crash between storing a message and showing it must not hide it: every recent
         // unacknowledged message is announced (and alerted) again.
         let reannounced = core
@@ -279,8 +301,8 @@ impl Daemon {
         };
         let mut network = Network::new(keypair, network_config)
             .map_err(|error| DaemonError::Network(error.to_string()))?;
-        network.set_allowed_peers(allowed_peers(core.roster(), me));
-        network.set_peer_labels(roster::peer_labels(core.roster()));
+        network.set_allowed_peers(allowed_peers(core.roster(), me, now));
+        network.set_peer_labels(roster::peer_labels(core.roster(), now));
         let socket_path = data_dir.join(files::SOCKET);
         let listener = bind_control_socket(&socket_path)?;
         let (metrics_listener, metrics_address) = match &config.metrics_listen {
@@ -317,6 +339,8 @@ impl Daemon {
             pending_replies: Vec::new(),
             waiters: BTreeMap::new(),
             connected: BTreeSet::new(),
+            peer_in_use: BTreeMap::new(),
+            keys_checked_at: now,
             listen_addresses: Vec::new(),
             hooks: JoinSet::new(),
             group_commit: config.store.group_commit,

@@ -91,39 +91,77 @@ pub fn read_pin(data_dir: &Path) -> Result<Fingerprint, DaemonError> {
         .map_err(|error: String| DaemonError::Roster(format!("{}: {error}", path.display())))
 }
 
-/// Each member's peer id with its country, so the network's summary lines say "member DE".
-pub(super) fn peer_labels(roster: &Roster) -> Vec<(PeerId, String)> {
+/// Each member's peer ids (current, and previous ones still in grace) with its country, so the
+/// network's summary lines say "member DE".
+pub(super) fn peer_labels(roster: &Roster, now: Timestamp) -> Vec<(PeerId, String)> {
     roster
         .members
         .iter()
-        .filter_map(|member| {
-            let peer = member.node_id.to_peer_id().ok()?;
-            Some((peer, member.country.as_str().to_string()))
+        .flat_map(|member| {
+            member
+                .signing_keys_at(now)
+                .filter_map(|key| key.to_peer_id().ok())
+                .map(|peer| (peer, member.country.as_str().to_string()))
         })
         .collect()
 }
 
-pub(super) fn allowed_peers(roster: &Roster, me: NodeId) -> Vec<(PeerId, Vec<Multiaddr>)> {
+/// The transport PeerId a member uses now: its current signing key, which is its node id until
+/// it rotates.
+pub(super) fn peer_of(roster: &Roster, node: &NodeId) -> Option<PeerId> {
     roster
-        .members
-        .iter()
-        .filter(|member| member.node_id != me)
-        .filter_map(|member| {
-            let peer = member.node_id.to_peer_id().ok()?;
-            let addresses = member
-                .addresses
-                .iter()
-                .filter_map(|text| match text.parse::<Multiaddr>() {
-                    Ok(address) => Some(address),
-                    Err(error) => {
-                        warn!(member = %member.node_id, address = %text, %error, "roster address is not a multiaddr; skipped");
-                        None
-                    }
-                })
-                .collect();
-            Some((peer, addresses))
-        })
-        .collect()
+        .member(node)
+        .map_or(*node, |member| member.current_signing_key())
+        .to_peer_id()
+        .ok()
+}
+
+/// The lasting node id of the member behind a transport PeerId: the one whose current key it
+/// is, or whose rotated-out key it is while that key's grace lasts at `now`.
+pub(super) fn node_of(roster: &Roster, peer: &PeerId, now: Timestamp) -> Option<NodeId> {
+    let key = NodeId::from_peer_id(peer)?;
+    roster
+        .member_by_signing_key(&key, now)
+        .map(|member| member.node_id)
+}
+
+/// The peers the network may talk to: every other member's current PeerId and, during a key
+/// rotation's grace, its previous PeerIds too (a connection from an old PeerId is the same
+/// member), each with the member's roster addresses.
+pub(super) fn allowed_peers(
+    roster: &Roster,
+    me: NodeId,
+    now: Timestamp,
+) -> Vec<(PeerId, Vec<Multiaddr>)> {
+    let mut allowed = Vec::new();
+    for member in roster.members.iter().filter(|member| member.node_id != me) {
+        let addresses: Vec<Multiaddr> = member
+            .addresses
+            .iter()
+            .filter_map(|text| match text.parse::<Multiaddr>() {
+                Ok(address) => Some(address),
+                Err(error) => {
+                    warn!(member = %member.node_id, address = %text, %error, "roster address is not a multiaddr; skipped");
+                    None
+                }
+            })
+            .collect();
+        let current = member.current_signing_key();
+        for key in member.signing_keys_at(now) {
+            let Ok(peer) = key.to_peer_id() else {
+                continue;
+            };
+            // Only the current key is dialled at the roster addresses (an old PeerId there
+            // would fail the handshake); old ones may still connect to us.
+            let dial = if key == current {
+                addresses.clone()
+            } else {
+                Vec::new()
+            };
+            allowed.push((peer, dial));
+        }
+    }
+    allowed
 }
 
 /// Applies the revocation notices `roster revoke --install` left in the data directory while the

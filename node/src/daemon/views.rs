@@ -98,7 +98,7 @@ impl Daemon {
             signer_country: self.country(&receipt.body.signer),
             received_at: receipt.body.received_at.to_rfc3339(),
             envelope_digest: receipt.body.envelope_digest.to_string(),
-            verified: receipt.verify(self.core.roster()).is_ok(),
+            verified: receipt.verify(self.core.roster(), Timestamp::now()).is_ok(),
         }
     }
 

@@ -64,6 +64,9 @@ pub struct InjectedBugs {
     pub ignore_revocations: bool,
     /// Never tell peers this node's serials (a newer roster then spreads only with traffic).
     pub no_serial_gossip: bool,
+    /// On a key rotation, forget the rotated-out keys at once instead of at the end of their
+    /// grace (envelopes sealed to the old key and still in flight can then never be opened).
+    pub forget_rotated_keys_at_once: bool,
 }
 
 impl Default for CoreConfig {

@@ -31,6 +31,8 @@
 //! - `roster_sync`: peers tell their roster and revocation serials (at connect and periodically,
 //!   and in every batch); a newer signed roster or notice is fetched, checked and passed on; an
 //!   operator's roster is installed into the running core.
+//! - `rotation`: which of the node's key pairs it uses (the one its roster entry names), and
+//!   forgetting rotated-out pairs once their grace ends.
 //! - `start`: building a core over a store and reloading the work a restart resumes.
 //! - `transmit`: `handle_timeout` turns due jobs (outbox and custody) into batches per peer.
 //! - `receive`: a peer's request batch, frame by frame: de-dup, open, validate, store, sign the
@@ -46,6 +48,7 @@ mod outbox;
 mod receive;
 mod revocations;
 mod roster_sync;
+mod rotation;
 mod schedule;
 mod start;
 pub mod store;
@@ -114,6 +117,11 @@ pub struct Core<S: Store> {
     revocations: Vec<HeldRevocation>,
     connected: BTreeSet<NodeId>,
     gossip_at: Timestamp,
+    /// The key pairs changed and the shell should rewrite the key file.
+    keys_changed: bool,
+    /// While a peer's batch is handled: the peer announced a newer roster than ours, so a
+    /// refusal that a newer roster could lift (a key rotated in it) is answered as temporary.
+    peer_roster_ahead: bool,
 }
 
 /// A revocation notice this node verified and applies.
@@ -215,7 +223,12 @@ impl<S: Store> Core<S> {
             from,
             reason: format!("message {message_id}: {error}"),
         });
-        Frame::refused(message_id, error.is_permanent(), error.to_string())
+        // Key rotation: a peer with a newer roster may sign with, or seal to, keys ours does not
+        // list yet. Refusing that for good would lose the message; we fetch the roster instead
+        // (`note_roster_serial`) and the peer retries.
+        let permanent =
+            error.is_permanent() && !(self.peer_roster_ahead && error.may_pass_with_newer_roster());
+        Frame::refused(message_id, permanent, error.to_string())
     }
 
     /// A receipt checked the way every received receipt is: the signer must be a member whose
@@ -236,7 +249,7 @@ impl<S: Store> Core<S> {
                 return Err(ReceiptError::SignerNotValidNow(signer));
             }
         }
-        receipt.verify_for(&self.roster, message_id, sender, recipient, digest)
+        receipt.verify_for(&self.roster, now, message_id, sender, recipient, digest)
     }
 
     fn store_failed(&mut self, message_id: MessageId, error: StoreError) -> Frame {

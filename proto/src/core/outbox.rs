@@ -450,7 +450,9 @@ impl<S: Store> Core<S> {
                 from,
                 reason: error.to_string(),
             });
-            return Frame::refused(message_id, true, error.to_string());
+            // A receipt signed with a key only a newer roster lists: temporary (see
+            // `reject_inbound`).
+            return Frame::refused(message_id, !self.peer_roster_ahead, error.to_string());
         }
         self.mark_delivered(now, entry, receipt);
         Frame::Ack(message_id)

@@ -36,11 +36,13 @@ impl<S: Store> Core<S> {
         };
         self.handle_peer_seen(now, from);
         self.note_roster_serial(from, batch.roster_serial);
+        self.peer_roster_ahead = batch.roster_serial > self.roster.serial;
         let answers = batch
             .frames
             .into_iter()
             .map(|frame| self.handle_frame(now, from, frame))
             .collect();
+        self.peer_roster_ahead = false;
         self.response(answers)
     }
 

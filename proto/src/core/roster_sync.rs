@@ -49,6 +49,7 @@ impl<S: Store> Core<S> {
         let serial = roster.serial;
         self.roster = roster;
         self.signed_roster = bytes.to_vec();
+        self.follow_roster_keys();
         if let Err(error) = self.store.put_roster(bytes) {
             self.push_event(Event::StoreFailed {
                 reason: error.to_string(),

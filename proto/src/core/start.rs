@@ -51,8 +51,11 @@ impl<S: Store> Core<S> {
             revocations: Vec::new(),
             connected: BTreeSet::new(),
             gossip_at: Timestamp(0),
+            keys_changed: false,
+            peer_roster_ahead: false,
         };
         core.load_revocations()?;
+        core.follow_roster_keys();
         if core.store.get_roster()?.as_deref() != Some(core.signed_roster.as_slice()) {
             let bytes = core.signed_roster.clone();
             core.store.put_roster(&bytes)?;

@@ -18,6 +18,7 @@ impl<S: Store> Core<S> {
     pub fn handle_timeout(&mut self, now: Timestamp) {
         self.write_deferred();
         self.gossip_if_due(now);
+        self.forget_expired_keys(now);
         let mut ready: Vec<(Reverse<Priority>, Timestamp, Job)> = Vec::new();
         while let Some(&(at, priority, job)) = self.due.first() {
             if at > now {

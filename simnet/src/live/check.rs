@@ -198,7 +198,9 @@ pub(super) fn check_stores(shared: &Shared, net: &Testnet, report: &mut LiveRepo
             OutboxState::Delivered { .. } => {
                 let recipient = shared.slots[submission.recipient].node_id;
                 let receipt_ok = entry.delivery_receipt.as_ref().is_some_and(|receipt| {
-                    receipt.verify(&net.roster).is_ok()
+                    receipt
+                        .verify(&net.roster, receipt.body.received_at)
+                        .is_ok()
                         && receipt.body.kind == ReceiptKind::Delivered
                         && receipt.body.signer == recipient
                         && receipt.body.message_id == entry.message_id

@@ -154,6 +154,8 @@ pub struct SimReport {
     pub crashes_after_submit: u64,
     /// Of which relay outages.
     pub relay_outages: u64,
+    /// Key rotations (scripted).
+    pub rotations: u64,
     /// Restarts.
     pub restarts: u64,
     /// Partitions started.

@@ -40,6 +40,16 @@ pub enum Action {
     },
     /// Every cut made by earlier steps ends.
     MendAll,
+    /// The node runs `key rotate` and restarts on its new keys (a node that is down comes back
+    /// on them at its restart); the roster authority issues the next roster serial naming them,
+    /// with the old keys valid for `grace_ms`, and the node holds it (the others learn it from
+    /// the node's traffic, as roster spread works).
+    Rotate {
+        /// Who rotates.
+        who: Who,
+        /// How long the old keys stay valid.
+        grace_ms: u64,
+    },
     /// The next request carrying a message that `node` handles is stored and flushed, and then
     /// the node dies before the answer leaves; it restarts `down_ms` later.
     CrashAfterStore {
@@ -91,7 +101,11 @@ impl Script {
                 }
                 Action::Crash(Who::Node(node) | Who::RelaysOf(node))
                 | Action::Restart(Who::Node(node) | Who::RelaysOf(node))
-                | Action::CrashAfterStore { node, .. } => member(*node)?,
+                | Action::CrashAfterStore { node, .. }
+                | Action::Rotate {
+                    who: Who::Node(node) | Who::RelaysOf(node),
+                    ..
+                } => member(*node)?,
                 Action::Isolate(nodes) => nodes.iter().try_for_each(|node| member(*node))?,
                 Action::MendAll => {}
             }

@@ -50,10 +50,32 @@ pub(crate) fn stream(seed: u64, label: &str) -> ChaCha8Rng {
 
 /// The identity of node `index` in the run with `seed` (the same every time it is rebuilt).
 pub(crate) fn identity(seed: u64, index: usize) -> Identity {
-    Identity::generate(&mut ChaCha20Rng::from_seed(derive_seed(
+    identity_rotated(seed, index, 0)
+}
+
+/// Node `index`'s key file after `rotations` runs of `key rotate` (deterministic).
+pub(crate) fn identity_rotated(seed: u64, index: usize, rotations: u8) -> Identity {
+    let mut identity = Identity::generate(&mut ChaCha20Rng::from_seed(derive_seed(
         seed,
         "identity",
         index as u64,
+    )));
+    for rotation in 1..=rotations {
+        let label = ((index as u64) << 8) | u64::from(rotation);
+        // At most a handful of rotations per scenario, far below the key file's limit.
+        let _ = identity.rotate(&mut ChaCha20Rng::from_seed(derive_seed(
+            seed, "rotation", label,
+        )));
+    }
+    identity
+}
+
+/// The run's roster authority key.
+pub(crate) fn authority(seed: u64) -> AuthorityKey {
+    AuthorityKey::generate(&mut ChaCha20Rng::from_seed(derive_seed(
+        seed,
+        "authority",
+        0,
     )))
 }
 
@@ -82,6 +104,8 @@ pub(crate) struct World {
     /// Each node's relays, as indexes.
     pub(crate) relays_of: Vec<Vec<usize>>,
     pub(crate) hostile: Option<usize>,
+    /// How many times each node has rotated its keys.
+    pub(crate) rotations: Vec<u8>,
 }
 
 impl World {
@@ -158,6 +182,8 @@ pub(crate) fn build_world(config: &SimConfig) -> Result<World, String> {
         };
         members.push(Member {
             node_id: ids[index],
+            signing_key: None,
+            previous_keys: Vec::new(),
             country: CountryCode::parse(country)?,
             authority_name: match kind {
                 NodeKind::Member => format!("Simulated {role} {index} ({country})"),
@@ -173,11 +199,7 @@ pub(crate) fn build_world(config: &SimConfig) -> Result<World, String> {
             on_duty_contact: format!("duty-{index}@sim.example.org"),
         });
     }
-    let authority = AuthorityKey::generate(&mut ChaCha20Rng::from_seed(derive_seed(
-        config.seed,
-        "authority",
-        0,
-    )));
+    let authority = authority(config.seed);
     let roster = Roster {
         network: "quickfreeze-simnet".into(),
         serial: 1,
@@ -225,5 +247,6 @@ pub(crate) fn build_world(config: &SimConfig) -> Result<World, String> {
         signed_roster,
         pinned,
         relay_only: relay_only_count,
+        rotations: vec![0; total],
     })
 }

@@ -3,7 +3,8 @@
 //! `Net` delivers each transmit at once (or fails it when the link is cut or the peer is down),
 //! flushes every store before answers leave, and steps virtual time to the earliest timeout. The
 //! full hostile simulation lives in the `simnet` crate; these tests pin individual rules, one file
-//! per topic: `delivery`, `durability`, `relay`, `limits`, `scheduling` and `roster`.
+//! per topic: `delivery`, `durability`, `relay`, `limits`, `scheduling`, `roster` and
+//! `rotation`.
 
 use std::collections::BTreeSet;
 
@@ -22,10 +23,22 @@ const START: Timestamp = Timestamp(1_795_000_000_000);
 const DAY_MS: u64 = 24 * 3600 * 1000;
 
 fn identity(index: usize) -> Identity {
+    identity_rotated(index, 0)
+}
+
+/// Node `index`'s key file after `rotations` runs of `key rotate` (deterministic).
+fn identity_rotated(index: usize, rotations: u8) -> Identity {
     let mut seed = [0u8; 32];
     seed[0] = index as u8;
     seed[1] = 0xA5;
-    Identity::generate(&mut ChaCha20Rng::from_seed(seed))
+    let mut identity = Identity::generate(&mut ChaCha20Rng::from_seed(seed));
+    for rotation in 1..=rotations {
+        seed[2] = rotation;
+        identity
+            .rotate(&mut ChaCha20Rng::from_seed(seed))
+            .expect("rotate");
+    }
+    identity
 }
 
 struct Node {
@@ -42,6 +55,8 @@ struct Net {
     cut: BTreeSet<(usize, usize)>,
     events: Vec<(usize, Event)>,
     config: CoreConfig,
+    /// How many times each node has run `key rotate` (its key file on restart).
+    rotations: Vec<u8>,
 }
 
 /// Node 0 is a relay; nodes 1.. are points of contact that name it as their relay.
@@ -57,6 +72,8 @@ fn net_with(points_of_contact: usize, config: CoreConfig) -> Net {
         let who = identity(index);
         members.push(Member {
             node_id: who.node_id(),
+            signing_key: None,
+            previous_keys: Vec::new(),
             country: CountryCode::parse(country).expect("valid"),
             authority_name: format!("node {index}"),
             role: if index == 0 {
@@ -97,6 +114,7 @@ fn net_with(points_of_contact: usize, config: CoreConfig) -> Net {
         cut: BTreeSet::new(),
         events: Vec::new(),
         config,
+        rotations: vec![0; points_of_contact + 1],
     };
     for index in 0..=points_of_contact {
         let core = net.build(index, MemoryStore::new());
@@ -111,13 +129,16 @@ fn net_with(points_of_contact: usize, config: CoreConfig) -> Net {
 
 impl Net {
     fn build(&self, index: usize, store: MemoryStore) -> Core<MemoryStore> {
+        // A rotated node is a new process: a fresh RNG, so it does not replay message ids.
+        let mut rng_seed = [index as u8; 32];
+        rng_seed[1] = rng_seed[1].wrapping_add(self.rotations[index].wrapping_mul(16));
         Core::new(
-            identity(index),
+            identity_rotated(index, self.rotations[index]),
             self.roster.clone(),
             self.signed.clone(),
             self.config.clone(),
             store,
-            [index as u8; 32],
+            rng_seed,
         )
         .expect("core")
     }
@@ -274,5 +295,6 @@ mod durability;
 mod limits;
 mod relay;
 mod roster;
+mod rotation;
 mod scheduling;
 mod trust;

@@ -139,6 +139,9 @@ impl Simulator {
                     receipt
                         .verify_for(
                             &self.world.roster,
+                            // Judged as when it arrived: a rotated-out key is refused only
+                            // after its grace, not retroactively.
+                            receipt.body.received_at,
                             &key.1,
                             &key.0,
                             &entry.recipient,

@@ -1,7 +1,9 @@
 //! Faults as the simulator applies them: crashes and restarts, relay outages, partitions, the
 //! hostile member's attacks, scripted scenario steps, and the heal that ends them.
 
-use quickfreeze_keys::Timestamp;
+use quickfreeze_keys::roster::PreviousKeys;
+use quickfreeze_keys::{EncryptionKey, SignedRoster, Timestamp};
+use quickfreeze_proto::core::Store;
 use quickfreeze_proto::frame::{Batch, Frame};
 use rand::RngExt;
 
@@ -10,7 +12,7 @@ use crate::sim::script;
 
 use super::{harness, uniform, SimNode, Simulator};
 use crate::sim::network::{CutDirection, Request, SimEvent};
-use crate::sim::world::{NodeKind, World, START};
+use crate::sim::world::{self, NodeKind, World, START};
 
 impl Simulator {
     /// One scripted scenario step.
@@ -69,6 +71,11 @@ impl Simulator {
             Action::CrashAfterStore { node, down_ms } => {
                 self.crash_after_store[node] = Some(down_ms);
             }
+            Action::Rotate { who, grace_ms } => {
+                for node in resolve(&who, &self.world) {
+                    self.rotate(node, grace_ms)?;
+                }
+            }
         }
         Ok(())
     }
@@ -99,6 +106,55 @@ impl Simulator {
         self.nodes[node].core = Some(core);
         self.report.restarts += 1;
         self.release(node)
+    }
+
+    /// `key rotate` at `node`, then the next roster serial naming its new keys (old ones valid
+    /// for `grace_ms`), stored at the node; a running node restarts on the new keys.
+    pub(super) fn rotate(&mut self, node: usize, grace_ms: u64) -> Result<(), Violation> {
+        let was_up = self.nodes[node].core.is_some();
+        if was_up {
+            self.crash(node)?;
+        }
+        self.world.rotations[node] = self.world.rotations[node].saturating_add(1);
+        let rotated = world::identity_rotated(self.config.seed, node, self.world.rotations[node]);
+        let until = self.local_now(node).plus_ms(grace_ms);
+        let mut roster = self.world.roster.clone();
+        roster.serial += 1;
+        let node_id = self.world.ids[node];
+        let at_ms = self.now_ms;
+        let entry = roster
+            .members
+            .iter_mut()
+            .find(|member| member.node_id == node_id)
+            .ok_or_else(|| harness(at_ms, format!("node {node} is not in the roster")))?;
+        entry
+            .previous_keys
+            .retain(|previous| previous.valid_until > until);
+        entry.previous_keys.push(PreviousKeys {
+            signing_key: entry.current_signing_key(),
+            encryption_key: entry.encryption_key,
+            valid_until: until,
+        });
+        entry.signing_key = Some(rotated.newest_signing_key());
+        entry.encryption_key = EncryptionKey(rotated.newest_encryption_public());
+        let signed = SignedRoster::new(&roster)
+            .and_then(|mut signed| {
+                signed.sign(&world::authority(self.config.seed), None)?;
+                signed.to_bytes()
+            })
+            .map_err(|error| harness(at_ms, format!("rotated roster: {error}")))?;
+        if let Some(store) = self.nodes[node].store_while_down.as_mut() {
+            store
+                .put_roster(&signed)
+                .map_err(|error| harness(at_ms, error.to_string()))?;
+        }
+        self.world.roster = roster;
+        self.world.signed_roster = signed;
+        self.report.rotations += 1;
+        if was_up {
+            self.restart(node)?;
+        }
+        Ok(())
     }
 
     pub(super) fn crash_for(&mut self, node: usize, down_ms: u64) -> Result<(), Violation> {

@@ -441,7 +441,7 @@ impl Simulator {
             ((index as u64) << 32) | incarnation,
         );
         let mut core = Core::new(
-            world::identity(self.config.seed, index),
+            world::identity_rotated(self.config.seed, index, self.world.rotations[index]),
             roster,
             signed,
             self.core_config.clone(),

@@ -272,10 +272,13 @@ impl Simulator {
                 self.sample_rejection(format!("relay {node}: {message_id}: {reason}"));
                 Ok(())
             }
+            // Scripted key rotations sign serials 2, 3, ... in order (the world's roster is the
+            // newest); anything above that was never signed.
+            Event::RosterUpdated { serial } if serial <= self.world.roster.serial => Ok(()),
             Event::RosterUpdated { serial } => Err(self.violation(
                 Invariant::ForgeryAccepted,
                 format!(
-                    "node {node} switched to roster serial {serial}; only serial {} was ever signed",
+                    "node {node} switched to roster serial {serial}; only serials up to {} were ever signed",
                     self.world.roster.serial
                 ),
             )),
@@ -334,6 +337,7 @@ impl Simulator {
                 Some(receipt) => receipt
                     .verify_for(
                         &self.world.roster,
+                        receipt.body.received_at,
                         &message_id,
                         &me,
                         &entry.recipient,
