@@ -165,10 +165,10 @@ pub(super) fn init(args: InitArgs) -> Result<()> {
     identity.write_key_file(&key_path)?;
     let config_path = dir.join(files::CONFIG);
     if !config_path.exists() {
-        let absolute = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.clone());
+        // Relative to the file itself, so a copied data directory runs on its own store.
         std::fs::write(
             &config_path,
-            NodeConfig::commented_toml(&absolute, &args.listen),
+            NodeConfig::commented_toml(Path::new("."), &args.listen),
         )
         .with_context(|| format!("{}: cannot write", config_path.display()))?;
     }

@@ -28,6 +28,9 @@ impl Daemon {
     ) -> Result<(), DaemonError> {
         let me = self.core.node_id();
         info!(node = %me, data_dir = %self.data_dir.display(), roster_serial = self.core.roster().serial, "node started");
+        if let Some(summary) = self.startup_alert.take() {
+            self.alert("unacknowledged-summary", None, None, None, &summary);
+        }
         let (command_tx, mut command_rx) = mpsc::channel::<Command>(64);
         let mut tasks = JoinSet::new();
         if let Some(listener) = self.listener.take() {

@@ -133,14 +133,19 @@ impl Daemon {
                 reannounced,
                 ..
             } => {
-                let what = if *reannounced {
-                    "STILL UNACKNOWLEDGED after restart"
+                if *reannounced {
+                    // One summary line was logged at start; the detail is for the console and,
+                    // for the first few, the alert hook.
+                    debug!(%message_id, from = %country(sender), %priority, %kind, relayed = via_relay.is_some(), "STILL UNACKNOWLEDGED after restart");
+                    if self.reannounce_alerts_left == 0 {
+                        return;
+                    }
+                    self.reannounce_alerts_left -= 1;
                 } else {
                     self.metrics.received += 1;
                     self.telemetry.received += 1;
-                    "NEW REQUEST in the inbox"
-                };
-                info!(%message_id, from = %country(sender), %priority, %kind, relayed = via_relay.is_some(), "{what}");
+                    info!(%message_id, from = %country(sender), %priority, %kind, relayed = via_relay.is_some(), "NEW REQUEST in the inbox");
+                }
                 self.alert(
                     if *reannounced {
                         "unacknowledged"

@@ -60,6 +60,7 @@ use crate::ids::{MessageId, Priority};
 pub use config::{CoreConfig, InjectedBugs};
 pub use event::{Event, Transmit};
 pub use outbox::SubmitError;
+pub use start::Reannounced;
 pub use store::{
     InboxEntry, MemoryStore, OutboxEntry, OutboxState, RelayEntry, RelayState, StatusRecord, Store,
     StoreError,
