@@ -372,6 +372,13 @@ pub struct StatusReport {
     /// Where the Prometheus endpoint listens, if enabled.
     #[serde(default)]
     pub metrics_address: Option<String>,
+    /// Bytes free on the data directory's filesystem at the last measurement.
+    #[serde(default)]
+    pub disk_free_bytes: Option<u64>,
+    /// While free space is below the low-water mark: the refusal given to submissions and
+    /// incoming deliveries.
+    #[serde(default)]
+    pub disk_low: Option<String>,
 }
 
 /// Delivery figures measured inside the daemon.

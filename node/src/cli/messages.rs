@@ -47,7 +47,7 @@ pub struct ReplyArgs {
 
 /// `template`: prints a commented form.
 pub(super) fn template(kind: FormKind) -> Result<()> {
-    print!("{}", forms::template(kind));
+    out!("{}", forms::template(kind));
     Ok(())
 }
 
@@ -60,7 +60,7 @@ pub(super) fn inbox(limit: usize, unacknowledged: bool, target: &Target) -> Resu
     let ControlResponse::Inbox { rows } = response else {
         return unexpected(response);
     };
-    println!(
+    outln!(
         "{:<32}  {:<2}  {:<12}  {:<9}  {:<5}  {:>7}  summary",
         "id", "cc", "kind", "priority", "ack", "age"
     );
@@ -68,7 +68,7 @@ pub(super) fn inbox(limit: usize, unacknowledged: bool, target: &Target) -> Resu
         .iter()
         .filter(|row| !unacknowledged || !row.acknowledged)
     {
-        println!(
+        outln!(
             "{:<32}  {:<2}  {:<12}  {:<9}  {:<5}  {:>7}  {}",
             row.message_id,
             row.country,
@@ -91,7 +91,7 @@ pub(super) fn outbox(limit: usize, state: Option<String>, target: &Target) -> Re
     let ControlResponse::Outbox { rows } = response else {
         return unexpected(response);
     };
-    println!(
+    outln!(
         "{:<32}  {:<2}  {:<12}  {:<9}  {:<9}  {:>7}  summary",
         "id", "cc", "kind", "priority", "state", "age"
     );
@@ -99,7 +99,7 @@ pub(super) fn outbox(limit: usize, state: Option<String>, target: &Target) -> Re
         .iter()
         .filter(|row| state.as_deref().is_none_or(|wanted| row.state == wanted))
     {
-        println!(
+        outln!(
             "{:<32}  {:<2}  {:<12}  {:<9}  {:<9}  {:>7}  {}",
             row.message_id,
             row.country,
@@ -144,13 +144,13 @@ pub(super) fn ack(id: String, officer: String, target: &Target) -> Result<()> {
         ControlResponse::Acknowledged {
             status_message_id: Some(status),
         } => {
-            println!("acknowledged {id}; the requester is told by status message {status}");
+            outln!("acknowledged {id}; the requester is told by status message {status}");
             Ok(())
         }
         ControlResponse::Acknowledged {
             status_message_id: None,
         } => {
-            println!("{id} was already acknowledged");
+            outln!("{id} was already acknowledged");
             Ok(())
         }
         other => unexpected(other),
@@ -167,7 +167,7 @@ fn overdue_marker(overdue: &[String], summary: &str) -> String {
 }
 
 fn print_receipt(receipt: &ReceiptView) {
-    println!(
+    outln!(
         "  {} receipt signed by {} ({}) at {}, envelope sha256 {}{}",
         receipt.kind,
         receipt.signer_country,
@@ -183,43 +183,43 @@ fn print_receipt(receipt: &ReceiptView) {
 }
 
 fn print_detail(detail: &MessageDetail) {
-    println!("message   {} ({})", detail.message_id, detail.direction);
+    outln!("message   {} ({})", detail.message_id, detail.direction);
     let label = if detail.direction == "outbound" {
         "to"
     } else {
         "from"
     };
-    println!("{label:<9} {} ({})", detail.country, detail.peer);
-    println!("priority  {}", detail.priority);
-    println!("state     {}", detail.state);
+    outln!("{label:<9} {} ({})", detail.country, detail.peer);
+    outln!("priority  {}", detail.priority);
+    outln!("state     {}", detail.state);
     if let Some(error) = &detail.last_error {
-        println!("last try  {error}");
+        outln!("last try  {error}");
     }
-    println!("receipts:");
+    outln!("receipts:");
     for receipt in &detail.receipts {
         print_receipt(receipt);
     }
     if !detail.status_history.is_empty() {
-        println!("status history:");
+        outln!("status history:");
         for status in &detail.status_history {
-            println!(
+            outln!(
                 "  {}  {}  by {}  {}",
                 status.received_at, status.status, status.officer, status.note
             );
         }
     }
     if !detail.replies.is_empty() {
-        println!("replies sent: {}", detail.replies.join(", "));
+        outln!("replies sent: {}", detail.replies.join(", "));
     }
     if let Some(payload) = &detail.payload {
-        println!("content:");
+        outln!("content:");
         match toml::to_string_pretty(payload) {
             Ok(text) => {
                 for line in text.lines() {
-                    println!("  {line}");
+                    outln!("  {line}");
                 }
             }
-            Err(_) => println!("  {payload:?}"),
+            Err(_) => outln!("  {payload:?}"),
         }
     }
 }
@@ -283,7 +283,7 @@ pub(super) fn send(
         });
     }
     if !target.json {
-        println!("accepted {message_id} for {country} ({recipient}); stored durably and queued");
+        outln!("accepted {message_id} for {country} ({recipient}); stored durably and queued");
     }
     let Some(seconds) = wait else {
         return Ok(());
@@ -302,7 +302,7 @@ pub(super) fn send(
             latency_ms,
             ..
         } => {
-            println!("delivered in {latency_ms} ms:");
+            outln!("delivered in {latency_ms} ms:");
             print_receipt(&receipt);
             Ok(())
         }
@@ -357,7 +357,7 @@ pub(super) fn reply(args: ReplyArgs) -> Result<()> {
     }
     match response {
         ControlResponse::Replied { status_message_id } => {
-            println!("status sent for {} as message {status_message_id}", args.id);
+            outln!("status sent for {} as message {status_message_id}", args.id);
             Ok(())
         }
         other => unexpected(other),

@@ -8,6 +8,8 @@
 //! [`stats`]). `console` is the interactive terminal UI over the same socket.
 //! Errors are one line naming the file or field and what to do, and a non-zero exit.
 
+#[macro_use]
+pub(crate) mod out;
 mod access;
 mod audit;
 mod messages;
@@ -249,7 +251,7 @@ pub fn execute(cli: Cli) -> Result<()> {
 
 /// Prints an answer as pretty JSON (`--json`).
 fn print_json<T: serde::Serialize>(value: &T) -> Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
+    outln!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }
 

@@ -141,7 +141,7 @@ pub(super) fn authority(command: AuthorityCommand) -> Result<()> {
                 out.display()
             );
             eprintln!("fingerprint: {}", key.public().fingerprint());
-            println!("{}", key.public());
+            outln!("{}", key.public());
             Ok(())
         }
     }
@@ -200,7 +200,7 @@ pub(super) fn init(args: InitArgs) -> Result<()> {
     eprintln!("node id:     {}", identity.node_id());
     eprintln!("fingerprint: {}", identity.node_id().fingerprint());
     eprintln!("give the entry below to the roster authority (public keys only); add `relays = [...]` if relays hold mail for you:");
-    print!("{}", toml::to_string(&Entry { members: [&member] })?);
+    out!("{}", toml::to_string(&Entry { members: [&member] })?);
     Ok(())
 }
 
@@ -269,7 +269,7 @@ pub(super) fn roster(command: RosterCommand) -> Result<()> {
             );
             std::fs::write(&out, text)
                 .with_context(|| format!("{}: cannot write", out.display()))?;
-            println!(
+            outln!(
                 "wrote {}; authority set fingerprint {}",
                 out.display(),
                 roster.authority_set_fingerprint()
@@ -303,7 +303,7 @@ pub(super) fn roster(command: RosterCommand) -> Result<()> {
                 .map_err(|error| anyhow!("{error}"))?;
             std::fs::write(&out, signed.to_bytes()?)
                 .with_context(|| format!("{}: cannot write", out.display()))?;
-            println!(
+            outln!(
                 "signed roster serial {} as {}; {} signature(s), {} required; written to {}",
                 roster.serial,
                 key.public().fingerprint(),
@@ -331,7 +331,7 @@ pub(super) fn roster(command: RosterCommand) -> Result<()> {
                 (None, None) => signed.verify_self(now),
             }
             .map_err(|error| anyhow!("{}: {error}", file.display()))?;
-            println!(
+            outln!(
                 "OK: roster `{}` serial {} with {} members, {} of {} authority signatures required, valid until {}",
                 roster.network,
                 roster.serial,
@@ -340,7 +340,7 @@ pub(super) fn roster(command: RosterCommand) -> Result<()> {
                 roster.authorities.len(),
                 roster.expires_at
             );
-            println!(
+            outln!(
                 "authority set fingerprint {}",
                 roster.authority_set_fingerprint()
             );
@@ -351,30 +351,30 @@ pub(super) fn roster(command: RosterCommand) -> Result<()> {
             if json {
                 return print_json(&roster);
             }
-            println!(
+            outln!(
                 "roster `{}` serial {}, issued {}, expires {}",
                 roster.network, roster.serial, roster.issued_at, roster.expires_at
             );
-            println!(
+            outln!(
                 "authorities: {} of {} required; set fingerprint {}",
                 roster.threshold,
                 roster.authorities.len(),
                 roster.authority_set_fingerprint()
             );
             for key in &roster.authorities {
-                println!("  {}  {}", key.fingerprint(), key);
+                outln!("  {}  {}", key.fingerprint(), key);
             }
             if let Some(signed) = signed {
-                println!("signatures: {}", signed.signatures.len());
+                outln!("signatures: {}", signed.signatures.len());
             } else {
-                println!("signatures: none (TOML form)");
+                outln!("signatures: none (TOML form)");
             }
-            println!(
+            outln!(
                 "{:<2}  {:<18}  {:<24}  {:<52}  authority",
                 "cc", "role", "fingerprint", "node"
             );
             for member in &roster.members {
-                println!(
+                outln!(
                     "{:<2}  {:<18}  {:<24}  {:<52}  {}",
                     member.country,
                     member.role,
@@ -418,7 +418,7 @@ pub(super) fn roster(command: RosterCommand) -> Result<()> {
             std::fs::write(&pin_path, format!("{pin}\n"))?;
             std::fs::write(&target, signed.to_bytes()?)
                 .with_context(|| format!("{}: cannot write", target.display()))?;
-            println!(
+            outln!(
                 "installed roster serial {} into {}",
                 roster.serial,
                 data_dir.display()

@@ -118,6 +118,8 @@ fn report() -> StatusReport {
         overdue_items: Vec::new(),
         key_file_age_s: Some(3600),
         metrics_address: None,
+        disk_free_bytes: None,
+        disk_low: None,
     }
 }
 

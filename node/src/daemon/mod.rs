@@ -26,6 +26,7 @@ mod audit_facts;
 mod commands;
 mod commit;
 mod deadline_checks;
+mod disk;
 mod event_loop;
 mod events;
 mod faults;
@@ -75,6 +76,11 @@ pub enum DaemonError {
     /// The network.
     #[error("network: {0}")]
     Network(String),
+    /// A group commit did not return within `store.commit_timeout_s`: the disk is full or
+    /// failing. The process must exit without dropping the store (sled's drop would flush, and
+    /// block again).
+    #[error("{0}")]
+    Stalled(String),
     /// The control socket.
     #[error("control socket {path}: {message}")]
     Socket {
@@ -200,6 +206,12 @@ struct Daemon {
     reannounce_alerts_left: usize,
     /// The summary alert for messages still unacknowledged at start, run when the loop starts.
     startup_alert: Option<String>,
+    /// Free space on the data directory against the low-water mark.
+    disk: disk::DiskWatch,
+    /// Submissions and inbound batches refused for low disk space since start.
+    metrics_disk_refusals: u64,
+    /// How long one group commit may take (`store.commit_timeout_s`).
+    commit_timeout: std::time::Duration,
 }
 
 /// Per-message alert hook runs for messages announced again after a restart (the summary alert
@@ -361,6 +373,9 @@ impl Daemon {
             delivery_log_overflowed: 0,
             duplicates_suppressed: 0,
             reannounce_alerts_left: MAX_REANNOUNCE_ALERTS,
+            disk: disk::DiskWatch::new(&config.data_dir, &config.store),
+            metrics_disk_refusals: 0,
+            commit_timeout: std::time::Duration::from_secs(config.store.commit_timeout_s),
             startup_alert: unacknowledged_summary,
             probe: crate::probe::ReconnectProbe::new(
                 config.retry.reconnect_probe_ms,
