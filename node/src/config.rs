@@ -707,7 +707,10 @@ mod tests {
         // A config kept outside any data directory may name one absolutely.
         let etc = root.path().join("etc.toml");
         std::fs::write(&etc, &own).expect("write");
-        assert_eq!(NodeConfig::load(&etc).expect("elsewhere").data_dir, original);
+        assert_eq!(
+            NodeConfig::load(&etc).expect("elsewhere").data_dir,
+            original
+        );
     }
 
     #[test]

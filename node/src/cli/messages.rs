@@ -62,7 +62,12 @@ pub(super) fn inbox(limit: usize, unacknowledged: bool, target: &Target) -> Resu
     };
     outln!(
         "{:<32}  {:<2}  {:<12}  {:<9}  {:<5}  {:>7}  summary",
-        "id", "cc", "kind", "priority", "ack", "age"
+        "id",
+        "cc",
+        "kind",
+        "priority",
+        "ack",
+        "age"
     );
     for row in rows
         .iter()
@@ -93,7 +98,12 @@ pub(super) fn outbox(limit: usize, state: Option<String>, target: &Target) -> Re
     };
     outln!(
         "{:<32}  {:<2}  {:<12}  {:<9}  {:<9}  {:>7}  summary",
-        "id", "cc", "kind", "priority", "state", "age"
+        "id",
+        "cc",
+        "kind",
+        "priority",
+        "state",
+        "age"
     );
     for row in rows
         .iter()
@@ -204,7 +214,10 @@ fn print_detail(detail: &MessageDetail) {
         for status in &detail.status_history {
             outln!(
                 "  {}  {}  by {}  {}",
-                status.received_at, status.status, status.officer, status.note
+                status.received_at,
+                status.status,
+                status.officer,
+                status.note
             );
         }
     }

@@ -69,7 +69,11 @@ pub(super) fn peers(target: &Target) -> Result<()> {
     };
     outln!(
         "{:<2}  {:<18}  {:<9}  {:>8}  {:<20}  node",
-        "cc", "role", "connected", "failures", "retry at"
+        "cc",
+        "role",
+        "connected",
+        "failures",
+        "retry at"
     );
     for row in rows {
         outln!(
@@ -96,12 +100,16 @@ pub(super) fn status(target: &Target) -> Result<()> {
     };
     outln!(
         "node         {} ({}, {})",
-        report.node_id, report.country, report.role
+        report.node_id,
+        report.country,
+        report.role
     );
     outln!("fingerprint  {}", report.fingerprint);
     outln!(
         "network      {} roster serial {} (expires {})",
-        report.network, report.roster_serial, report.roster_expires_at
+        report.network,
+        report.roster_serial,
+        report.roster_expires_at
     );
     if report.roster_expires_in_s < 0 {
         outln!("WARNING      the roster has EXPIRED: install a current one with `quickfreeze roster install`");
@@ -116,16 +124,20 @@ pub(super) fn status(target: &Target) -> Result<()> {
     }
     outln!(
         "outbox       {} emergency, {} urgent, {} routine undelivered",
-        report.outbox_pending[0], report.outbox_pending[1], report.outbox_pending[2]
+        report.outbox_pending[0],
+        report.outbox_pending[1],
+        report.outbox_pending[2]
     );
     outln!(
         "inbox        {} messages, {} not acknowledged",
-        report.inbox_total, report.inbox_unacknowledged
+        report.inbox_total,
+        report.inbox_unacknowledged
     );
     if report.role == "relay" {
         outln!(
             "relay        {} held, {} bytes",
-            report.relay_pending, report.relay_bytes
+            report.relay_pending,
+            report.relay_bytes
         );
     }
     if let Some(refusal) = &report.disk_low {

@@ -19,7 +19,13 @@ pub(crate) fn write(arguments: std::fmt::Arguments<'_>, newline: bool) {
     let mut stdout = std::io::stdout().lock();
     let written = stdout
         .write_fmt(arguments)
-        .and_then(|()| if newline { stdout.write_all(b"\n") } else { Ok(()) })
+        .and_then(|()| {
+            if newline {
+                stdout.write_all(b"\n")
+            } else {
+                Ok(())
+            }
+        })
         .and_then(|()| stdout.flush());
     if let Err(error) = written {
         STDOUT_GONE.store(true, Ordering::Relaxed);

@@ -353,7 +353,10 @@ pub(super) fn roster(command: RosterCommand) -> Result<()> {
             }
             outln!(
                 "roster `{}` serial {}, issued {}, expires {}",
-                roster.network, roster.serial, roster.issued_at, roster.expires_at
+                roster.network,
+                roster.serial,
+                roster.issued_at,
+                roster.expires_at
             );
             outln!(
                 "authorities: {} of {} required; set fingerprint {}",
@@ -371,7 +374,10 @@ pub(super) fn roster(command: RosterCommand) -> Result<()> {
             }
             outln!(
                 "{:<2}  {:<18}  {:<24}  {:<52}  authority",
-                "cc", "role", "fingerprint", "node"
+                "cc",
+                "role",
+                "fingerprint",
+                "node"
             );
             for member in &roster.members {
                 outln!(

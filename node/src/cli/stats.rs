@@ -26,7 +26,14 @@ pub(super) fn stats(since: &str, target: &Target) -> Result<()> {
     outln!("requests since {since}; times are medians");
     outln!(
         "{:<2}  {:>5}  {:>5}  {:>8}  {:>9}  {:>9}  {:>11}  {:>11}  refusals",
-        "cc", "sent", "recv", "receipt", "their ack", "our ack", "their status", "our status"
+        "cc",
+        "sent",
+        "recv",
+        "receipt",
+        "their ack",
+        "our ack",
+        "their status",
+        "our status"
     );
     for row in &rows {
         let refusals = |map: &std::collections::BTreeMap<String, u64>| {

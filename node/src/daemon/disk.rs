@@ -69,7 +69,7 @@ impl DiskWatch {
             return None;
         }
         let measured = fs2::available_space(&self.dir)
-            .and_then(|free| Ok((free, fs2::total_space(&self.dir)?)));
+            .and_then(|free| fs2::total_space(&self.dir).map(|total| (free, total)));
         let space = match measured {
             Ok((free, total)) => {
                 self.failures = 0;
@@ -179,15 +179,24 @@ mod tests {
 
     #[test]
     fn a_refused_batch_answers_every_frame_as_retryable() {
-        let request = Batch::new(3, vec![Frame::Ack(MessageId([7; 16])), Frame::RosterRequest])
-            .to_bytes()
-            .expect("encode");
-        let answer = Batch::from_bytes(&refuse_batch(5, &request, "disk nearly full"))
-            .expect("decodes");
+        let request = Batch::new(
+            3,
+            vec![Frame::Ack(MessageId([7; 16])), Frame::RosterRequest],
+        )
+        .to_bytes()
+        .expect("encode");
+        let answer =
+            Batch::from_bytes(&refuse_batch(5, &request, "disk nearly full")).expect("decodes");
         assert_eq!(answer.frames.len(), 2);
         for frame in &answer.frames {
             assert!(
-                matches!(frame, Frame::Refused { permanent: false, .. }),
+                matches!(
+                    frame,
+                    Frame::Refused {
+                        permanent: false,
+                        ..
+                    }
+                ),
                 "{frame:?}"
             );
         }

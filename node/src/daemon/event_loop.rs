@@ -206,10 +206,10 @@ impl Daemon {
     /// A commit did not return within the bound: log, alert, and give the error that stops
     /// the node. Nothing that commit covered was acknowledged, so nothing acknowledged is lost.
     fn commit_stalled(&mut self, what: &str) -> DaemonError {
-        let free = self
-            .disk
-            .space()
-            .map_or_else(|| "unknown".to_string(), |space| format!("{} MiB", space.free / (1024 * 1024)));
+        let free = self.disk.space().map_or_else(
+            || "unknown".to_string(),
+            |space| format!("{} MiB", space.free / (1024 * 1024)),
+        );
         let message = format!(
             "{what} did not finish within {} s (disk full or failing? {free} free on {} at the last check); stopping the node. Nothing it covered was acknowledged; free space or fix the disk, then start the node again",
             self.commit_timeout.as_secs(),
@@ -234,14 +234,20 @@ impl Daemon {
                 self.alert("disk-low", None, None, None, &message);
             }
             Some(super::disk::Crossing::Recovered) => {
-                let free = self.disk.space().map_or(0, |space| space.free / (1024 * 1024));
+                let free = self
+                    .disk
+                    .space()
+                    .map_or(0, |space| space.free / (1024 * 1024));
                 info!(free_mib = free, "disk space is back above the low-water mark; accepting submissions and deliveries again");
                 self.alert(
                     "disk-ok",
                     None,
                     None,
                     None,
-                    &format!("{free} MiB free on {}; accepting again", self.data_dir.display()),
+                    &format!(
+                        "{free} MiB free on {}; accepting again",
+                        self.data_dir.display()
+                    ),
                 );
             }
             None => {}

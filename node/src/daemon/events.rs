@@ -7,8 +7,8 @@ use quickfreeze_proto::MessageId;
 use tracing::{debug, error, info};
 
 use super::roster::{allowed_peers, peer_labels};
-use crate::network::ledger::Offense;
 use super::Daemon;
+use crate::network::ledger::Offense;
 
 /// Deliveries kept in the testing delivery log between two drains.
 const MAX_DELIVERY_LOG: usize = 100_000;
@@ -219,7 +219,8 @@ impl Daemon {
                 info!(serial, "roster updated");
                 let peers = allowed_peers(self.core.roster(), self.core.node_id());
                 self.network.set_allowed_peers(peers);
-                self.network.set_peer_labels(peer_labels(self.core.roster()));
+                self.network
+                    .set_peer_labels(peer_labels(self.core.roster()));
             }
             Event::RosterRejected { from, reason } => {
                 debug!(from = %from, %reason, "roster offered by a peer refused");

@@ -10,8 +10,8 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 
 use super::work::Job;
-use crate::MessageId;
 use super::{Core, CoreConfig, Event, RelayState, Store, StoreError};
+use crate::MessageId;
 
 /// What [`Core::announce_unacknowledged_summary`] announced.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
