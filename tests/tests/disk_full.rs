@@ -79,8 +79,8 @@ impl Drop for Tmpfs {
 
 /// Copies `dir` onto the tmpfs (its config names "." as its data directory, so the copy runs
 /// on its own store) and sets the disk options.
-fn move_onto(dir: &Path, tmpfs: &Tmpfs, low_water_mib: u64, commit_timeout_s: u64) -> PathBuf {
-    let target = tmpfs.path.join(dir.file_name().expect("name"));
+fn move_onto(dir: &Path, mount: &Path, low_water_mib: u64, commit_timeout_s: u64) -> PathBuf {
+    let target = mount.join(dir.file_name().expect("name"));
     let status = Command::new("cp")
         .arg("-a")
         .arg(dir)
@@ -259,7 +259,7 @@ fn below_the_low_water_mark_the_node_refuses_retryably_answers_and_resumes() {
         return;
     };
     let de_dir = dirs[0].clone();
-    let fr_dir = move_onto(&dirs[1], &tmpfs, 4, 10);
+    let fr_dir = move_onto(&dirs[1], &tmpfs.path, 4, 10);
     let de = NodeProcess::start(&de_dir);
     let fr = NodeProcess::start(&fr_dir);
     let probe = StatusProbe::start(&fr_dir);
@@ -352,6 +352,10 @@ fn below_the_low_water_mark_the_node_refuses_retryably_answers_and_resumes() {
         assert!(unique.contains(id), "{id} lost");
     }
     let (worst, failures) = probe.finish();
+    eprintln!(
+        "status answered within {worst:?} at worst; FR refused {} deliveries or submissions while full",
+        disk_refusals(&fr_dir)
+    );
     assert!(failures.is_empty(), "status failed: {failures:?}");
     assert!(
         worst < Duration::from_secs(2),
@@ -380,7 +384,7 @@ fn a_disk_that_really_fills_stops_the_node_with_a_log_line_instead_of_a_hang() {
         return;
     };
     // No low-water mark: the disk really fills; the commit bound is 3 s.
-    let fr_dir = move_onto(&dirs[1], &tmpfs, 0, 3);
+    let fr_dir = move_onto(&dirs[1], &tmpfs.path, 0, 3);
     // The log goes to the test's own disk, not the full one.
     let log_path = root.path().join("fr-stall.log");
     let mut fr = Child(
@@ -418,11 +422,202 @@ fn a_disk_that_really_fills_stops_the_node_with_a_log_line_instead_of_a_hang() {
         index += 1;
         std::thread::sleep(Duration::from_millis(20));
     };
+    eprintln!("FR stopped after {index} submissions on a full disk: {status}");
     assert!(!status.success(), "stopped with an error status: {status}");
     let log = std::fs::read_to_string(&log_path).unwrap_or_default();
     assert!(
         log.contains("group commit failed") || log.contains("did not finish within"),
         "the stop is logged; log:\n{log}"
     );
+    for line in log.lines().filter(|line| line.contains("ERROR")) {
+        eprintln!("{line}");
+    }
     drop(fr);
+}
+
+/// A small ext4 filesystem on a loop device, for `fsfreeze` (tmpfs cannot be frozen); unmounted
+/// on drop.
+struct LoopFs {
+    path: PathBuf,
+}
+
+impl LoopFs {
+    fn mount(image: &Path, path: &Path, size_mib: u64) -> Option<LoopFs> {
+        std::fs::create_dir_all(path).expect("mount point");
+        std::fs::File::create(image)
+            .and_then(|file| file.set_len(size_mib * MIB))
+            .expect("image");
+        let made = Command::new("mkfs.ext4")
+            .args(["-q", "-F"])
+            .arg(image)
+            .output();
+        let mounted = made.and_then(|made| {
+            if !made.status.success() {
+                return Ok(made);
+            }
+            Command::new("mount")
+                .args(["-o", "loop"])
+                .arg(image)
+                .arg(path)
+                .output()
+        });
+        match mounted {
+            Ok(output) if output.status.success() => Some(LoopFs {
+                path: path.to_path_buf(),
+            }),
+            other => {
+                let why = match other {
+                    Ok(output) => String::from_utf8_lossy(&output.stderr).into_owned(),
+                    Err(error) => error.to_string(),
+                };
+                if std::env::var("QF_SKIP_MOUNT_TESTS").as_deref() == Ok("1") {
+                    eprintln!(
+                        "skipped: cannot mount a loop device ({why}) and QF_SKIP_MOUNT_TESTS=1"
+                    );
+                    return None;
+                }
+                panic!(
+                    "this test mounts an ext4 image on a loop device and needs root with mkfs.ext4 and fsfreeze: {why}. Run it as root, or set QF_SKIP_MOUNT_TESTS=1 to skip it"
+                );
+            }
+        }
+    }
+}
+
+impl Drop for LoopFs {
+    fn drop(&mut self) {
+        let _ = Command::new("fsfreeze")
+            .arg("-u")
+            .arg(&self.path)
+            .stderr(std::process::Stdio::null())
+            .status();
+        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+    }
+}
+
+/// Freezes a filesystem (every write blocks, as on a stalled disk) until dropped.
+struct Frozen(PathBuf);
+
+impl Frozen {
+    fn freeze(path: &Path) -> Frozen {
+        let status = Command::new("fsfreeze")
+            .arg("-f")
+            .arg(path)
+            .status()
+            .expect("fsfreeze");
+        assert!(status.success(), "fsfreeze -f failed");
+        Frozen(path.to_path_buf())
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        let _ = Command::new("fsfreeze").arg("-u").arg(&self.0).status();
+    }
+}
+
+fn spawn_node(dir: &Path, log: &Path) -> Child {
+    let child = Child(
+        Command::new(common::binary())
+            .args(["run", "--data-dir"])
+            .arg(dir)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(log).expect("log"))
+            .spawn()
+            .expect("node starts"),
+    );
+    wait_for("the console answers", Duration::from_secs(30), || {
+        request(dir, &ControlRequest::Status).is_ok()
+    });
+    child
+}
+
+/// Submits from a thread of its own: on a stalled disk the answer never comes.
+fn submit_in_background(dir: &Path) {
+    let dir = dir.to_path_buf();
+    std::thread::spawn(move || {
+        let _ = request(
+            &dir,
+            &ControlRequest::Submit {
+                recipient: "DE".into(),
+                payload: Box::new(free_text("on a stalled disk")),
+            },
+        );
+    });
+}
+
+fn wait_for_log(log: &Path, needles: &[&str], timeout: Duration) {
+    wait_for(
+        &format!("one of {needles:?} in {}", log.display()),
+        timeout,
+        || {
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            needles.iter().any(|needle| text.contains(needle))
+        },
+    );
+}
+
+#[test]
+fn a_stalled_commit_stops_the_node_and_sigterm_always_works() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let dirs = common::network(root.path(), "diskfreeze", &["DE", "FR"]);
+    let Some(disk) = LoopFs::mount(&root.path().join("disk.img"), &root.path().join("disk"), 32)
+    else {
+        return;
+    };
+    let fr_dir = move_onto(&dirs[1], &disk.path, 4, 3);
+
+    // The watchdog: a commit on a frozen disk stops the node after the 3 s bound.
+    let log = root.path().join("fr-1.log");
+    let mut fr = spawn_node(&fr_dir, &log);
+    let started = Instant::now();
+    {
+        let _frozen = Frozen::freeze(&disk.path);
+        submit_in_background(&fr_dir);
+        wait_for_log(
+            &log,
+            &["did not finish within 3 s"],
+            Duration::from_secs(30),
+        );
+        eprintln!("watchdog fired after {:?}", started.elapsed());
+    }
+    wait_for(
+        "the node exits once the disk thaws",
+        Duration::from_secs(30),
+        || fr.0.try_wait().expect("wait").is_some(),
+    );
+    let status = fr.0.try_wait().expect("wait").expect("exited");
+    assert_eq!(status.code(), Some(75), "exit status of a stalled node");
+    drop(fr);
+
+    // SIGTERM while a commit is stuck: the node still stops.
+    let log = root.path().join("fr-2.log");
+    let mut fr = spawn_node(&fr_dir, &log);
+    {
+        let _frozen = Frozen::freeze(&disk.path);
+        submit_in_background(&fr_dir);
+        std::thread::sleep(Duration::from_millis(300));
+        let pid = libc::pid_t::try_from(fr.0.id()).expect("pid");
+        let status = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+        // The commit bound (3 s) at shutdown, or the grace after the signal (2 × 3 + 5 s).
+        wait_for_log(
+            &log,
+            &["did not finish within", "did not stop within"],
+            Duration::from_secs(30),
+        );
+    }
+    wait_for(
+        "the node exits after SIGTERM",
+        Duration::from_secs(30),
+        || fr.0.try_wait().expect("wait").is_some(),
+    );
+    let status = fr.0.try_wait().expect("wait").expect("exited");
+    assert!(!status.success(), "{status}");
+    drop(fr);
+    drop(disk);
 }

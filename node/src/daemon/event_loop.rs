@@ -163,9 +163,20 @@ impl Daemon {
             Ok(()) => self.final_flush(flush.take()).await,
             Err(error) => Err(error),
         };
+        match &result {
+            // A stalled commit has alerted already.
+            Ok(()) | Err(DaemonError::Stalled(_)) => {}
+            Err(error) => {
+                let detail = format!("the node stopped on an error: {error}");
+                self.alert("node-stopped", None, None, None, &detail);
+            }
+        }
         tasks.abort_all();
         while tasks.join_next().await.is_some() {}
-        let _ = std::fs::remove_file(&self.socket_path);
+        if !matches!(result, Err(DaemonError::Stalled(_))) {
+            // On a stalled disk even this unlink could block; the next start replaces the socket.
+            let _ = std::fs::remove_file(&self.socket_path);
+        }
         // Give running alert hooks a moment; they are not killed mid-page.
         let _ = tokio::time::timeout(Duration::from_secs(5), async {
             while self.hooks.join_next().await.is_some() {}
