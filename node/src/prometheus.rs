@@ -522,7 +522,10 @@ mod tests {
             .lines()
             .filter(|line| line.starts_with("# TYPE"))
             .count();
-        assert_eq!(families, 14);
+        assert_eq!(
+            families, 16,
+            "with quickfreeze_disk_low and quickfreeze_disk_refusals"
+        );
         assert_eq!(
             families,
             text.lines()
