@@ -56,7 +56,9 @@ pub enum ConfigError {
 #[serde(deny_unknown_fields, default)]
 pub struct NodeConfig {
     /// Data directory (keys, roster, database, control socket). Relative paths are relative to
-    /// the directory of the config file.
+    /// the directory of the config file (`init` writes `"."`). A config file that sits in a data
+    /// directory (next to a `node.key`) must name that directory: an absolute path elsewhere is
+    /// refused, so that a copied data directory never runs on the original's store.
     pub data_dir: PathBuf,
     /// libp2p listen addresses.
     pub listen: Vec<String>,
@@ -180,6 +182,48 @@ pub struct StoreSection {
     /// Group commit: flush once for everything that arrived together (default). `false` flushes
     /// after every single input; it exists to measure what group commit buys.
     pub group_commit: bool,
+    /// Low-water mark of free space on the data directory's filesystem, in MiB. The mark is the
+    /// larger of this and `low_water_percent`; below it the node refuses new submissions and
+    /// incoming deliveries (retryable: senders keep trying) and alerts. Both 0 turns it off.
+    pub low_water_mib: u64,
+    /// Low-water mark as a percentage of the filesystem's size (see `low_water_mib`).
+    pub low_water_percent: u8,
+    /// How long one group commit may take before the node gives up on the disk and stops (with
+    /// a log line and an alert) rather than hang: seconds, at least 1.
+    pub commit_timeout_s: u64,
+}
+
+/// Default of `store.low_water_mib`.
+pub const DEFAULT_LOW_WATER_MIB: u64 = 64;
+/// Default of `store.low_water_percent`.
+pub const DEFAULT_LOW_WATER_PERCENT: u8 = 2;
+/// Default of `store.commit_timeout_s`.
+pub const DEFAULT_COMMIT_TIMEOUT_S: u64 = 30;
+
+impl StoreSection {
+    /// Refuses a percentage over 100 or a commit bound of 0.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.low_water_percent > 50 {
+            return Err(format!(
+                "store.low_water_percent = {}: use 0 to 50 (percent of the filesystem kept free)",
+                self.low_water_percent
+            ));
+        }
+        if !(1..=3600).contains(&self.commit_timeout_s) {
+            return Err(format!(
+                "store.commit_timeout_s = {}: use 1 to 3600 seconds",
+                self.commit_timeout_s
+            ));
+        }
+        Ok(())
+    }
+
+    /// The low-water mark in bytes for a filesystem of `total` bytes (0: off).
+    pub fn low_water_bytes(&self, total: u64) -> u64 {
+        let fixed = self.low_water_mib.saturating_mul(1024 * 1024);
+        let share = total / 100 * u64::from(self.low_water_percent);
+        fixed.max(share)
+    }
 }
 
 impl Default for StoreSection {
@@ -189,6 +233,9 @@ impl Default for StoreSection {
             cache_capacity_bytes: options.cache_capacity_bytes,
             sync: options.sync,
             group_commit: true,
+            low_water_mib: DEFAULT_LOW_WATER_MIB,
+            low_water_percent: DEFAULT_LOW_WATER_PERCENT,
+            commit_timeout_s: DEFAULT_COMMIT_TIMEOUT_S,
         }
     }
 }
@@ -299,6 +346,7 @@ impl NodeConfig {
             .deadlines
             .validate()
             .and_then(|()| config.retry.validate())
+            .and_then(|()| config.store.validate())
             .and_then(|()| config.lifetime.validate(&config.testing))
             .map_err(|message| ConfigError::Invalid {
                 path: path.to_path_buf(),
@@ -314,10 +362,14 @@ impl NodeConfig {
                     ),
                 })?;
         }
+        let base = match path.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent,
+            _ => Path::new("."),
+        };
         if config.data_dir.is_relative() {
-            let base = path.parent().unwrap_or_else(|| Path::new("."));
             config.data_dir = base.join(&config.data_dir);
         }
+        check_data_dir(path, base, &config.data_dir)?;
         Ok(config)
     }
 
@@ -348,7 +400,8 @@ impl NodeConfig {
         }
     }
 
-    /// A commented config file for `init`.
+    /// A commented config file for `init`. `data_dir` is written as given: `init` passes `"."`,
+    /// the directory the file is in, so that a copied data directory uses its own store.
     pub fn commented_toml(data_dir: &Path, listen: &[String]) -> String {
         let listen = listen
             .iter()
@@ -362,7 +415,9 @@ impl NodeConfig {
         format!(
             r#"# quickfreeze node configuration. Every field may be omitted to use its default.
 
-# Where this node keeps its key, roster, database and console socket.
+# Where this node keeps its key, roster, database and console socket. A relative path is relative
+# to the directory of this file; "." is that directory, so a copied data directory uses its own
+# store. When this file sits in a data directory, data_dir must be that directory.
 data_dir = "{data_dir}"
 
 # libp2p addresses to listen on. They must match the addresses in this node's roster entry.
@@ -385,6 +440,15 @@ cache_capacity_bytes = {cache}
 sync = "flush-and-sync-data"
 # Flush once for everything that arrived together (true), or after every single input (false).
 group_commit = true
+# Free space kept on the data directory's filesystem: the larger of low_water_mib and
+# low_water_percent of its size. Below it the node refuses new submissions and incoming deliveries
+# (senders keep retrying, nothing is lost) and alerts (QF_EVENT=disk-low) until space returns.
+# Both 0 turns the check off.
+low_water_mib = {low_mib}
+low_water_percent = {low_pct}
+# A group commit that takes longer than this many seconds (a full or failing disk) stops the
+# node with a log line and an alert instead of a silent hang.
+commit_timeout_s = {commit_timeout}
 
 [retry]
 # First retry delay; doubles per consecutive failure, with jitter.
@@ -448,6 +512,9 @@ routine_s = {t3r}
 "#,
             data_dir = data_dir.display(),
             cache = StoreOptions::default().cache_capacity_bytes,
+            low_mib = DEFAULT_LOW_WATER_MIB,
+            low_pct = DEFAULT_LOW_WATER_PERCENT,
+            commit_timeout = DEFAULT_COMMIT_TIMEOUT_S,
             base = core.retry_base_ms,
             cap = core.retry_cap_ms,
             relay_after = core.relay_after_failures,
@@ -475,6 +542,30 @@ routine_s = {t3r}
             t3r = deadlines.status.routine_s,
         )
     }
+}
+
+/// A config file that sits in a data directory (next to its `node.key`) must name that
+/// directory. Anything else is almost always a copied or moved data directory whose config still
+/// names the original, which would silently run on the original's store.
+fn check_data_dir(path: &Path, base: &Path, data_dir: &Path) -> Result<(), ConfigError> {
+    if !base.join(files::KEY).exists() {
+        // A config kept elsewhere (e.g. /etc) names its data directory freely.
+        return Ok(());
+    }
+    let here = std::fs::canonicalize(base).unwrap_or_else(|_| base.to_path_buf());
+    let named = std::fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_path_buf());
+    if here == named {
+        return Ok(());
+    }
+    Err(ConfigError::Invalid {
+        path: path.to_path_buf(),
+        message: format!(
+            "data_dir = \"{}\" but this file is in the data directory {}: it looks copied or moved from another node's directory, and running it would use that directory's store. Write `data_dir = \".\"` in this file to use the directory it is in, or run the node with --data-dir {}",
+            data_dir.display(),
+            here.display(),
+            data_dir.display()
+        ),
+    })
 }
 
 #[cfg(test)]
@@ -586,6 +677,64 @@ mod tests {
                     assert!(error.to_string().contains("reconnect_probe"), "{error}");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn data_dir_is_relative_to_the_config_and_a_stale_absolute_one_is_refused() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let original = root.path().join("fr");
+        let copy = root.path().join("copy");
+        for dir in [&original, &copy] {
+            std::fs::create_dir_all(dir).expect("mkdir");
+            std::fs::write(dir.join(files::KEY), "key").expect("key");
+        }
+        // "." (what init writes) is the directory the config is in.
+        std::fs::write(copy.join(files::CONFIG), "data_dir = \".\"\n").expect("write");
+        let config = NodeConfig::load(&copy.join(files::CONFIG)).expect("relative");
+        assert_eq!(
+            std::fs::canonicalize(&config.data_dir).expect("exists"),
+            std::fs::canonicalize(&copy).expect("exists")
+        );
+        // An old config naming its own directory absolutely still works.
+        let own = format!("data_dir = \"{}\"\n", original.display());
+        std::fs::write(original.join(files::CONFIG), &own).expect("write");
+        NodeConfig::load(&original.join(files::CONFIG)).expect("points at itself");
+        // The same config copied elsewhere is refused, naming the fix.
+        std::fs::write(copy.join(files::CONFIG), &own).expect("write");
+        let error = NodeConfig::load(&copy.join(files::CONFIG))
+            .expect_err("stale absolute data_dir")
+            .to_string();
+        assert!(error.contains("data_dir = \".\""), "{error}");
+        // A config kept outside any data directory may name one absolutely.
+        let etc = root.path().join("etc.toml");
+        std::fs::write(&etc, &own).expect("write");
+        assert_eq!(
+            NodeConfig::load(&etc).expect("elsewhere").data_dir,
+            original
+        );
+    }
+
+    #[test]
+    fn store_limits_are_checked_and_the_low_water_mark_is_the_larger() {
+        let store = StoreSection::default();
+        assert_eq!(store.low_water_bytes(1 << 30), 64 << 20);
+        assert_eq!(store.low_water_bytes(10_000 << 20), 200 << 20);
+        let off = StoreSection {
+            low_water_mib: 0,
+            low_water_percent: 0,
+            ..StoreSection::default()
+        };
+        assert_eq!(off.low_water_bytes(1 << 40), 0);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("node.toml");
+        for (text, field) in [
+            ("[store]\nlow_water_percent = 80\n", "low_water_percent"),
+            ("[store]\ncommit_timeout_s = 0\n", "commit_timeout_s"),
+        ] {
+            std::fs::write(&path, text).expect("write");
+            let error = NodeConfig::load(&path).expect_err(text).to_string();
+            assert!(error.contains(field), "{error}");
         }
     }
 

@@ -496,6 +496,13 @@ pub struct StatusReport {
     /// The revocation notices in force, lowest serial first.
     #[serde(default)]
     pub revocations: Vec<RevocationRow>,
+    /// Bytes free on the data directory's filesystem at the last measurement.
+    #[serde(default)]
+    pub disk_free_bytes: Option<u64>,
+    /// While free space is below the low-water mark: the refusal given to submissions and
+    /// incoming deliveries.
+    #[serde(default)]
+    pub disk_low: Option<String>,
 }
 
 /// A revocation notice in force, for `status`.

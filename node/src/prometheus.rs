@@ -136,6 +136,15 @@ pub struct Snapshot {
     pub key_file_age_s: Option<u64>,
     /// Overdue messages per clock: receipt, acknowledge, status.
     pub overdue: [u64; 3],
+    /// Bytes free on the data directory's filesystem at the last measurement.
+    #[serde(default)]
+    pub disk_free_bytes: Option<u64>,
+    /// 1 while free space is below the low-water mark (submissions and deliveries refused).
+    #[serde(default)]
+    pub disk_low: u64,
+    /// Submissions and inbound batches refused for low disk space since start.
+    #[serde(default)]
+    pub disk_refusals_total: u64,
 }
 
 /// A [`Histogram`] already counted by the daemon, encoded as a Prometheus histogram.
@@ -260,6 +269,23 @@ fn registry(snapshot: &Snapshot) -> Registry {
         "quickfreeze_roster_expires_in_seconds",
         "Seconds until the roster in use expires (negative once expired)",
         ConstGauge::new(snapshot.roster_expires_in_s),
+    );
+    if let Some(free) = snapshot.disk_free_bytes {
+        registry.register(
+            "quickfreeze_disk_free_bytes",
+            "Bytes free on the data directory's filesystem",
+            ConstGauge::new(free),
+        );
+    }
+    registry.register(
+        "quickfreeze_disk_low",
+        "1 while free space is below the low-water mark and submissions and deliveries are refused",
+        ConstGauge::new(snapshot.disk_low),
+    );
+    registry.register(
+        "quickfreeze_disk_refusals",
+        "Submissions and inbound batches refused for low disk space",
+        ConstCounter::new(snapshot.disk_refusals_total),
     );
     if let Some(age) = snapshot.key_file_age_s {
         registry.register(
@@ -496,7 +522,10 @@ mod tests {
             .lines()
             .filter(|line| line.starts_with("# TYPE"))
             .count();
-        assert_eq!(families, 14);
+        assert_eq!(
+            families, 16,
+            "with quickfreeze_disk_low and quickfreeze_disk_refusals"
+        );
         assert_eq!(
             families,
             text.lines()

@@ -152,6 +152,10 @@ impl Testnet {
                 ..NodeConfig::default()
             };
             configure(index, &mut config);
+            // Written relative to the file (as `init` does), so a copied directory is its own.
+            if config.data_dir == data_dir {
+                config.data_dir = PathBuf::from(".");
+            }
             let text = toml::to_string(&config).map_err(|error| error.to_string())?;
             std::fs::write(data_dir.join(files::CONFIG), text)
                 .map_err(|error| format!("{}: {error}", data_dir.display()))?;

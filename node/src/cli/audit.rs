@@ -59,8 +59,8 @@ pub(super) fn audit(command: AuditCommand) -> Result<()> {
             if target.json {
                 print_json(&report)?;
             } else {
-                println!("records      {}", report.records);
-                println!("head         {}", report.head);
+                outln!("records      {}", report.records);
+                outln!("head         {}", report.head);
             }
             if let (Some(seq), Some(problem)) = (report.first_bad, &report.problem) {
                 bail!("the audit log is NOT intact from record {seq}: {problem}. Keep a copy of the data directory as it is and report it");
@@ -72,7 +72,7 @@ pub(super) fn audit(command: AuditCommand) -> Result<()> {
                 );
             }
             if !target.json {
-                println!(
+                outln!(
                     "OK           the hash chain is intact{}",
                     if expect_head.is_some() {
                         " and contains the expected head"
@@ -118,16 +118,31 @@ pub(super) fn audit(command: AuditCommand) -> Result<()> {
                     return unexpected(response);
                 };
                 for line in &lines {
-                    serde_json::to_writer(&mut writer, line)?;
-                    writer.write_all(b"\n")?;
-                    written += 1;
+                    let result = serde_json::to_writer(&mut writer, line)
+                        .map_err(std::io::Error::from)
+                        .and_then(|()| writer.write_all(b"\n"));
+                    match result {
+                        Ok(()) => written += 1,
+                        // A closed stdout (`| head`) ends the export quietly.
+                        Err(error)
+                            if out.is_none() && error.kind() == std::io::ErrorKind::BrokenPipe =>
+                        {
+                            return Ok(())
+                        }
+                        Err(error) => return Err(error.into()),
+                    }
                 }
                 match next_after {
                     Some(next) => after = Some(next),
                     None => break,
                 }
             }
-            writer.flush()?;
+            match writer.flush() {
+                Err(error) if out.is_none() && error.kind() == std::io::ErrorKind::BrokenPipe => {
+                    return Ok(())
+                }
+                other => other?,
+            }
             if let Some(path) = out {
                 eprintln!(
                     "{written} records since {since} written to {}",

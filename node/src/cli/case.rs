@@ -161,11 +161,11 @@ pub(super) fn handover(since: &str, target: &Target) -> Result<()> {
 }
 
 fn print_handover(handover: &Handover) {
-    println!("Handover since {}", handover.since);
-    println!();
-    println!("CAME IN ({})", handover.came_in.len());
+    outln!("Handover since {}", handover.since);
+    outln!();
+    outln!("CAME IN ({})", handover.came_in.len());
     for row in &handover.came_in {
-        println!(
+        outln!(
             "  {}  {}  {:<12} {:<9} {:>7} ago  {}",
             short(&row.message_id),
             row.country,
@@ -175,15 +175,15 @@ fn print_handover(handover: &Handover) {
             row.summary
         );
     }
-    println!();
-    println!("OPEN, RECEIVED ({})", handover.open_inbound.len());
+    outln!();
+    outln!("OPEN, RECEIVED ({})", handover.open_inbound.len());
     for row in &handover.open_inbound {
         let state = if row.acknowledged {
             "acknowledged, no status sent yet"
         } else {
             "NOT ACKNOWLEDGED"
         };
-        println!(
+        outln!(
             "  {}  {}  {:<12} {}  {}",
             short(&row.message_id),
             row.country,
@@ -192,15 +192,15 @@ fn print_handover(handover: &Handover) {
             row.summary
         );
     }
-    println!();
-    println!("OPEN, SENT ({})", handover.open_outbound.len());
+    outln!();
+    outln!("OPEN, SENT ({})", handover.open_outbound.len());
     for row in &handover.open_outbound {
         let state = row
             .why
             .clone()
             .or_else(|| row.latest_status.clone())
             .unwrap_or_else(|| "delivered, no answer yet".into());
-        println!(
+        outln!(
             "  {}  {}  {:<12} {}  {}",
             short(&row.message_id),
             row.country,
@@ -209,10 +209,10 @@ fn print_handover(handover: &Handover) {
             state
         );
     }
-    println!();
-    println!("OVERDUE ({})", handover.overdue.len());
+    outln!();
+    outln!("OVERDUE ({})", handover.overdue.len());
     for row in &handover.overdue {
-        println!(
+        outln!(
             "  {}  {}  {} ({} overdue)",
             short(&row.message_id),
             row.country,
@@ -220,10 +220,10 @@ fn print_handover(handover: &Handover) {
             age(row.overdue_s)
         );
     }
-    println!();
-    println!("WHO DID WHAT ({})", handover.actions.len());
+    outln!();
+    outln!("WHO DID WHAT ({})", handover.actions.len());
     for line in &handover.actions {
-        println!(
+        outln!(
             "  {}  {}  {}",
             line.at,
             line.message_id.as_deref().map_or("-", short),

@@ -130,7 +130,7 @@ fn rotate(data_dir: &Path, grace_ms: u64) -> Result<()> {
     eprintln!("new signing key:     {}", identity.newest_signing_key());
     eprintln!("old keys valid until {grace_end}");
     eprintln!("the node keeps using its current keys until a roster with the entry below is installed; give it to the roster authority (public keys only):");
-    print!("{}", toml::to_string(&Entry { members: [&member] })?);
+    out!("{}", toml::to_string(&Entry { members: [&member] })?);
     Ok(())
 }
 

@@ -50,7 +50,7 @@ pub struct ReplyArgs {
 
 /// `template`: prints a commented form.
 pub(super) fn template(kind: FormKind) -> Result<()> {
-    print!("{}", forms::template(kind));
+    out!("{}", forms::template(kind));
     Ok(())
 }
 
@@ -155,9 +155,15 @@ pub(super) fn inbox(filter: &FilterArgs, unacknowledged: bool, target: &Target) 
 }
 
 fn print_inbox_table(rows: &[InboxRow]) {
-    println!(
+    outln!(
         "{:<32}  {:<2}  {:<12}  {:<9}  {:<5}  {:>7}  {:>3}  summary",
-        "id", "cc", "kind", "priority", "ack", "age", "msg"
+        "id",
+        "cc",
+        "kind",
+        "priority",
+        "ack",
+        "age",
+        "msg"
     );
     for row in rows {
         let ack = match (row.awaits_acknowledgement, row.acknowledged) {
@@ -166,7 +172,7 @@ fn print_inbox_table(rows: &[InboxRow]) {
             (false, true) => "read",
             (false, false) => "new",
         };
-        println!(
+        outln!(
             "{:<32}  {:<2}  {:<12}  {:<9}  {:<5}  {:>7}  {:>3}  {}",
             row.message_id,
             row.country,
@@ -178,7 +184,7 @@ fn print_inbox_table(rows: &[InboxRow]) {
             overdue_marker(&row.overdue, &row.summary)
         );
         if let Some(latest) = &row.latest {
-            println!("{:<34}latest: {latest}", "");
+            outln!("{:<34}latest: {latest}", "");
         }
     }
 }
@@ -186,9 +192,9 @@ fn print_inbox_table(rows: &[InboxRow]) {
 /// "Showing 50 of 120; next page: --after ID", or nothing when everything is shown.
 fn print_page_footer(shown: usize, total: usize, next_after: Option<&str>) {
     if let Some(after) = next_after {
-        println!("({shown} of {total} shown; next page: --after {after})");
+        outln!("({shown} of {total} shown; next page: --after {after})");
     } else if shown < total {
-        println!("({shown} of {total} shown)");
+        outln!("({shown} of {total} shown)");
     }
 }
 
@@ -232,12 +238,17 @@ pub(super) fn outbox(filter: &FilterArgs, target: &Target) -> Result<()> {
 }
 
 fn print_outbox_table(rows: &[OutboxRow]) {
-    println!(
+    outln!(
         "{:<32}  {:<2}  {:<12}  {:<9}  {:<11}  {:>7}  summary",
-        "id", "cc", "kind", "priority", "state", "age"
+        "id",
+        "cc",
+        "kind",
+        "priority",
+        "state",
+        "age"
     );
     for row in rows {
-        println!(
+        outln!(
             "{:<32}  {:<2}  {:<12}  {:<9}  {:<11}  {:>7}  {}",
             row.message_id,
             row.country,
@@ -248,10 +259,10 @@ fn print_outbox_table(rows: &[OutboxRow]) {
             overdue_marker(&row.overdue, &row.summary)
         );
         if let Some(status) = &row.latest_status {
-            println!("{:<34}latest status: {status}", "");
+            outln!("{:<34}latest status: {status}", "");
         }
         if let Some(why) = &row.why {
-            println!("{:<34}why: {why}", "");
+            outln!("{:<34}why: {why}", "");
         }
     }
 }
@@ -287,17 +298,17 @@ pub(super) fn ack(id: String, officer: String, target: &Target) -> Result<()> {
         ControlResponse::Acknowledged {
             status_message_id: Some(status),
         } => {
-            println!("acknowledged {id}; the requester is told by status message {status}");
+            outln!("acknowledged {id}; the requester is told by status message {status}");
             Ok(())
         }
         ControlResponse::Acknowledged {
             status_message_id: None,
         } => {
-            println!("{id} was already acknowledged");
+            outln!("{id} was already acknowledged");
             Ok(())
         }
         ControlResponse::MarkedRead { message_id } => {
-            println!(
+            outln!(
                 "{message_id} marked read; nothing is sent back for a status reply or follow-up"
             );
             Ok(())
@@ -316,7 +327,7 @@ fn overdue_marker(overdue: &[String], summary: &str) -> String {
 }
 
 fn print_receipt(receipt: &ReceiptView) {
-    println!(
+    outln!(
         "  {} receipt signed by {} ({}) at {}, envelope sha256 {}{}",
         receipt.kind,
         receipt.signer_country,
@@ -332,44 +343,47 @@ fn print_receipt(receipt: &ReceiptView) {
 }
 
 fn print_detail(detail: &MessageDetail) {
-    println!("message   {} ({})", detail.message_id, detail.direction);
+    outln!("message   {} ({})", detail.message_id, detail.direction);
     let label = if detail.direction == "outbound" {
         "to"
     } else {
         "from"
     };
-    println!("{label:<9} {} ({})", detail.country, detail.peer);
-    println!("priority  {}", detail.priority);
-    println!("state     {}", detail.state);
+    outln!("{label:<9} {} ({})", detail.country, detail.peer);
+    outln!("priority  {}", detail.priority);
+    outln!("state     {}", detail.state);
     if let Some(error) = &detail.last_error {
-        println!("last try  {error}");
+        outln!("last try  {error}");
     }
-    println!("receipts:");
+    outln!("receipts:");
     for receipt in &detail.receipts {
         print_receipt(receipt);
     }
     if !detail.status_history.is_empty() {
-        println!("status history:");
+        outln!("status history:");
         for status in &detail.status_history {
-            println!(
+            outln!(
                 "  {}  {}  by {}  {}",
-                status.received_at, status.status, status.officer, status.note
+                status.received_at,
+                status.status,
+                status.officer,
+                status.note
             );
         }
     }
     if !detail.replies.is_empty() {
-        println!("replies sent: {}", detail.replies.join(", "));
+        outln!("replies sent: {}", detail.replies.join(", "));
     }
     print_thread(&detail.thread);
     if let Some(payload) = &detail.payload {
-        println!("content:");
+        outln!("content:");
         match toml::to_string_pretty(payload) {
             Ok(text) => {
                 for line in text.lines() {
-                    println!("  {line}");
+                    outln!("  {line}");
                 }
             }
-            Err(_) => println!("  {payload:?}"),
+            Err(_) => outln!("  {payload:?}"),
         }
     }
 }
@@ -379,7 +393,7 @@ fn print_thread(thread: &[ThreadItem]) {
     if thread.len() < 2 {
         return;
     }
-    println!("thread ({} messages, oldest first):", thread.len());
+    outln!("thread ({} messages, oldest first):", thread.len());
     for item in thread {
         let arrow = if item.direction == "outbound" {
             "sent"
@@ -391,7 +405,7 @@ fn print_thread(thread: &[ThreadItem]) {
             .as_deref()
             .map(|officer| format!(" officer {officer};"))
             .unwrap_or_default();
-        println!(
+        outln!(
             "  {}  {arrow:<8} {}  {:<12} {:<12}{officer} {}",
             item.at,
             &item.message_id[..8.min(item.message_id.len())],
@@ -399,9 +413,11 @@ fn print_thread(thread: &[ThreadItem]) {
             item.state,
             item.summary
         );
-        println!(
+        outln!(
             "{:<14}signed by {} node {}",
-            "", item.country, item.signed_by
+            "",
+            item.country,
+            item.signed_by
         );
     }
 }
@@ -465,7 +481,7 @@ pub(super) fn send(
         });
     }
     if !target.json {
-        println!("accepted {message_id} for {country} ({recipient}); stored durably and queued");
+        outln!("accepted {message_id} for {country} ({recipient}); stored durably and queued");
     }
     let Some(seconds) = wait else {
         return Ok(());
@@ -484,7 +500,7 @@ pub(super) fn send(
             latency_ms,
             ..
         } => {
-            println!("delivered in {latency_ms} ms:");
+            outln!("delivered in {latency_ms} ms:");
             print_receipt(&receipt);
             Ok(())
         }
@@ -539,7 +555,7 @@ pub(super) fn reply(args: ReplyArgs) -> Result<()> {
     }
     match response {
         ControlResponse::Replied { status_message_id } => {
-            println!("status sent for {} as message {status_message_id}", args.id);
+            outln!("status sent for {} as message {status_message_id}", args.id);
             Ok(())
         }
         other => unexpected(other),

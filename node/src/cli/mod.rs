@@ -10,6 +10,8 @@
 //! [`stats`]). `console` is the interactive terminal UI over the same socket.
 //! Errors are one line naming the file or field and what to do, and a non-zero exit.
 
+#[macro_use]
+pub(crate) mod out;
 mod access;
 mod audit;
 mod case;
@@ -322,7 +324,7 @@ fn ask_officer_name() -> Result<String> {
 
 /// Prints an answer as pretty JSON (`--json`).
 fn print_json<T: serde::Serialize>(value: &T) -> Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
+    outln!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }
 

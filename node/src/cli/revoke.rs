@@ -116,7 +116,7 @@ pub(super) fn revoke(args: RevokeArgs) -> Result<()> {
         }
         Err(error) => format!("not yet valid: {error}"),
     };
-    println!(
+    outln!(
         "signed revocation serial {} as {}; {} signature(s), {} required; written to {}; {state}",
         notice.serial,
         key.public().fingerprint(),
@@ -190,11 +190,9 @@ fn install(notice_path: &Path, data_dir: &Path) -> Result<()> {
                         revoked.join(", ")
                     };
                     if new {
-                        println!("the running node applied revocation serial {serial} at once: {who} refused from now on; it passes the notice to every member it is connected to");
+                        outln!("the running node applied revocation serial {serial} at once: {who} refused from now on; it passes the notice to every member it is connected to");
                     } else {
-                        println!(
-                            "the running node already held revocation serial {serial} ({who})"
-                        );
+                        outln!("the running node already held revocation serial {serial} ({who})");
                     }
                     Ok(())
                 }
@@ -210,7 +208,7 @@ fn install(notice_path: &Path, data_dir: &Path) -> Result<()> {
             let path = dir.join(name);
             std::fs::write(&path, &bytes)
                 .with_context(|| format!("{}: cannot write", path.display()))?;
-            println!(
+            outln!(
                 "the node is not running: revocation serial {} stored in {}; it is applied when the node starts",
                 notice.serial,
                 path.display()
@@ -235,7 +233,7 @@ pub(super) fn hand_roster_to_running_node(
             };
             match client.request(&request)? {
                 ControlResponse::RosterInstalled { serial } => {
-                    println!("the running node switched to roster serial {serial} at once and tells its peers");
+                    outln!("the running node switched to roster serial {serial} at once and tells its peers");
                     Ok(())
                 }
                 ControlResponse::Error { message } => bail!("{message}"),
@@ -243,7 +241,7 @@ pub(super) fn hand_roster_to_running_node(
             }
         }
         Err(ClientError::NoSocket { .. } | ClientError::NotRunning { .. }) => {
-            println!("the node is not running; it uses roster serial {serial} when it starts");
+            outln!("the node is not running; it uses roster serial {serial} when it starts");
             Ok(())
         }
         Err(error) => Err(error.into()),

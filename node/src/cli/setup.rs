@@ -144,7 +144,7 @@ pub(super) fn authority(command: AuthorityCommand) -> Result<()> {
                 out.display()
             );
             eprintln!("fingerprint: {}", key.public().fingerprint());
-            println!("{}", key.public());
+            outln!("{}", key.public());
             Ok(())
         }
     }
@@ -168,10 +168,10 @@ pub(super) fn init(args: InitArgs) -> Result<()> {
     identity.write_key_file(&key_path)?;
     let config_path = dir.join(files::CONFIG);
     if !config_path.exists() {
-        let absolute = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.clone());
+        // Relative to the file itself, so a copied data directory runs on its own store.
         std::fs::write(
             &config_path,
-            NodeConfig::commented_toml(&absolute, &args.listen),
+            NodeConfig::commented_toml(Path::new("."), &args.listen),
         )
         .with_context(|| format!("{}: cannot write", config_path.display()))?;
     }
@@ -205,7 +205,7 @@ pub(super) fn init(args: InitArgs) -> Result<()> {
     eprintln!("node id:     {}", identity.node_id());
     eprintln!("fingerprint: {}", identity.node_id().fingerprint());
     eprintln!("give the entry below to the roster authority (public keys only); add `relays = [...]` if relays hold mail for you:");
-    print!("{}", toml::to_string(&Entry { members: [&member] })?);
+    out!("{}", toml::to_string(&Entry { members: [&member] })?);
     Ok(())
 }
 
@@ -274,7 +274,7 @@ pub(super) fn roster(command: RosterCommand) -> Result<()> {
             );
             std::fs::write(&out, text)
                 .with_context(|| format!("{}: cannot write", out.display()))?;
-            println!(
+            outln!(
                 "wrote {}; authority set fingerprint {}",
                 out.display(),
                 roster.authority_set_fingerprint()
@@ -308,7 +308,7 @@ pub(super) fn roster(command: RosterCommand) -> Result<()> {
                 .map_err(|error| anyhow!("{error}"))?;
             std::fs::write(&out, signed.to_bytes()?)
                 .with_context(|| format!("{}: cannot write", out.display()))?;
-            println!(
+            outln!(
                 "signed roster serial {} as {}; {} signature(s), {} required; written to {}",
                 roster.serial,
                 key.public().fingerprint(),
@@ -336,7 +336,7 @@ pub(super) fn roster(command: RosterCommand) -> Result<()> {
                 (None, None) => signed.verify_self(now),
             }
             .map_err(|error| anyhow!("{}: {error}", file.display()))?;
-            println!(
+            outln!(
                 "OK: roster `{}` serial {} with {} members, {} of {} authority signatures required, valid until {}",
                 roster.network,
                 roster.serial,
@@ -345,7 +345,7 @@ pub(super) fn roster(command: RosterCommand) -> Result<()> {
                 roster.authorities.len(),
                 roster.expires_at
             );
-            println!(
+            outln!(
                 "authority set fingerprint {}",
                 roster.authority_set_fingerprint()
             );
@@ -356,30 +356,36 @@ pub(super) fn roster(command: RosterCommand) -> Result<()> {
             if json {
                 return print_json(&roster);
             }
-            println!(
+            outln!(
                 "roster `{}` serial {}, issued {}, expires {}",
-                roster.network, roster.serial, roster.issued_at, roster.expires_at
+                roster.network,
+                roster.serial,
+                roster.issued_at,
+                roster.expires_at
             );
-            println!(
+            outln!(
                 "authorities: {} of {} required; set fingerprint {}",
                 roster.threshold,
                 roster.authorities.len(),
                 roster.authority_set_fingerprint()
             );
             for key in &roster.authorities {
-                println!("  {}  {}", key.fingerprint(), key);
+                outln!("  {}  {}", key.fingerprint(), key);
             }
             if let Some(signed) = signed {
-                println!("signatures: {}", signed.signatures.len());
+                outln!("signatures: {}", signed.signatures.len());
             } else {
-                println!("signatures: none (TOML form)");
+                outln!("signatures: none (TOML form)");
             }
-            println!(
+            outln!(
                 "{:<2}  {:<18}  {:<24}  {:<52}  authority",
-                "cc", "role", "fingerprint", "node"
+                "cc",
+                "role",
+                "fingerprint",
+                "node"
             );
             for member in &roster.members {
-                println!(
+                outln!(
                     "{:<2}  {:<18}  {:<24}  {:<52}  {}",
                     member.country,
                     member.role,
@@ -423,7 +429,7 @@ pub(super) fn roster(command: RosterCommand) -> Result<()> {
             std::fs::write(&pin_path, format!("{pin}\n"))?;
             std::fs::write(&target, signed.to_bytes()?)
                 .with_context(|| format!("{}: cannot write", target.display()))?;
-            println!(
+            outln!(
                 "installed roster serial {} into {}",
                 roster.serial,
                 data_dir.display()

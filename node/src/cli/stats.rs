@@ -23,10 +23,17 @@ pub(super) fn stats(since: &str, target: &Target) -> Result<()> {
     let time = |value: Option<f64>| {
         value.map_or_else(|| "-".to_string(), |seconds| age(seconds.round() as u64))
     };
-    println!("requests since {since}; times are medians");
-    println!(
+    outln!("requests since {since}; times are medians");
+    outln!(
         "{:<2}  {:>5}  {:>5}  {:>8}  {:>9}  {:>9}  {:>11}  {:>11}  refusals",
-        "cc", "sent", "recv", "receipt", "their ack", "our ack", "their status", "our status"
+        "cc",
+        "sent",
+        "recv",
+        "receipt",
+        "their ack",
+        "our ack",
+        "their status",
+        "our status"
     );
     for row in &rows {
         let refusals = |map: &std::collections::BTreeMap<String, u64>| {
@@ -42,7 +49,7 @@ pub(super) fn stats(since: &str, target: &Target) -> Result<()> {
         if !row.refusals_given.is_empty() {
             refused.push(format!("by us: {}", refusals(&row.refusals_given)));
         }
-        println!(
+        outln!(
             "{:<2}  {:>5}  {:>5}  {:>8}  {:>9}  {:>9}  {:>11}  {:>11}  {}",
             row.country,
             row.sent,
@@ -60,7 +67,7 @@ pub(super) fn stats(since: &str, target: &Target) -> Result<()> {
         );
     }
     if rows.is_empty() {
-        println!("(no requests sent or received in that time)");
+        outln!("(no requests sent or received in that time)");
     }
     Ok(())
 }

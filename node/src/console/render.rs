@@ -126,6 +126,16 @@ fn render_node_line(app: &App, frame: &mut Frame, area: Rect) {
         ),
         Link::Connecting => (" connecting to the node…".to_string(), Style::new()),
         Link::Up(_) => match &app.report {
+            Some(crate::control::StatusReport {
+                disk_low: Some(refusal),
+                ..
+            }) => (
+                format!(" DISK LOW: {}", clean(refusal)),
+                Style::new()
+                    .fg(Color::White)
+                    .bg(Color::Red)
+                    .add_modifier(Modifier::BOLD),
+            ),
             Some(report) if report.roster_expires_soon => (
                 format!(
                     " ROSTER EXPIRES {}: ask the roster authority for a new one",

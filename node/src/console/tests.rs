@@ -127,6 +127,8 @@ fn report() -> StatusReport {
         metrics_address: None,
         revocation_serial: 0,
         revocations: Vec::new(),
+        disk_free_bytes: None,
+        disk_low: None,
     }
 }
 

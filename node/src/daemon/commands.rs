@@ -58,6 +58,21 @@ impl Daemon {
     pub(super) fn on_command(&mut self, command: Command) {
         let Command { request, reply } = command;
         let now = Timestamp::now();
+        let writes_new_message = matches!(
+            request,
+            ControlRequest::Submit { .. }
+                | ControlRequest::SubmitBatch { .. }
+                | ControlRequest::Reply { .. }
+        );
+        if writes_new_message {
+            self.check_disk(std::time::Instant::now());
+            if let Some(message) = self.disk.refusal() {
+                self.metrics_disk_refusals += 1;
+                self.pending_replies
+                    .push((reply, ControlResponse::Error { message }));
+                return;
+            }
+        }
         let response = match request {
             ControlRequest::Submit { recipient, payload } => self.submit(now, &recipient, *payload),
             ControlRequest::SubmitBatch { items } => {

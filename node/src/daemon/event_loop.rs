@@ -28,6 +28,9 @@ impl Daemon {
     ) -> Result<(), DaemonError> {
         let me = self.core.node_id();
         info!(node = %me, data_dir = %self.data_dir.display(), roster_serial = self.core.roster().serial, "node started");
+        if let Some(summary) = self.startup_alert.take() {
+            self.alert("unacknowledged-summary", None, None, None, &summary);
+        }
         let (command_tx, mut command_rx) = mpsc::channel::<Command>(64);
         let mut tasks = JoinSet::new();
         if let Some(listener) = self.listener.take() {
@@ -77,6 +80,12 @@ impl Daemon {
         // The running periodic deadline check, if any.
         let mut deadline_scan: Option<JoinHandle<DeadlineScan>> = None;
         let probing = self.probe.enabled();
+        // Free space is measured at least once a second, so that the node resumes by itself
+        // when space returns even while nothing arrives.
+        let mut disk_tick = tokio::time::interval(Duration::from_secs(1));
+        disk_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // When the running group commit must have returned (the watchdog).
+        let mut flush_deadline = tokio::time::Instant::now();
         let probe_tick = tokio::time::sleep(self.probe.next_delay());
         tokio::pin!(probe_tick);
         let result = loop {
@@ -99,12 +108,16 @@ impl Daemon {
                         break Err(error);
                     }
                 }
+                () = tokio::time::sleep_until(flush_deadline), if flush.is_some() => {
+                    break Err(self.commit_stalled("a group commit"));
+                }
                 Some(command) = command_rx.recv() => self.on_command(command),
                 event = self.network.next_event() => self.on_network(event),
                 _ = relay_links.tick() => {
                     self.keep_relay_links();
                     self.maintain_keys();
                 }
+                _ = disk_tick.tick() => self.check_disk(std::time::Instant::now()),
                 () = &mut probe_tick, if probing => {
                     self.probe_reconnect();
                     let next = tokio::time::Instant::now() + self.probe.next_delay();
@@ -140,7 +153,10 @@ impl Daemon {
             }
             if flush.is_none() && self.has_waiting() {
                 match self.start_flush() {
-                    Ok(started) => flush = started,
+                    Ok(started) => {
+                        flush_deadline = tokio::time::Instant::now() + self.commit_timeout;
+                        flush = started;
+                    }
                     Err(error) => break Err(error),
                 }
             }
@@ -150,9 +166,20 @@ impl Daemon {
             Ok(()) => self.final_flush(flush.take()).await,
             Err(error) => Err(error),
         };
+        match &result {
+            // A stalled commit has alerted already.
+            Ok(()) | Err(DaemonError::Stalled(_)) => {}
+            Err(error) => {
+                let detail = format!("the node stopped on an error: {error}");
+                self.alert("node-stopped", None, None, None, &detail);
+            }
+        }
         tasks.abort_all();
         while tasks.join_next().await.is_some() {}
-        let _ = std::fs::remove_file(&self.socket_path);
+        if !matches!(result, Err(DaemonError::Stalled(_))) {
+            // On a stalled disk even this unlink could block; the next start replaces the socket.
+            let _ = std::fs::remove_file(&self.socket_path);
+        }
         // Give running alert hooks a moment; they are not killed mid-page.
         let _ = tokio::time::timeout(Duration::from_secs(5), async {
             while self.hooks.join_next().await.is_some() {}
@@ -163,19 +190,82 @@ impl Daemon {
         } else {
             info!(node = %me, "node stopped");
         }
+        if matches!(result, Err(DaemonError::Stalled(_))) {
+            // The store's drop would flush and block on the same disk: leave it to the exit of
+            // the process (everything acknowledged was flushed by an earlier commit).
+            std::mem::forget(self);
+        }
         result
     }
 
-    /// On a clean stop: waits for the running commit, then commits and releases what is left.
+    /// On a clean stop: waits for the running commit, then commits and releases what is left,
+    /// each within the commit bound (a stalled disk must not keep the node from stopping).
     async fn final_flush(&mut self, running: Option<RunningCommit>) -> Result<(), DaemonError> {
         if let Some(running) = running {
-            self.flush_finished(running.ticket, running.io.await)?;
+            let done = tokio::time::timeout(self.commit_timeout, running.io)
+                .await
+                .map_err(|_| self.commit_stalled("the group commit running at shutdown"))?;
+            self.flush_finished(running.ticket, done)?;
         }
         self.end_turn()?;
         if let Some(running) = self.start_flush()? {
-            self.flush_finished(running.ticket, running.io.await)?;
+            let done = tokio::time::timeout(self.commit_timeout, running.io)
+                .await
+                .map_err(|_| self.commit_stalled("the last group commit at shutdown"))?;
+            self.flush_finished(running.ticket, done)?;
         }
         Ok(())
+    }
+
+    /// A commit did not return within the bound: log, alert, and give the error that stops
+    /// the node. Nothing that commit covered was acknowledged, so nothing acknowledged is lost.
+    fn commit_stalled(&mut self, what: &str) -> DaemonError {
+        let free = self.disk.space().map_or_else(
+            || "unknown".to_string(),
+            |space| format!("{} MiB", space.free / (1024 * 1024)),
+        );
+        let message = format!(
+            "{what} did not finish within {} s (disk full or failing? {free} free on {} at the last check); stopping the node. Nothing it covered was acknowledged; free space or fix the disk, then start the node again",
+            self.commit_timeout.as_secs(),
+            self.data_dir.display()
+        );
+        error!("{message}");
+        self.alert("commit-stalled", None, None, None, &message);
+        DaemonError::Stalled(message)
+    }
+
+    /// Measures free space (at most every 250 ms); logs, counts and alerts when it crosses the
+    /// low-water mark either way.
+    pub(super) fn check_disk(&mut self, now: std::time::Instant) {
+        let crossing = self.disk.refresh(now);
+        if self.disk.failures == 1 {
+            warn!(data_dir = %self.data_dir.display(), "cannot measure free space on the data directory");
+        }
+        match crossing {
+            Some(super::disk::Crossing::BecameLow) => {
+                let message = self.disk.refusal().unwrap_or_default();
+                error!("DISK LOW: {message}; refusing new submissions and incoming deliveries (senders keep retrying) until space returns");
+                self.alert("disk-low", None, None, None, &message);
+            }
+            Some(super::disk::Crossing::Recovered) => {
+                let free = self
+                    .disk
+                    .space()
+                    .map_or(0, |space| space.free / (1024 * 1024));
+                info!(free_mib = free, "disk space is back above the low-water mark; accepting submissions and deliveries again");
+                self.alert(
+                    "disk-ok",
+                    None,
+                    None,
+                    None,
+                    &format!(
+                        "{free} MiB free on {}; accepting again",
+                        self.data_dir.display()
+                    ),
+                );
+            }
+            None => {}
+        }
     }
 
     /// Dials every relay the roster names for this node that it is not connected to.
@@ -263,6 +353,16 @@ impl Daemon {
                 };
                 if self.fault_injection {
                     self.count_duplicates(&frame);
+                }
+                self.check_disk(std::time::Instant::now());
+                if let Some(reason) = self.disk.refusal() {
+                    // Retryable: the sender keeps the message and tries again; nothing is
+                    // stored, so no receipt leaves.
+                    self.metrics_disk_refusals += 1;
+                    let response =
+                        super::disk::refuse_batch(self.core.roster().serial, &frame, &reason);
+                    self.pending_responses.push((channel, response));
+                    return;
                 }
                 let response = self.core.handle_request(now, node, &frame);
                 self.pending_responses.push((channel, response));

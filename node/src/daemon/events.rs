@@ -132,19 +132,25 @@ impl Daemon {
                 reannounced,
                 ..
             } => {
-                let what = if *reannounced {
-                    "STILL UNACKNOWLEDGED after restart"
+                if *reannounced {
+                    // One summary line was logged at start; the detail is for the console and,
+                    // for the first few, the alert hook.
+                    debug!(%message_id, from = %country(sender), %priority, %kind, relayed = via_relay.is_some(), "STILL UNACKNOWLEDGED after restart");
+                    if self.reannounce_alerts_left == 0 {
+                        return;
+                    }
+                    self.reannounce_alerts_left -= 1;
                 } else {
                     self.metrics.received += 1;
                     self.telemetry.received += 1;
-                    if crate::deadlines::is_request(*kind) {
+                    let what = if crate::deadlines::is_request(*kind) {
                         "NEW REQUEST in the inbox"
                     } else {
                         // Status replies and follow-ups are read, not acknowledged.
                         "new message in the inbox"
-                    }
-                };
-                info!(%message_id, from = %country(sender), %priority, %kind, relayed = via_relay.is_some(), "{what}");
+                    };
+                    info!(%message_id, from = %country(sender), %priority, %kind, relayed = via_relay.is_some(), "{what}");
+                }
                 self.alert(
                     if *reannounced {
                         "unacknowledged"

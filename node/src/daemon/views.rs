@@ -376,6 +376,9 @@ impl Daemon {
                 roster_expires_in_s: seconds_between(now, roster.expires_at),
                 key_file_age_s: key_file_age_s(&self.data_dir),
                 overdue: overdue.map(|count| count as u64),
+                disk_free_bytes: self.disk.space().map(|space| space.free),
+                disk_low: u64::from(self.disk.refusal().is_some()),
+                disk_refusals_total: self.metrics_disk_refusals,
             }),
         }
     }
@@ -455,6 +458,8 @@ impl Daemon {
                     .collect(),
                 key_file_age_s: key_file_age_s(&self.data_dir),
                 metrics_address: self.metrics_address.map(|address| address.to_string()),
+                disk_free_bytes: self.disk.space().map(|space| space.free),
+                disk_low: self.disk.refusal(),
             }),
         }
     }

@@ -72,6 +72,7 @@ pub use config::{CoreConfig, InjectedBugs};
 pub use event::{Event, Transmit};
 pub use outbox::{awaits_acknowledgement, SubmitError};
 pub use revocations::MAX_HELD_REVOCATIONS;
+pub use start::Reannounced;
 pub use store::{
     InboxEntry, MemoryStore, OutboxEntry, OutboxState, RelayEntry, RelayState, StatusRecord, Store,
     StoreError,

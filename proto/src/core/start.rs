@@ -11,6 +11,16 @@ use rand_chacha::ChaCha20Rng;
 
 use super::work::Job;
 use super::{Core, CoreConfig, Event, RelayState, Store, StoreError};
+use crate::MessageId;
+
+/// What [`Core::announce_unacknowledged_summary`] announced.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Reannounced {
+    /// Messages announced again.
+    pub count: usize,
+    /// When the oldest of them was received, and its id.
+    pub oldest: Option<(Timestamp, MessageId)>,
+}
 
 impl<S: Store> Core<S> {
     /// Builds a core over `store`, reloading any pending work it holds.
@@ -89,8 +99,17 @@ impl<S: Store> Core<S> {
     /// shown after that, so a crash in between would otherwise leave it in the inbox unseen.
     /// Shells call this once after [`Core::new`]; it returns how many it announced.
     pub fn announce_unacknowledged(&mut self, now: Timestamp) -> Result<usize, StoreError> {
+        Ok(self.announce_unacknowledged_summary(now)?.count)
+    }
+
+    /// As [`Core::announce_unacknowledged`], and says when the oldest of them arrived, so that a
+    /// shell can write one summary line instead of one line per message.
+    pub fn announce_unacknowledged_summary(
+        &mut self,
+        now: Timestamp,
+    ) -> Result<Reannounced, StoreError> {
         let since = Timestamp(now.0.saturating_sub(self.config.reannounce_window_ms));
-        let mut announced = 0;
+        let mut announced = Reannounced::default();
         for entry in self.store.inbox_entries()? {
             if entry.acknowledged_at.is_some()
                 || entry.received_at < since
@@ -98,7 +117,13 @@ impl<S: Store> Core<S> {
             {
                 continue;
             }
-            announced += 1;
+            announced.count += 1;
+            if announced
+                .oldest
+                .is_none_or(|(at, _)| entry.received_at < at)
+            {
+                announced.oldest = Some((entry.received_at, entry.message_id));
+            }
             self.push_event(Event::Received {
                 sender: entry.sender,
                 message_id: entry.message_id,

@@ -52,8 +52,16 @@ fn a_message_stored_but_never_shown_before_a_crash_is_announced_after_restart() 
     net.crash(2);
     assert_eq!(net.inbox_count_down(2), 2, "both messages are durable");
     net.restart(2);
-    let announced = net.core(2).announce_unacknowledged(now).expect("store");
-    assert_eq!(announced, 1, "only the unacknowledged message");
+    let announced = net
+        .core(2)
+        .announce_unacknowledged_summary(now)
+        .expect("store");
+    assert_eq!(announced.count, 1, "only the unacknowledged message");
+    assert_eq!(
+        announced.oldest.map(|(_, oldest)| oldest),
+        Some(id),
+        "the summary names the oldest unacknowledged message"
+    );
     let events: Vec<Event> = std::iter::from_fn(|| net.core(2).poll_event()).collect();
     assert!(
         events.iter().any(|event| matches!(event,
