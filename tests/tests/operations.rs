@@ -194,8 +194,19 @@ fn a_restart_logs_one_summary_line_for_unacknowledged_messages() {
     let dirs = common::network(root.path(), "summary", &["DE", "FR"]);
     let de = NodeProcess::start(&dirs[0]);
     let fr = NodeProcess::start(&dirs[1]);
-    for index in 0..COUNT {
-        submit(&dirs[0], "FR", &format!("unacknowledged {index}"));
+    // Requests: only they wait for an officer's acknowledgement (status replies and free-text
+    // follow-ups are read, not acknowledged, and are not announced again).
+    for _ in 0..COUNT {
+        match console(
+            &dirs[0],
+            &ControlRequest::Submit {
+                recipient: "FR".into(),
+                payload: Box::new(Payload::Preservation(example_preservation())),
+            },
+        ) {
+            ControlResponse::Submitted { .. } => {}
+            other => panic!("submit: {other:?}"),
+        }
     }
     wait_for("FR holds every request", Duration::from_secs(60), || {
         inbox_ids(&dirs[1]).len() == COUNT
