@@ -438,6 +438,11 @@ pub struct PeerRow {
     pub consecutive_failures: u32,
     /// When the next attempt is allowed (RFC 3339), if backing off.
     pub retry_at: Option<String>,
+    /// What this node refused from the member since it started, by kind (`junk_frame`,
+    /// `oversized_frame`, `truncated_frame`, `stalled_stream`, `extra_connection`, ...): the
+    /// counts behind the network's rate-limited summary lines.
+    #[serde(default)]
+    pub misbehaviour: std::collections::BTreeMap<String, u64>,
 }
 
 /// The node at a glance.

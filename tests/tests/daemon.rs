@@ -216,6 +216,23 @@ async fn a_hostile_member_is_refused_and_the_node_keeps_serving() {
             "expected a permanent refusal, got {answer:?}"
         );
     }
+    // FR's `peers` names what it refused from BR, and nothing from DE.
+    let ControlResponse::Peers { rows: peers } = ask(&fixture.dirs[1], ControlRequest::Peers).await
+    else {
+        panic!("peers failed");
+    };
+    let refused_from = |country: &str| -> u64 {
+        peers
+            .iter()
+            .find(|row| row.country == country)
+            .map(|row| row.misbehaviour.values().sum())
+            .unwrap_or_else(|| panic!("no {country} row in {peers:?}"))
+    };
+    assert!(
+        refused_from("BR") >= 1,
+        "BR's refused frames are counted: {peers:?}"
+    );
+    assert_eq!(refused_from("DE"), 0, "{peers:?}");
     // Nothing from the hostile member reached FR's inbox; FR still serves DE.
     let ControlResponse::Inbox { rows } =
         ask(&fixture.dirs[1], ControlRequest::Inbox { limit: 100 }).await

@@ -84,9 +84,17 @@ pub(super) fn peers(target: &Target) -> Result<()> {
             row.role,
             if row.connected { "yes" } else { "no" },
             row.consecutive_failures,
-            row.retry_at.unwrap_or_else(|| "-".into()),
+            row.retry_at.as_deref().unwrap_or("-"),
             row.node_id
         );
+        if !row.misbehaviour.is_empty() {
+            let counts: Vec<String> = row
+                .misbehaviour
+                .iter()
+                .map(|(kind, count)| format!("{count} {kind}"))
+                .collect();
+            outln!("    refused from {}: {}", row.country, counts.join(", "));
+        }
     }
     Ok(())
 }

@@ -141,6 +141,7 @@ fn peers() -> Vec<PeerRow> {
         connected,
         consecutive_failures: 0,
         retry_at: None,
+        misbehaviour: Default::default(),
     };
     vec![
         peer("12D3KooWFrNode", "FR", "point-of-contact", true),

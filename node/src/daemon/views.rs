@@ -345,6 +345,18 @@ impl Daemon {
                     connected: self.connected.contains(&member.node_id),
                     consecutive_failures: failures,
                     retry_at: (retry_at > now).then(|| retry_at.to_rfc3339()),
+                    misbehaviour: member
+                        .current_signing_key()
+                        .to_peer_id()
+                        .map(|peer| {
+                            self.network
+                                .misbehaviour_of(&peer)
+                                .into_iter()
+                                .filter(|(_, count)| *count > 0)
+                                .map(|(offense, count)| (offense.name().to_string(), count))
+                                .collect()
+                        })
+                        .unwrap_or_default(),
                 }
             })
             .collect();

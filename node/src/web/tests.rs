@@ -100,6 +100,7 @@ impl Backend for FakeNode {
                     connected: true,
                     consecutive_failures: 0,
                     retry_at: None,
+                    misbehaviour: Default::default(),
                 }],
             },
             ControlRequest::OfficerAction { .. } => ControlResponse::ActionRecorded,
