@@ -13,8 +13,7 @@ use quickfreeze_proto::MessageId;
 use super::Daemon;
 use crate::config::files;
 use crate::control::{
-    ControlResponse, InboxRow, MessageDetail, Metrics, OutboxRow, PeerRow, ReceiptView,
-    StatusReport, StatusView,
+    ControlResponse, MessageDetail, Metrics, PeerRow, ReceiptView, StatusReport, StatusView,
 };
 
 /// `to - from` in whole seconds, negative when `to` is earlier.
@@ -128,50 +127,13 @@ impl Daemon {
         }
     }
 
+    /// `Inbox { limit }`, the flat listing older clients ask for: the same rows as an unfiltered
+    /// flat query (one builder for every inbox listing), overdue first, then newest.
     pub(super) fn inbox(&self, now: Timestamp, limit: usize) -> ControlResponse {
-        let mut entries = match self.core.store().inbox_entries() {
-            Ok(entries) => entries,
-            Err(error) => {
-                return ControlResponse::Error {
-                    message: error.to_string(),
-                }
-            }
-        };
-        let overdue = self.tracker.by_message();
-        // Overdue first, then newest first.
-        entries.sort_by_key(|entry| {
-            (
-                !overdue.contains_key(&entry.message_id),
-                std::cmp::Reverse(entry.received_at),
-            )
-        });
-        let rows = entries
-            .iter()
-            .take(limit)
-            .map(|entry| InboxRow {
-                message_id: entry.message_id.to_string(),
-                sender: entry.sender.to_string(),
-                country: self.country(&entry.sender),
-                kind: entry.payload.kind().to_string(),
-                priority: entry.priority.to_string(),
-                received_at: entry.received_at.to_rfc3339(),
-                age_s: now.millis_since(entry.received_at) / 1000,
-                acknowledged: entry.acknowledged_at.is_some(),
-                summary: entry.payload.summary(),
-                via_relay: entry.via_relay.map(|relay| relay.to_string()),
-                overdue: overdue
-                    .get(&entry.message_id)
-                    .map(|clocks| clocks.iter().map(ToString::to_string).collect())
-                    .unwrap_or_default(),
-                thread: super::find::thread_root(entry.message_id, &entry.payload).to_string(),
-                thread_messages: 1,
-                latest: None,
-                awaits_acknowledgement: quickfreeze_proto::core::awaits_acknowledgement(
-                    &entry.payload,
-                ),
-            })
-            .collect();
-        ControlResponse::Inbox { rows }
+        match self.inbox_query(now, &flat_query(limit)) {
+            ControlResponse::InboxPage { rows, .. } => ControlResponse::Inbox { rows },
+            other => other,
+        }
     }
 
     /// The store's copy of an unfinished message can lag the core's (a first transmission is not
@@ -183,56 +145,12 @@ impl Daemon {
         }
     }
 
+    /// `Outbox { limit }`: as [`Self::inbox`], through the one outbox query.
     pub(super) fn outbox(&self, now: Timestamp, limit: usize) -> ControlResponse {
-        let mut entries = match self.core.store().outbox_entries() {
-            Ok(mut entries) => {
-                for entry in &mut entries {
-                    self.overlay_live_state(entry);
-                }
-                entries
-            }
-            Err(error) => {
-                return ControlResponse::Error {
-                    message: error.to_string(),
-                }
-            }
-        };
-        let overdue = self.tracker.by_message();
-        entries.sort_by_key(|entry| {
-            (
-                !overdue.contains_key(&entry.message_id),
-                std::cmp::Reverse(entry.created_at),
-            )
-        });
-        let rows = entries
-            .iter()
-            .take(limit)
-            .map(|entry| OutboxRow {
-                message_id: entry.message_id.to_string(),
-                recipient: entry.recipient.to_string(),
-                country: self.country(&entry.recipient),
-                kind: entry.kind.to_string(),
-                priority: entry.priority.to_string(),
-                state: entry.state.name().into(),
-                created_at: entry.created_at.to_rfc3339(),
-                age_s: now.millis_since(entry.created_at) / 1000,
-                attempts: entry.attempts,
-                summary: entry.summary.clone(),
-                last_error: entry.last_error.clone(),
-                latest_status: entry
-                    .status_history
-                    .last()
-                    .map(|record| record.update.status.to_string()),
-                overdue: overdue
-                    .get(&entry.message_id)
-                    .map(|clocks| clocks.iter().map(ToString::to_string).collect())
-                    .unwrap_or_default(),
-                thread: super::find::thread_root(entry.message_id, &entry.payload).to_string(),
-                thread_messages: 1,
-                why: None,
-            })
-            .collect();
-        ControlResponse::Outbox { rows }
+        match self.outbox_query(now, &flat_query(limit)) {
+            ControlResponse::OutboxPage { rows, .. } => ControlResponse::Outbox { rows },
+            other => other,
+        }
     }
 
     pub(super) fn show(&self, text: &str) -> ControlResponse {
@@ -474,5 +392,15 @@ impl Daemon {
                 disk_low: self.disk.refusal(),
             }),
         }
+    }
+}
+
+/// Every row, one per message, the first `limit` of them.
+fn flat_query(limit: usize) -> crate::control::MessageQuery {
+    crate::control::MessageQuery {
+        flat: true,
+        // A page of at least one row: the query reads 0 as "the default page".
+        limit: limit.max(1),
+        ..crate::control::MessageQuery::default()
     }
 }
