@@ -808,6 +808,12 @@ fn read_secret_file(path: &Path, expected_kind: &str) -> Result<KeyFileText, Key
         toml::from_str(&text).map_err(|error| malformed(error.message().to_string()))?;
     let readable = file.version == KEY_FILE_VERSION
         || (file.version == KEY_FILE_VERSION_ROTATED && expected_kind == "node");
+    if file.version > KEY_FILE_VERSION_ROTATED {
+        return Err(malformed(format!(
+            "version {} was written by a newer quickfreeze (this build reads key file versions {KEY_FILE_VERSION} and {KEY_FILE_VERSION_ROTATED}); upgrade quickfreeze",
+            file.version
+        )));
+    }
     if !readable {
         return Err(malformed(format!(
             "version {} is not supported (this build reads versions {KEY_FILE_VERSION} and {KEY_FILE_VERSION_ROTATED})",

@@ -51,10 +51,16 @@ pub enum ConfigError {
     },
 }
 
+/// The format of `node.toml` this release writes and reads. Readers accept every older format.
+pub const CONFIG_FORMAT: u32 = 1;
+
 /// The node configuration.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct NodeConfig {
+    /// The format of this file ([`CONFIG_FORMAT`]; absent means 1). A file of a newer format is
+    /// refused with "written by a newer quickfreeze; upgrade" instead of being misread.
+    pub format: u32,
     /// Data directory (keys, roster, database, control socket). Relative paths are relative to
     /// the directory of the config file (`init` writes `"."`). A config file that sits in a data
     /// directory (next to a `node.key`) must name that directory: an absolute path elsewhere is
@@ -96,6 +102,7 @@ pub struct TestingSection {
 impl Default for NodeConfig {
     fn default() -> Self {
         NodeConfig {
+            format: CONFIG_FORMAT,
             data_dir: PathBuf::from("."),
             listen: vec!["/ip4/0.0.0.0/tcp/4100".into()],
             store: StoreSection::default(),
@@ -330,6 +337,33 @@ impl Default for LimitsSection {
     }
 }
 
+/// Refuses a config file of a newer format before its fields are read (a newer release may
+/// have added fields this one would call unknown, which would hide the real reason).
+fn check_config_format(path: &Path, text: &str) -> Result<(), ConfigError> {
+    let Ok(table) = text.parse::<toml::Table>() else {
+        // Not TOML: the full parse below names the line.
+        return Ok(());
+    };
+    let invalid = |message: String| ConfigError::Invalid {
+        path: path.to_path_buf(),
+        message,
+    };
+    match table.get("format") {
+        None => Ok(()),
+        Some(toml::Value::Integer(found)) if *found >= 1 && *found <= i64::from(CONFIG_FORMAT) => {
+            Ok(())
+        }
+        Some(toml::Value::Integer(found)) if *found > i64::from(CONFIG_FORMAT) => {
+            Err(invalid(format!(
+                "format = {found}: this file was written by a newer quickfreeze (this release reads config format {CONFIG_FORMAT} and older); upgrade quickfreeze, or restore the config file of this release from your backup"
+            )))
+        }
+        Some(other) => Err(invalid(format!(
+            "format = {other}: write a whole number from 1 to {CONFIG_FORMAT} (or leave it out, which means 1)"
+        ))),
+    }
+}
+
 impl NodeConfig {
     /// Reads a config file; a relative `data_dir` is resolved against the file's directory.
     pub fn load(path: &Path) -> Result<NodeConfig, ConfigError> {
@@ -337,6 +371,7 @@ impl NodeConfig {
             path: path.to_path_buf(),
             source,
         })?;
+        check_config_format(path, &text)?;
         let mut config: NodeConfig =
             toml::from_str(&text).map_err(|error| ConfigError::Invalid {
                 path: path.to_path_buf(),
@@ -414,6 +449,10 @@ impl NodeConfig {
         let lifetime = LifetimeSection::default();
         format!(
             r#"# quickfreeze node configuration. Every field may be omitted to use its default.
+
+# The format of this file. A release that finds a newer format than it knows refuses to start
+# ("written by a newer quickfreeze; upgrade") rather than misread it. Absent means 1.
+format = {format}
 
 # Where this node keeps its key, roster, database and console socket. A relative path is relative
 # to the directory of this file; "." is that directory, so a copied data directory uses its own
@@ -510,6 +549,7 @@ emergency_s = {t3e}
 urgent_s = {t3u}
 routine_s = {t3r}
 "#,
+            format = CONFIG_FORMAT,
             data_dir = data_dir.display(),
             cache = StoreOptions::default().cache_capacity_bytes,
             low_mib = DEFAULT_LOW_WATER_MIB,
@@ -571,6 +611,28 @@ fn check_data_dir(path: &Path, base: &Path, data_dir: &Path) -> Result<(), Confi
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn config_format_absent_current_newer_and_nonsense() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(files::CONFIG);
+        let load = |text: &str| {
+            std::fs::write(&path, text).expect("write");
+            NodeConfig::load(&path)
+        };
+        assert_eq!(load("data_dir = \".\"\n").expect("absent is 1").format, 1);
+        assert_eq!(load("format = 1\n").expect("current").format, 1);
+        // A newer release may add fields this one does not know: the format speaks first.
+        let newer = load("format = 2\nsomething_new = true\n")
+            .expect_err("newer refused")
+            .to_string();
+        assert!(newer.contains("written by a newer quickfreeze"), "{newer}");
+        assert!(newer.contains("upgrade"), "{newer}");
+        for bad in ["format = 0\n", "format = \"one\"\n"] {
+            let error = load(bad).expect_err("nonsense refused").to_string();
+            assert!(error.contains("whole number"), "{bad}: {error}");
+        }
+    }
 
     #[test]
     fn commented_template_parses_to_the_defaults() {

@@ -125,6 +125,13 @@ pub enum ControlRequest {
         /// A head hash (hex) recorded earlier that must still be in the chain.
         expect_head: Option<String>,
     },
+    /// Write a consistent backup of the node into a staging file in its data directory
+    /// (`.backup-…`, mode 0600), for `quickfreeze backup` to verify, copy and remove.
+    /// Answered with [`ControlResponse::BackupWritten`].
+    Backup {
+        /// Include the key file.
+        with_keys: bool,
+    },
     /// One page of audit records at or after a time.
     AuditExport {
         /// Records at or after this time (milliseconds since the epoch).
@@ -675,6 +682,13 @@ pub enum ControlResponse {
     Stats {
         /// One row per counterpart country.
         rows: Vec<crate::stats::CountryStats>,
+    },
+    /// A backup was written (see [`ControlRequest::Backup`]).
+    BackupWritten {
+        /// The staging file in the data directory.
+        path: String,
+        /// What it holds.
+        counts: crate::backup::BackupCounts,
     },
     /// The audit chain was checked.
     AuditVerified {

@@ -16,6 +16,7 @@
 #![deny(unreachable_pub)]
 
 pub mod audit;
+pub mod backup;
 mod audit_view;
 pub mod cli;
 pub mod config;

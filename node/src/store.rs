@@ -657,6 +657,11 @@ impl SledStore {
         self.dirty = true;
     }
 
+    /// The whole sled database, for a backup to read every tree (see [`crate::backup`]).
+    pub fn database(&self) -> &sled::Db {
+        &self.db
+    }
+
     /// The store's directory.
     pub fn path(&self) -> &Path {
         &self.path

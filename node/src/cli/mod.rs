@@ -14,6 +14,7 @@
 pub(crate) mod out;
 mod access;
 mod audit;
+mod backup;
 mod case;
 mod key;
 mod messages;
@@ -193,6 +194,35 @@ pub enum Command {
     /// The audit trail: check its hash chain, or export it for a case file.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Write a consistent backup of the node (store, audit trail, config, roster, revocations,
+    /// officer accounts) into one checksummed file, while it runs or while it is stopped. The
+    /// private keys go in only with --with-keys.
+    Backup {
+        /// The node's data directory.
+        #[arg(long, env = "QUICKFREEZE_DATA_DIR", default_value = ".")]
+        data_dir: PathBuf,
+        /// The backup file to write (must not exist; written mode 0600).
+        #[arg(long)]
+        out: PathBuf,
+        /// Also back up the node's key file (the file then holds its PRIVATE KEYS).
+        #[arg(long)]
+        with_keys: bool,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Restore a backup into a new (or empty) data directory, then check it: config, store
+    /// format, audit chain. Says what to do about the key file when the backup holds none.
+    Restore {
+        /// The backup file.
+        file: PathBuf,
+        /// The new data directory (must not exist or be empty).
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// The live console for the officer on duty: inbox and outbox side by side, acknowledge,
     /// reply, compose. Needs a terminal (80×24 is enough); `?` inside shows the keys.
     Console {
@@ -284,6 +314,17 @@ pub fn execute(cli: Cli) -> Result<()> {
             };
             crate::console::run(&data_dir, &officer)
         }
+        Command::Backup {
+            data_dir,
+            out,
+            with_keys,
+            json,
+        } => backup::backup(&data_dir, &out, with_keys, json),
+        Command::Restore {
+            file,
+            data_dir,
+            json,
+        } => backup::restore(&file, &data_dir, json),
         Command::Demo { dir } => crate::demo::run_demo(dir),
         Command::Web(args) => crate::web::execute(args),
         Command::Officer(command) => crate::web::officer_command(command),

@@ -490,6 +490,7 @@ impl App {
             | ControlResponse::Stats { .. }
             | ControlResponse::AuditVerified { .. }
             | ControlResponse::AuditPage { .. }
+            | ControlResponse::BackupWritten { .. }
             | ControlResponse::FaultsSet { .. }
             | ControlResponse::RosterInstalled { .. }
             | ControlResponse::RevocationApplied { .. }

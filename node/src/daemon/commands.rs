@@ -247,6 +247,11 @@ impl Daemon {
                     },
                 }
             }
+            ControlRequest::Backup { with_keys } => {
+                // Answered when the file is written, not by the group commit (see `backup`).
+                self.start_backup(with_keys, reply);
+                return;
+            }
             ControlRequest::OfficerAction {
                 officer,
                 action,

@@ -20,9 +20,11 @@
 //! [`event_loop`] (the loop and network inputs), [`commit`] (group commit and release),
 //! [`audit_facts`], [`events`] (log lines and alerts), [`commands`] (console dispatch),
 //! [`views`] (console read views), [`deadline_checks`], [`faults`], [`socket`] (control socket
-//! server) and [`roster`] (which roster to start with).
+//! server), [`roster`] (which roster to start with) and [`backup`] (a consistent backup while
+//! running).
 
 mod audit_facts;
+mod backup;
 mod commands;
 mod commit;
 mod deadline_checks;
@@ -75,6 +77,10 @@ pub enum DaemonError {
     /// The store.
     #[error("{0}")]
     Store(String),
+    /// The key file is not there (e.g. a data directory restored from a backup made without
+    /// `--with-keys`).
+    #[error("the key file {} is missing, so this node cannot sign or open anything and does not start. If this data directory was restored from a backup made without --with-keys, copy the node's key file from your key backup to that path and `chmod 600` it. Do not run `init` here: a new key is a different node that the roster does not know", .0.display())]
+    MissingKey(PathBuf),
     /// The network.
     #[error("network: {0}")]
     Network(String),
@@ -268,7 +274,11 @@ impl Default for Telemetry {
 impl Daemon {
     fn prepare(config: &NodeConfig) -> Result<Daemon, DaemonError> {
         let data_dir = config.data_dir.clone();
-        let identity = Identity::read_key_file(&data_dir.join(files::KEY))?;
+        let key_path = data_dir.join(files::KEY);
+        if !key_path.exists() {
+            return Err(DaemonError::MissingKey(key_path));
+        }
+        let identity = Identity::read_key_file(&key_path)?;
         let me = identity.node_id();
         let store = SledStore::open(&data_dir.join(files::STORE), &config.store_options())
             .map_err(|error| DaemonError::Store(error.to_string()))?;
