@@ -262,8 +262,9 @@ impl Snapshot {
 }
 
 /// The data directory's files that belong in a backup: everything except the store (copied
-/// from sled instead), the control socket, the daemon's staging files and, unless `with_keys`,
-/// the key file. Sub-directories (revocations) are walked; symlinks and special files skipped.
+/// from sled instead), the control socket, the daemon's staging files, log files (`*.log`: a
+/// node started by a harness logs there; they are not state) and, unless `with_keys`, the key
+/// file. Sub-directories (revocations) are walked; symlinks and special files skipped.
 fn collect_files(data_dir: &Path, with_keys: bool) -> Result<Vec<FileCopy>, BackupError> {
     let mut found = Vec::new();
     walk(data_dir, "", with_keys, &mut found)?;
@@ -289,6 +290,7 @@ fn walk(
             && (name == files::STORE
                 || name == files::SOCKET
                 || name.starts_with(STAGING_PREFIX)
+                || name.ends_with(".log")
                 || (name == files::KEY && !with_keys))
         {
             continue;
