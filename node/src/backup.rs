@@ -28,9 +28,9 @@
 //! # Consistent while the node runs
 //!
 //! The running daemon takes the snapshot itself ([`Snapshot::take`]) on its loop, which is the
-//! only writer of the store, right after writing the audit records it holds in memory: the
-//! store and the audit trail are copied at one instant between loop turns, so every message
-//! the audit trail names is in the copy and the reverse. The copy can include writes whose group
+//! only writer of the store, at the end of a turn once that turn's events are audit records and
+//! written: the store and the audit trail are copied at one instant between loop turns, so
+//! every message the audit trail names is in the copy and the reverse. The copy can include writes whose group
 //! commit is still running (a message received but not yet acknowledged to its sender); after
 //! a restore such a message is simply there, and the sender's retry is answered as a duplicate.
 

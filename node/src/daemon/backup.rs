@@ -1,6 +1,8 @@
 //! `quickfreeze backup` on a running node: the snapshot is taken on the loop (the store's only
-//! writer) right after the audit records held in memory are written, so store and audit trail
-//! are copied at one instant; the file is written on a blocking thread into a staging file in
+//! writer) at the end of a turn, after the turn's events have become audit records and those
+//! records are written, i.e. at the boundary the next group commit covers: store and audit
+//! trail are copied at one instant (a message in the inbox without its "received" record, or
+//! the reverse, cannot be in a backup); the file is written on a blocking thread into a staging file in
 //! the data directory (the only place a hardened service may write), which the CLI verifies,
 //! copies to where the operator asked and removes.
 
@@ -21,8 +23,15 @@ const STALE_STAGING: Duration = Duration::from_secs(3600);
 static BACKUPS: AtomicU64 = AtomicU64::new(0);
 
 impl Daemon {
+    /// Starts the backups asked for during this turn (called after `end_turn`).
+    pub(super) fn start_waiting_backups(&mut self) {
+        for (with_keys, reply) in std::mem::take(&mut self.backups_waiting) {
+            self.start_backup(with_keys, reply);
+        }
+    }
+
     /// Takes a snapshot now and answers `reply` once its file is written and synced.
-    pub(super) fn start_backup(
+    fn start_backup(
         &mut self,
         with_keys: bool,
         reply: oneshot::Sender<ControlResponse>,

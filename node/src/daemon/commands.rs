@@ -248,8 +248,9 @@ impl Daemon {
                 }
             }
             ControlRequest::Backup { with_keys } => {
-                // Answered when the file is written, not by the group commit (see `backup`).
-                self.start_backup(with_keys, reply);
+                // Taken at the end of this turn and answered when the file is written, not by
+                // the group commit (see `backup.rs`).
+                self.backups_waiting.push((with_keys, reply));
                 return;
             }
             ControlRequest::OfficerAction {

@@ -151,6 +151,8 @@ impl Daemon {
             if let Err(error) = self.end_turn() {
                 break Err(error);
             }
+            // Backups asked for in this turn see everything it did, audit records included.
+            self.start_waiting_backups();
             if flush.is_none() && self.has_waiting() {
                 match self.start_flush() {
                     Ok(started) => {

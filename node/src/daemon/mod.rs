@@ -201,6 +201,8 @@ struct Daemon {
     tracker: crate::deadlines::Tracker,
     /// Breaches found this turn, shown (log, alert hook) after the commit.
     pending_overdue: Vec<crate::deadlines::Breach>,
+    /// `backup` requests of this turn, taken at its end (see `backup.rs`).
+    backups_waiting: Vec<(bool, oneshot::Sender<ControlResponse>)>,
     /// Counts on-the-spot deadline checks, so that an older periodic scan is not applied.
     deadline_generation: u64,
     /// What ended turns produced, waiting for a group commit or covered by the running one.
@@ -402,6 +404,7 @@ impl Daemon {
             deadline_config: config.deadlines.clone(),
             tracker: crate::deadlines::Tracker::default(),
             pending_overdue: Vec::new(),
+            backups_waiting: Vec::new(),
             deadline_generation: 0,
             commit: CommitPipeline::default(),
             fault_injection: config.testing.fault_injection,
