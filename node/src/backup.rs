@@ -104,6 +104,9 @@ pub struct FileCopy {
     pub bytes: Vec<u8>,
 }
 
+/// A sled tree as backed up: its name and its entries in key order.
+pub type TreeCopy = (Vec<u8>, Vec<(sled::IVec, sled::IVec)>);
+
 /// Everything a backup holds, taken at one instant.
 pub struct Snapshot {
     /// The header to write.
@@ -111,7 +114,7 @@ pub struct Snapshot {
     /// The data directory's files.
     pub files: Vec<FileCopy>,
     /// Every sled tree with its entries, in key order.
-    pub trees: Vec<(Vec<u8>, Vec<(sled::IVec, sled::IVec)>)>,
+    pub trees: Vec<TreeCopy>,
 }
 
 /// Why a backup or restore failed; each message says what to do.
@@ -148,10 +151,7 @@ pub enum BackupError {
     Other(String),
 }
 
-fn io_error<'a>(
-    what: &'static str,
-    path: &'a Path,
-) -> impl FnOnce(io::Error) -> BackupError + 'a {
+fn io_error<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> BackupError + 'a {
     move |source| BackupError::Io {
         what,
         path: path.to_path_buf(),
@@ -352,13 +352,11 @@ pub fn write_atomically<T>(
             .map_err(io_error("creating", &partial))?;
         let mut buffered = BufWriter::new(file);
         let value = write(&mut buffered)?;
-        let file = buffered
-            .into_inner()
-            .map_err(|error| BackupError::Io {
-                what: "writing",
-                path: partial.clone(),
-                source: error.into_error(),
-            })?;
+        let file = buffered.into_inner().map_err(|error| BackupError::Io {
+            what: "writing",
+            path: partial.clone(),
+            source: error.into_error(),
+        })?;
         file.sync_all().map_err(io_error("syncing", &partial))?;
         drop(file);
         fs::rename(&partial, out).map_err(io_error("renaming the finished backup to", out))?;
@@ -433,7 +431,7 @@ pub fn read(
         hasher: Sha256::new(),
         read: 0,
     };
-    let first = reader.line(200).map_err(|reason| damaged(reason))?;
+    let first = reader.line(200).map_err(&damaged)?;
     let Some(version) = first.strip_prefix(MAGIC_LINE) else {
         return Err(damaged(
             "it does not start with the quickfreeze backup header (is it a backup at all?)".into(),
@@ -452,7 +450,7 @@ pub fn read(
     if version != BACKUP_FORMAT {
         return Err(damaged(format!("unknown backup format {version}")));
     }
-    let keys_line = reader.line(200).map_err(|reason| damaged(reason))?;
+    let keys_line = reader.line(200).map_err(&damaged)?;
     let keys_said = format!("{keys_line}\n");
     let mut header: Option<BackupHeader> = None;
     let mut counts = BackupCounts::default();
@@ -567,7 +565,12 @@ pub fn read(
                     ));
                 }
                 let mut rest = [0u8; 1];
-                if reader.inner.read(&mut rest).map_err(io_error("reading", path))? != 0 {
+                if reader
+                    .inner
+                    .read(&mut rest)
+                    .map_err(io_error("reading", path))?
+                    != 0
+                {
                     return Err(damaged("there are bytes after its end".into()));
                 }
                 let said: BackupCounts = serde_json::from_slice(&body)
@@ -684,7 +687,8 @@ fn write_restore(backup: &Path, data_dir: &Path) -> Result<Restored, BackupError
         .path(&store_dir)
         .open()
         .map_err(|error| BackupError::Other(format!("creating the store: {error}")))?;
-    let store_error = |error: sled::Error| BackupError::Other(format!("writing the store: {error}"));
+    let store_error =
+        |error: sled::Error| BackupError::Other(format!("writing the store: {error}"));
     let mut tree: Option<sled::Tree> = None;
     let (header, counts) = read(backup, |record| {
         match record {
@@ -708,9 +712,9 @@ fn write_restore(backup: &Path, data_dir: &Path) -> Result<Restored, BackupError
             }
             Record::Tree(name) => tree = Some(db.open_tree(name).map_err(store_error)?),
             Record::Entry(key, value) => {
-                let tree = tree.as_ref().ok_or_else(|| {
-                    BackupError::Other("a store entry before any tree".into())
-                })?;
+                let tree = tree
+                    .as_ref()
+                    .ok_or_else(|| BackupError::Other("a store entry before any tree".into()))?;
                 tree.insert(key, value).map_err(store_error)?;
             }
         }
@@ -731,56 +735,65 @@ mod tests {
 
     fn sample(dir: &Path) -> PathBuf {
         let data = dir.join("data");
-        fs::create_dir_all(data.join("revocations")).unwrap();
-        fs::write(data.join("node.toml"), "data_dir = \".\"\n").unwrap();
-        fs::write(data.join(files::KEY), "secret").unwrap();
-        fs::set_permissions(data.join(files::KEY), fs::Permissions::from_mode(0o600)).unwrap();
-        fs::write(data.join("revocations/one"), "notice").unwrap();
+        fs::create_dir_all(data.join("revocations")).expect("test step");
+        fs::write(data.join("node.toml"), "data_dir = \".\"\n").expect("test step");
+        fs::write(data.join(files::KEY), "secret").expect("test step");
+        fs::set_permissions(data.join(files::KEY), fs::Permissions::from_mode(0o600))
+            .expect("test step");
+        fs::write(data.join("revocations/one"), "notice").expect("test step");
         let db = sled::Config::new()
             .path(data.join(files::STORE))
             .open()
-            .unwrap();
-        let inbox = db.open_tree(crate::store::TREE_INBOX).unwrap();
+            .expect("test step");
+        let inbox = db.open_tree(crate::store::TREE_INBOX).expect("test step");
         for i in 0u32..50 {
-            inbox.insert(i.to_be_bytes(), vec![i as u8; 100]).unwrap();
+            inbox
+                .insert(i.to_be_bytes(), vec![i as u8; 100])
+                .expect("test step");
         }
         let out = dir.join("b.qfb");
-        let snapshot = Snapshot::take(&data, &db, false, None, 1).unwrap();
-        snapshot.write_to(&out).unwrap();
+        let snapshot = Snapshot::take(&data, &db, false, None, 1).expect("test step");
+        snapshot.write_to(&out).expect("test step");
         out
     }
 
     #[test]
     fn round_trip_keeps_files_and_entries_and_leaves_out_the_key() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().expect("test step");
         let out = sample(dir.path());
-        let mode = fs::metadata(&out).unwrap().permissions().mode() & 0o777;
+        let mode = fs::metadata(&out).expect("test step").permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
-        let (header, counts) = verify(&out).unwrap();
+        let (header, counts) = verify(&out).expect("test step");
         assert!(!header.with_keys);
         assert_eq!((counts.files, counts.inbox), (2, 50));
         let target = dir.path().join("restored");
-        restore(&out, &target).unwrap();
+        restore(&out, &target).expect("test step");
         assert!(!target.join(files::KEY).exists());
         assert_eq!(
-            fs::read(target.join("revocations/one")).unwrap(),
+            fs::read(target.join("revocations/one")).expect("test step"),
             b"notice"
         );
-        let db = sled::open(target.join(files::STORE)).unwrap();
-        let inbox = db.open_tree(crate::store::TREE_INBOX).unwrap();
+        let db = sled::open(target.join(files::STORE)).expect("test step");
+        let inbox = db.open_tree(crate::store::TREE_INBOX).expect("test step");
         assert_eq!(inbox.len(), 50);
-        assert_eq!(inbox.get(7u32.to_be_bytes()).unwrap().unwrap(), vec![7u8; 100]);
+        assert_eq!(
+            inbox
+                .get(7u32.to_be_bytes())
+                .expect("test step")
+                .expect("test step"),
+            vec![7u8; 100]
+        );
     }
 
     #[test]
     fn every_truncation_and_a_flipped_byte_are_refused() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().expect("test step");
         let out = sample(dir.path());
-        let bytes = fs::read(&out).unwrap();
+        let bytes = fs::read(&out).expect("test step");
         let cut = dir.path().join("cut.qfb");
         for len in (0..bytes.len()).step_by(97).chain([bytes.len() - 1]) {
-            fs::write(&cut, &bytes[..len]).unwrap();
-            let error = verify(&cut).unwrap_err();
+            fs::write(&cut, &bytes[..len]).expect("test step");
+            let error = verify(&cut).expect_err("must fail");
             assert!(
                 matches!(error, BackupError::Damaged { .. }),
                 "cut at {len}: {error}"
@@ -789,23 +802,31 @@ mod tests {
         let mut flipped = bytes.clone();
         let middle = flipped.len() / 2;
         flipped[middle] ^= 0x40;
-        fs::write(&cut, &flipped).unwrap();
-        assert!(verify(&cut).unwrap_err().to_string().contains("checksum"));
+        fs::write(&cut, &flipped).expect("test step");
+        assert!(verify(&cut)
+            .expect_err("must fail")
+            .to_string()
+            .contains("checksum"));
         let target = dir.path().join("never");
         assert!(restore(&cut, &target).is_err());
-        assert!(!target.exists(), "a damaged backup must leave nothing behind");
+        assert!(
+            !target.exists(),
+            "a damaged backup must leave nothing behind"
+        );
     }
 
     #[test]
     fn restore_refuses_a_non_empty_directory_and_an_existing_output() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().expect("test step");
         let out = sample(dir.path());
         let target = dir.path().join("busy");
-        fs::create_dir_all(&target).unwrap();
-        fs::write(target.join("something"), "x").unwrap();
-        let error = restore(&out, &target).unwrap_err().to_string();
+        fs::create_dir_all(&target).expect("test step");
+        fs::write(target.join("something"), "x").expect("test step");
+        let error = restore(&out, &target).expect_err("must fail").to_string();
         assert!(error.contains("not empty"), "{error}");
-        let again = write_atomically(&out, |_| Ok(())).unwrap_err().to_string();
+        let again = write_atomically(&out, |_| Ok(()))
+            .expect_err("must fail")
+            .to_string();
         assert!(again.contains("exists already"), "{again}");
     }
 

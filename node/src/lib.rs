@@ -16,8 +16,8 @@
 #![deny(unreachable_pub)]
 
 pub mod audit;
-pub mod backup;
 mod audit_view;
+pub mod backup;
 pub mod cli;
 pub mod config;
 pub mod console;

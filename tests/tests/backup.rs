@@ -56,7 +56,11 @@ fn wait_for(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) 
 }
 
 fn mode(path: &Path) -> u32 {
-    std::fs::metadata(path).expect("metadata").permissions().mode() & 0o777
+    std::fs::metadata(path)
+        .expect("metadata")
+        .permissions()
+        .mode()
+        & 0o777
 }
 
 fn text(output: &std::process::Output) -> String {
@@ -99,7 +103,10 @@ fn run_expecting_refusal(dir: &Path) -> String {
         if Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("the node started on {} although it must refuse", dir.display());
+            panic!(
+                "the node started on {} although it must refuse",
+                dir.display()
+            );
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -223,7 +230,12 @@ fn a_backup_while_requests_flow_restores_every_message_it_had() {
     let audited = audit_ids(&restored, AuditKind::Received);
     let verify = run_ok(
         &restored,
-        &["audit", "verify", "--data-dir", &restored.display().to_string()],
+        &[
+            "audit",
+            "verify",
+            "--data-dir",
+            &restored.display().to_string(),
+        ],
     );
     assert!(verify.contains("OK"), "{verify}");
 
@@ -248,6 +260,12 @@ fn a_backup_while_requests_flow_restores_every_message_it_had() {
     );
     assert_eq!(restored_inbox, audited, "store and audit trail disagree");
     assert_eq!(counts.inbox as usize, restored_inbox.len());
+    eprintln!(
+        "backup under traffic: {} sent, {} in FR before the backup, {} in the backup, all present after restore",
+        sent.len(),
+        before.len(),
+        restored_inbox.len()
+    );
 
     // The restored node delivers.
     let after = submit(&de_dir, "FR", "after the restore");
@@ -311,7 +329,10 @@ fn a_killed_backup_never_leaves_a_complete_looking_file_and_damage_is_refused() 
 
     // kill -9 of the backup process at different moments.
     let (mut absent, mut complete, mut partial_seen) = (0, 0, 0);
-    for (attempt, delay_ms) in [0u64, 2, 5, 10, 20, 40, 80, 160, 320].into_iter().enumerate() {
+    for (attempt, delay_ms) in [0u64, 2, 5, 10, 20, 40, 80, 160, 320]
+        .into_iter()
+        .enumerate()
+    {
         let out = root.path().join(format!("killed-{attempt}.qfb"));
         let mut child = Command::new(common::binary())
             .args(["backup", "--data-dir", &dir_text, "--out"])
@@ -337,7 +358,10 @@ fn a_killed_backup_never_leaves_a_complete_looking_file_and_damage_is_refused() 
         partial_seen += partials;
         if out.exists() {
             backup::verify(&out).unwrap_or_else(|error| {
-                panic!("a backup killed after {delay_ms} ms left {} that does not verify: {error}", out.display())
+                panic!(
+                    "a backup killed after {delay_ms} ms left {} that does not verify: {error}",
+                    out.display()
+                )
             });
             complete += 1;
         } else {
@@ -353,7 +377,13 @@ fn a_killed_backup_never_leaves_a_complete_looking_file_and_damage_is_refused() 
     let good = root.path().join("good.qfb");
     let output = run(
         root.path(),
-        &["backup", "--data-dir", &dir_text, "--out", &good.display().to_string()],
+        &[
+            "backup",
+            "--data-dir",
+            &dir_text,
+            "--out",
+            &good.display().to_string(),
+        ],
     );
     assert!(output.status.success(), "{}", text(&output));
     assert!(text(&output).contains("stopped node"), "{}", text(&output));
@@ -381,13 +411,23 @@ fn a_killed_backup_never_leaves_a_complete_looking_file_and_damage_is_refused() 
             ],
         );
         let said = text(&output);
-        assert!(!output.status.success(), "{what}: restore must fail: {said}");
-        assert!(said.contains("not a usable quickfreeze backup"), "{what}: {said}");
+        assert!(
+            !output.status.success(),
+            "{what}: restore must fail: {said}"
+        );
+        assert!(
+            said.contains("not a usable quickfreeze backup"),
+            "{what}: {said}"
+        );
         assert!(
             said.contains("truncated") || said.contains("checksum"),
             "{what}: {said}"
         );
-        assert!(!target.exists(), "{what}: a refused restore left {}", target.display());
+        assert!(
+            !target.exists(),
+            "{what}: a refused restore left {}",
+            target.display()
+        );
     }
 
     // A non-empty directory is never overwritten.
@@ -412,10 +452,20 @@ fn a_killed_backup_never_leaves_a_complete_looking_file_and_damage_is_refused() 
     // And an existing backup file is never overwritten either.
     let output = run(
         root.path(),
-        &["backup", "--data-dir", &dir_text, "--out", &good.display().to_string()],
+        &[
+            "backup",
+            "--data-dir",
+            &dir_text,
+            "--out",
+            &good.display().to_string(),
+        ],
     );
     assert!(!output.status.success());
-    assert!(text(&output).contains("exists already"), "{}", text(&output));
+    assert!(
+        text(&output).contains("exists already"),
+        "{}",
+        text(&output)
+    );
 
     // The good one restores, and its audit trail verifies.
     let restored = root.path().join("restored");

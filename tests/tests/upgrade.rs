@@ -1,11 +1,12 @@
-//! Upgrades: data directories written by an earlier release (`tests/fixtures/release-1.tar.gz`,
-//! made by `tests/fixtures/build-fixture.sh`: store format 1, key file version 1, config format
-//! 1) open with this build: `audit verify` on the stopped store, then each node runs and answers
-//! `status`, `inbox`, `outbox` and `show` with the messages the fixture holds. A migration of
-//! the store is tested here when one is added: this fixture is what it must carry forward.
+//! Upgrades: data directories written by an earlier release open with this build. The fixture
+//! `tests/fixtures/release-1.tar.gz` (made by `tests/fixtures/build-fixture.sh`; store format,
+//! key file version and config format all 1) passes `audit verify` on the stopped store, then
+//! each node runs and answers `status`, `inbox`, `outbox` and `show` with the messages it holds.
+//! A migration of the store is tested here when one is added: this fixture is what it must
+//! carry forward.
 //!
-//! Also: a config, key file or store of a newer format than this build knows is refused with
-//! "written by a newer quickfreeze"/"upgrade", never misread.
+//! Also: a config or key file of a newer format than this build knows is refused with
+//! "written by a newer quickfreeze" and "upgrade", never misread.
 
 mod common;
 
@@ -17,8 +18,7 @@ use common::{run, run_ok, NodeProcess};
 
 /// Unpacks the fixture into a temporary directory and gives each node a free listen port.
 fn unpack(root: &Path) -> (PathBuf, PathBuf, BTreeMap<String, String>) {
-    let archive =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/release-1.tar.gz");
+    let archive = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/release-1.tar.gz");
     let status = Command::new("tar")
         .arg("-xzf")
         .arg(&archive)
@@ -65,7 +65,10 @@ fn a_release_1_data_directory_opens_with_this_build() {
 
     // The stopped stores: the audit chains verify.
     for dir in [&de, &fr] {
-        let said = run_ok(root.path(), &["audit", "verify", "--data-dir", &dir_arg(dir)]);
+        let said = run_ok(
+            root.path(),
+            &["audit", "verify", "--data-dir", &dir_arg(dir)],
+        );
         assert!(said.contains("OK"), "{}: {said}", dir.display());
     }
 
@@ -74,13 +77,22 @@ fn a_release_1_data_directory_opens_with_this_build() {
         let _fr = NodeProcess::start(&fr);
         let status = run_ok(root.path(), &["status", "--data-dir", &dir_arg(&fr)]);
         assert!(!status.is_empty());
-        let inbox = run_ok(root.path(), &["inbox", "--json", "--data-dir", &dir_arg(&fr)]);
+        let inbox = run_ok(
+            root.path(),
+            &["inbox", "--json", "--data-dir", &dir_arg(&fr)],
+        );
         for id in ids.values() {
             assert!(inbox.contains(id.as_str()), "FR inbox lacks {id}: {inbox}");
         }
         let show = run_ok(
             root.path(),
-            &["show", &ids["emergency"], "--json", "--data-dir", &dir_arg(&fr)],
+            &[
+                "show",
+                &ids["emergency"],
+                "--json",
+                "--data-dir",
+                &dir_arg(&fr),
+            ],
         );
         assert!(show.contains("Officer Fixture"), "{show}");
         assert!(show.contains("threat to life"), "{show}");
@@ -89,24 +101,48 @@ fn a_release_1_data_directory_opens_with_this_build() {
     // DE sent them (delivered, with receipts) and holds the two status replies.
     {
         let _de = NodeProcess::start(&de);
-        let outbox = run_ok(root.path(), &["outbox", "--json", "--data-dir", &dir_arg(&de)]);
+        let outbox = run_ok(
+            root.path(),
+            &["outbox", "--json", "--data-dir", &dir_arg(&de)],
+        );
         for id in ids.values() {
-            assert!(outbox.contains(id.as_str()), "DE outbox lacks {id}: {outbox}");
+            assert!(
+                outbox.contains(id.as_str()),
+                "DE outbox lacks {id}: {outbox}"
+            );
         }
         let show = run_ok(
             root.path(),
-            &["show", &ids["urgent"], "--json", "--data-dir", &dir_arg(&de)],
+            &[
+                "show",
+                &ids["urgent"],
+                "--json",
+                "--data-dir",
+                &dir_arg(&de),
+            ],
         );
         assert!(show.contains("Urgent question about logs"), "{show}");
-        let inbox = run_ok(root.path(), &["inbox", "--json", "--data-dir", &dir_arg(&de)]);
-        assert!(inbox.contains("FR-FIX-1") || inbox.contains("preserved"), "{inbox}");
+        let inbox = run_ok(
+            root.path(),
+            &["inbox", "--json", "--data-dir", &dir_arg(&de)],
+        );
+        assert!(
+            inbox.contains("FR-FIX-1") || inbox.contains("preserved"),
+            "{inbox}"
+        );
     }
 
     // And a backup of the old directory restores with this build.
     let file = root.path().join("fr.qfb");
     run_ok(
         root.path(),
-        &["backup", "--data-dir", &dir_arg(&fr), "--out", &dir_arg(&file)],
+        &[
+            "backup",
+            "--data-dir",
+            &dir_arg(&fr),
+            "--out",
+            &dir_arg(&file),
+        ],
     );
     let said = run_ok(
         root.path(),
@@ -128,7 +164,14 @@ fn newer_formats_are_refused_with_upgrade() {
     // A config of a newer format (with a field this build does not know).
     let config = de.join("node.toml");
     let original = std::fs::read_to_string(&config).expect("config");
-    std::fs::write(&config, format!("format = 2\nnew_setting = true\n{}", original.replace("format = 1\n", ""))).expect("write");
+    std::fs::write(
+        &config,
+        format!(
+            "format = 2\nnew_setting = true\n{}",
+            original.replace("format = 1\n", "")
+        ),
+    )
+    .expect("write");
     let output = run(root.path(), &["run", "--data-dir", &dir_arg(&de)]);
     assert!(!output.status.success());
     let said = format!(

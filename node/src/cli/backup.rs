@@ -38,11 +38,15 @@ pub(super) fn backup(data_dir: &Path, out: &Path, with_keys: bool, json: bool) -
             let copied = copy_verified(&staging, out);
             let _ = fs::remove_file(&staging);
             copied?;
-            (counts, "from the running node, at one instant between two of its loop turns")
+            (
+                counts,
+                "from the running node, at one instant between two of its loop turns",
+            )
         }
-        Err(ClientError::NoSocket { .. } | ClientError::NotRunning { .. }) => {
-            (offline(data_dir, out, with_keys)?, "from the stopped node's store")
-        }
+        Err(ClientError::NoSocket { .. } | ClientError::NotRunning { .. }) => (
+            offline(data_dir, out, with_keys)?,
+            "from the stopped node's store",
+        ),
         Err(other) => return Err(other.into()),
     };
     if json {
@@ -79,8 +83,9 @@ fn offline(data_dir: &Path, out: &Path, with_keys: bool) -> Result<BackupCounts>
         );
     }
     let options = store_options(data_dir)?;
-    let store = crate::store::SledStore::open(&store_dir, &options)
-        .map_err(|error| anyhow!("the node is not running and its store could not be opened: {error}"))?;
+    let store = crate::store::SledStore::open(&store_dir, &options).map_err(|error| {
+        anyhow!("the node is not running and its store could not be opened: {error}")
+    })?;
     eprintln!(
         "note: no node is running with {}; backing up its store directly",
         data_dir.display()
@@ -119,22 +124,27 @@ fn copy_verified(staging: &Path, out: &Path) -> Result<()> {
         })?;
         let mut buffer = vec![0u8; 1 << 16];
         loop {
-            let read = source.read(&mut buffer).map_err(|source| backup::BackupError::Io {
-                what: "reading",
-                path: staging.to_path_buf(),
-                source,
-            })?;
+            let read = source
+                .read(&mut buffer)
+                .map_err(|source| backup::BackupError::Io {
+                    what: "reading",
+                    path: staging.to_path_buf(),
+                    source,
+                })?;
             if read == 0 {
                 return Ok(());
             }
-            writer
-                .write_all(&buffer[..read])
-                .map_err(|error| backup::BackupError::Other(format!("writing the backup: {error}")))?;
+            writer.write_all(&buffer[..read]).map_err(|error| {
+                backup::BackupError::Other(format!("writing the backup: {error}"))
+            })?;
         }
     })?;
     if let Err(error) = backup::verify(out) {
         let _ = fs::remove_file(out);
-        bail!("the copy in {} did not verify and was removed: {error}", out.display());
+        bail!(
+            "the copy in {} did not verify and was removed: {error}",
+            out.display()
+        );
     }
     Ok(())
 }
@@ -159,10 +169,17 @@ pub(super) fn restore(file: &Path, data_dir: &Path, json: bool) -> Result<()> {
     } else {
         let header = &restored.header;
         let taken = Timestamp(header.created_at_ms);
-        outln!("restored     {} into {}", file.display(), data_dir.display());
+        outln!(
+            "restored     {} into {}",
+            file.display(),
+            data_dir.display()
+        );
         outln!(
             "backup of    {} taken {} by quickfreeze {}",
-            header.node_id.as_deref().unwrap_or("(node id not recorded)"),
+            header
+                .node_id
+                .as_deref()
+                .unwrap_or("(node id not recorded)"),
             taken,
             header.written_by
         );
@@ -215,7 +232,10 @@ fn check_restored(data_dir: &Path) -> Vec<(&'static str, Result<String, String>)
             }
         }
     } else {
-        checks.push(("config", Err(format!("the backup held no {}", files::CONFIG))));
+        checks.push((
+            "config",
+            Err(format!("the backup held no {}", files::CONFIG)),
+        ));
         crate::store::StoreOptions::default()
     };
     let store = match crate::store::SledStore::open(&data_dir.join(files::STORE), &options) {

@@ -31,11 +31,7 @@ impl Daemon {
     }
 
     /// Takes a snapshot now and answers `reply` once its file is written and synced.
-    fn start_backup(
-        &mut self,
-        with_keys: bool,
-        reply: oneshot::Sender<ControlResponse>,
-    ) {
+    fn start_backup(&mut self, with_keys: bool, reply: oneshot::Sender<ControlResponse>) {
         let error = |message: String| ControlResponse::Error { message };
         if let Err(failure) = self.audit.write_pending(self.core.store_mut()) {
             self.audit_error = Some(failure.to_string());
