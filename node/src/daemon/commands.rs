@@ -186,7 +186,14 @@ impl Daemon {
                         }
                     }
                     Ok(()) => {
-                        tokio::task::block_in_place(|| crate::audit::answer(&self.audit, &request))
+                        tokio::task::block_in_place(|| {
+                            crate::audit::answer(
+                                &self.audit,
+                                self.core.store(),
+                                &self.data_dir,
+                                &request,
+                            )
+                        })
                     }
                 }
             }
