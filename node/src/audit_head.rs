@@ -199,4 +199,134 @@ mod tests {
         let error = forged.verify(None).unwrap_err();
         assert!(error.contains("signature") || error.contains("not a key"), "{error}");
     }
+
+    use crate::audit::{audit_key, AuditFacts, AuditKind};
+    use crate::integrity::check_heads;
+    use crate::store::{SledStore, StoreOptions, SyncMode};
+    use quickfreeze_proto::core::Store;
+
+    struct Node {
+        dir: tempfile::TempDir,
+        store: SledStore,
+        log: AuditLog,
+        identity: Identity,
+    }
+
+    impl Node {
+        fn new() -> Node {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let options = StoreOptions {
+                sync: SyncMode::Flush,
+                ..StoreOptions::default()
+            };
+            let store = SledStore::open(&dir.path().join("store"), &options).expect("store");
+            let log = AuditLog::open(&store).expect("log");
+            Node {
+                dir,
+                store,
+                log,
+                identity: test_identity(5),
+            }
+        }
+
+        /// Appends `count` records as one commit, signs the head as the daemon does, and
+        /// returns it.
+        fn commit(&mut self, count: u8, detail: &str) -> SignedHead {
+            for _ in 0..count {
+                let mut facts = AuditFacts::new(AuditKind::RosterUpdated);
+                facts.detail = detail.into();
+                self.log.append(Timestamp(5), facts).expect("append");
+            }
+            self.log.write_pending(&mut self.store).expect("write");
+            let (records, head) = self.log.head();
+            let signed = SignedHead::sign(&self.identity, records, head, Timestamp(6));
+            self.store.put_audit_head(&signed.to_bytes()).expect("put");
+            self.store.flush().expect("flush");
+            signed
+                .write_file(&self.dir.path().join(HEAD_FILE))
+                .expect("file");
+            signed
+        }
+
+        fn problems(&self, witness: Option<&SignedHead>) -> Vec<String> {
+            check_heads(&self.store, &self.log, self.dir.path(), witness).0
+        }
+
+        fn reopen_log(&mut self) {
+            self.log = AuditLog::open(&self.store).expect("reopen");
+        }
+    }
+
+    #[test]
+    fn an_intact_chain_holds_its_signed_heads() {
+        let mut node = Node::new();
+        let witness = node.commit(3, "first");
+        node.commit(4, "second");
+        assert_eq!(node.problems(Some(&witness)), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_chain_cut_at_its_end_is_found_by_the_head_file() {
+        let mut node = Node::new();
+        node.commit(3, "first");
+        let before = node.store.get_audit_head().expect("read");
+        node.commit(2, "second");
+        // The store recovered to an earlier state: the last block and the head stored with
+        // it are gone together, consistently; only the head file outside remembers.
+        node.log.tree().remove(audit_key(3)).expect("cut");
+        node.store
+            .put_audit_head(&before.expect("there"))
+            .expect("roll back");
+        node.reopen_log();
+        assert!(node.log.verify(None).ok(), "the cut chain is consistent on its own");
+        let problems = node.problems(None);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].contains("head file"), "{problems:?}");
+        assert!(problems[0].contains("cut"), "{problems:?}");
+    }
+
+    #[test]
+    fn a_rewritten_chain_or_a_removed_head_is_found() {
+        let mut node = Node::new();
+        node.commit(3, "original");
+        let file = node.dir.path().join(HEAD_FILE);
+        let original_file = std::fs::read(&file).expect("file");
+        // Rebuilt from scratch with other details, and re-signed in the store: still 3 records.
+        node.log.tree().clear().expect("clear");
+        node.reopen_log();
+        node.commit(3, "rewritten");
+        std::fs::write(&file, original_file).expect("the old head file stays");
+        let problems = node.problems(None);
+        assert!(
+            problems.iter().any(|problem| problem.contains("rewritten")),
+            "{problems:?}"
+        );
+        // A store whose signed head was removed while it holds records.
+        node.store.open_tree("meta").expect("meta").remove(crate::store::KEY_AUDIT_HEAD).expect("remove");
+        let problems = node.problems(None);
+        assert!(
+            problems.iter().any(|problem| problem.contains("no signed audit head")),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn a_witness_catches_a_rollback_the_node_itself_signed() {
+        let mut node = Node::new();
+        node.commit(2, "a");
+        let witness = node.commit(3, "b");
+        // The node's operator rolls the chain back to 2 records and has the node sign that
+        // (its store head and its head file agree): only the witness saw more.
+        node.log.tree().remove(audit_key(2)).expect("cut");
+        node.reopen_log();
+        node.commit(0, "");
+        assert_eq!(node.problems(None), Vec::<String>::new());
+        let problems = node.problems(Some(&witness));
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].contains("witness"), "{problems:?}");
+        // A witness's head of another node is refused as such.
+        let other = SignedHead::sign(&test_identity(6), 1, Digest32([1; 32]), Timestamp(1));
+        let problems = node.problems(Some(&other));
+        assert!(problems[0].contains("not of this node"), "{problems:?}");
+    }
 }
