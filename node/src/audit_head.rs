@@ -59,8 +59,8 @@ impl SignedHead {
         at: Timestamp,
         signer: &NodeId,
     ) -> Vec<u8> {
-        let body = codec::encode(&(node, records, head, at, signer), MAX_HEAD_BYTES)
-            .unwrap_or_default();
+        let body =
+            codec::encode(&(node, records, head, at, signer), MAX_HEAD_BYTES).unwrap_or_default();
         let mut bytes = HEAD_DOMAIN_TAG.to_vec();
         bytes.extend_from_slice(&body);
         bytes
@@ -94,8 +94,7 @@ impl SignedHead {
 
     /// Reads a head file (the node's [`HEAD_FILE`] or a witness's copy).
     pub fn read_file(path: &Path) -> Result<SignedHead, String> {
-        let bytes =
-            std::fs::read(path).map_err(|error| format!("{}: {error}", path.display()))?;
+        let bytes = std::fs::read(path).map_err(|error| format!("{}: {error}", path.display()))?;
         Self::from_bytes(&bytes).map_err(|error| format!("{}: {error}", path.display()))
     }
 
@@ -197,7 +196,10 @@ mod tests {
         let mut forged = SignedHead::sign(&stranger, 7, Digest32([9; 32]), Timestamp(1_000));
         forged.node = identity.node_id();
         let error = forged.verify(None).unwrap_err();
-        assert!(error.contains("signature") || error.contains("not a key"), "{error}");
+        assert!(
+            error.contains("signature") || error.contains("not a key"),
+            "{error}"
+        );
     }
 
     use crate::audit::{audit_key, AuditFacts, AuditKind};
@@ -278,7 +280,10 @@ mod tests {
             .put_audit_head(&before.expect("there"))
             .expect("roll back");
         node.reopen_log();
-        assert!(node.log.verify(None).ok(), "the cut chain is consistent on its own");
+        assert!(
+            node.log.verify(None).ok(),
+            "the cut chain is consistent on its own"
+        );
         let problems = node.problems(None);
         assert_eq!(problems.len(), 1, "{problems:?}");
         assert!(problems[0].contains("head file"), "{problems:?}");
@@ -302,10 +307,16 @@ mod tests {
             "{problems:?}"
         );
         // A store whose signed head was removed while it holds records.
-        node.store.open_tree("meta").expect("meta").remove(crate::store::KEY_AUDIT_HEAD).expect("remove");
+        node.store
+            .open_tree("meta")
+            .expect("meta")
+            .remove(crate::store::KEY_AUDIT_HEAD)
+            .expect("remove");
         let problems = node.problems(None);
         assert!(
-            problems.iter().any(|problem| problem.contains("no signed audit head")),
+            problems
+                .iter()
+                .any(|problem| problem.contains("no signed audit head")),
             "{problems:?}"
         );
     }

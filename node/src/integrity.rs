@@ -112,7 +112,9 @@ impl IntegrityReport {
             ));
         }
         if let (Some(seq), Some(problem)) = (self.audit.first_bad, &self.audit.problem) {
-            lines.push(format!("the audit chain is broken at record {seq}: {problem}"));
+            lines.push(format!(
+                "the audit chain is broken at record {seq}: {problem}"
+            ));
         }
         lines.extend(self.head_problems.iter().cloned());
         lines
@@ -287,7 +289,9 @@ pub fn check_heads(
                     "the store holds {log_records} audit records but no signed audit head: it was removed"
                 ));
             } else {
-                head_notes.push("no signed audit head yet (the node signs one at its next commit)".into());
+                head_notes.push(
+                    "no signed audit head yet (the node signs one at its next commit)".into(),
+                );
             }
             None
         }
@@ -312,8 +316,7 @@ pub fn check_heads(
             Err(error) => head_notes.push(format!(
                 "the head file could not be read ({error}); it is rewritten at the next commit"
             )),
-            Ok(head) => match check_head("head file", &head, node.as_ref(), roster.as_ref(), log)
-            {
+            Ok(head) => match check_head("head file", &head, node.as_ref(), roster.as_ref(), log) {
                 Ok(note) => head_notes.push(note),
                 Err(problem) => head_problems.push(problem),
             },
@@ -324,7 +327,13 @@ pub fn check_heads(
         ));
     }
     if let Some(witness) = witness {
-        match check_head("witness's head", witness, node.as_ref(), roster.as_ref(), log) {
+        match check_head(
+            "witness's head",
+            witness,
+            node.as_ref(),
+            roster.as_ref(),
+            log,
+        ) {
             Ok(note) => head_notes.push(note),
             Err(problem) => head_problems.push(problem),
         }

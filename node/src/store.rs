@@ -714,10 +714,7 @@ impl SledStore {
             let entry: T = codec::decode(value, MAX_STORED_VALUE_BYTES)
                 .map_err(|error| format!("does not decode: {error}"))?;
             if entry.key() != key {
-                return Err(format!(
-                    "belongs under key {}",
-                    hex::encode(entry.key())
-                ));
+                return Err(format!("belongs under key {}", hex::encode(entry.key())));
             }
             Ok(())
         }
@@ -746,9 +743,14 @@ impl SledStore {
             rewrites[3].push((key, sealed));
         }
         let version = codec::encode(&FORMAT_VERSION, 16).map_err(|error| {
-            io_open_error(&path, "encoding the format version", io::Error::other(error))
+            io_open_error(
+                &path,
+                "encoding the format version",
+                io::Error::other(error),
+            )
         })?;
         let records: usize = rewrites.iter().map(Vec::len).sum();
+        let marker = seal_value(TREE_META, KEY_MIGRATED_UNSIGNED, &[1]);
         use sled::Transactional;
         (&self.outbox, &self.inbox, &self.relay, &self.meta)
             .transaction(|(outbox, inbox, relay, meta)| {
@@ -757,15 +759,13 @@ impl SledStore {
                         tree.insert(key, value.as_slice())?;
                     }
                 }
-                meta.insert(KEY_MIGRATED_UNSIGNED, &[1u8][..])?;
+                meta.insert(KEY_MIGRATED_UNSIGNED, marker.as_slice())?;
                 meta.insert(KEY_FORMAT_VERSION, version.as_slice())?;
                 Ok(())
             })
             .map_err(
                 |error: sled::transaction::TransactionError<()>| match error {
-                    sled::transaction::TransactionError::Storage(error) => {
-                        open_error(&path, error)
-                    }
+                    sled::transaction::TransactionError::Storage(error) => open_error(&path, error),
                     sled::transaction::TransactionError::Abort(()) => StoreOpenError::Io {
                         path: path.clone(),
                         detail: "the migration from format 1 was aborted".into(),
@@ -803,7 +803,10 @@ impl SledStore {
     pub fn put_audit_head(&mut self, signed: &[u8]) -> Result<(), StoreError> {
         self.dirty = true;
         self.meta
-            .insert(KEY_AUDIT_HEAD, seal_value(TREE_META, KEY_AUDIT_HEAD, signed))
+            .insert(
+                KEY_AUDIT_HEAD,
+                seal_value(TREE_META, KEY_AUDIT_HEAD, signed),
+            )
             .map_err(|error| sled_error("write", TREE_META, error))?;
         self.meta
             .remove(KEY_MIGRATED_UNSIGNED)

@@ -675,7 +675,7 @@ fn store_reports_corrupt_value_with_tree_and_key() {
     let error = store.inbox_entries().expect_err("misplaced entry");
     assert!(error.0.contains("`inbox`"), "{error}");
     assert!(error.0.contains("checksum"), "{error}");
-    assert!(error.0.contains(&hex::encode(wrong_key)), "{error}");
+    assert!(error.0.contains(&hex::encode([8u8; 32])), "{error}");
     assert!(store.get_inbox(&sender, &id).expect("intact").is_some());
 }
 
@@ -884,7 +884,10 @@ fn every_flipped_byte_of_a_record_is_named_by_tree_and_key() {
         tree.insert(id.0, value).expect("tamper");
         let error = store.get_outbox(&id).expect_err("caught");
         assert!(error.0.contains("`outbox`"), "byte {index}: {error}");
-        assert!(error.0.contains(&hex::encode(id.0)), "byte {index}: {error}");
+        assert!(
+            error.0.contains(&hex::encode(id.0)),
+            "byte {index}: {error}"
+        );
         let check = store.check_records(true);
         assert_eq!(check.damaged.len(), 1, "byte {index}");
         assert_eq!(check.damaged[0].tree, TREE_OUTBOX);
@@ -911,7 +914,10 @@ fn downgrade_to_format_1(dir: &Path) {
     }
     raw.open_tree(TREE_META)
         .expect("meta")
-        .insert(KEY_FORMAT_VERSION, codec::encode(&1u32, 16).expect("encode"))
+        .insert(
+            KEY_FORMAT_VERSION,
+            codec::encode(&1u32, 16).expect("encode"),
+        )
         .expect("write");
     raw.flush().expect("flush");
 }
@@ -951,7 +957,11 @@ fn a_format_1_store_is_migrated_once_and_reads_the_same() {
             .get(KEY_ROSTER)
             .expect("read")
             .expect("there");
-        assert_eq!(&roster[..], b"a signed roster", "format 1 keeps values bare");
+        assert_eq!(
+            &roster[..],
+            b"a signed roster",
+            "format 1 keeps values bare"
+        );
     }
     let store = open(dir.path(), SyncMode::Flush);
     assert_eq!(store.outbox_entries().expect("list"), outbox);
@@ -974,7 +984,10 @@ fn a_format_1_store_is_migrated_once_and_reads_the_same() {
         .get(KEY_FORMAT_VERSION)
         .expect("read")
         .expect("there");
-    assert_eq!(codec::decode::<u32>(&version, 16).expect("u32"), FORMAT_VERSION);
+    assert_eq!(
+        codec::decode::<u32>(&version, 16).expect("u32"),
+        FORMAT_VERSION
+    );
     let roster = raw
         .open_tree(TREE_META)
         .expect("meta")
@@ -1066,7 +1079,11 @@ fn the_store_is_cross_checked_with_the_audit_trail_both_ways() {
         .expect("put");
     // And one outbox record damaged.
     let outbox = store.open_tree(TREE_OUTBOX).expect("tree");
-    let mut value = outbox.get([1u8; 16]).expect("read").expect("there").to_vec();
+    let mut value = outbox
+        .get([1u8; 16])
+        .expect("read")
+        .expect("there")
+        .to_vec();
     let last = value.len() - 1;
     value[last] ^= 0xff;
     outbox.insert([1u8; 16], value).expect("tamper");
@@ -1089,8 +1106,14 @@ fn the_store_is_cross_checked_with_the_audit_trail_both_ways() {
         ]
     );
     assert_eq!(report.unrecorded.len(), 1, "{report:?}");
-    assert_eq!(report.unrecorded[0].message_id, MessageId([9; 16]).to_string());
+    assert_eq!(
+        report.unrecorded[0].message_id,
+        MessageId([9; 16]).to_string()
+    );
     let problems = report.problems().join("\n");
-    assert!(problems.contains(&MessageId([3; 16]).to_string()), "{problems}");
+    assert!(
+        problems.contains(&MessageId([3; 16]).to_string()),
+        "{problems}"
+    );
     assert!(problems.contains("says `received`"), "{problems}");
 }

@@ -64,7 +64,11 @@ fn verify(target: &Target) -> Result<()> {
         outln!("outbox       {} records intact", report.outbox);
         outln!("inbox        {} records intact", report.inbox);
         outln!("relay        {} records intact", report.relay);
-        outln!("audit        {} records, head {}", report.audit.records, report.audit.head);
+        outln!(
+            "audit        {} records, head {}",
+            report.audit.records,
+            report.audit.head
+        );
         for note in &report.head_notes {
             outln!("note         {note}");
         }
