@@ -190,12 +190,15 @@ mod tests {
         assert!(other_hash.verify(None).is_err());
         let mut short = head.clone();
         short.signature.pop();
-        assert!(short.verify(None).unwrap_err().contains("63 bytes"));
+        assert!(short
+            .verify(None)
+            .expect_err("short signature")
+            .contains("63 bytes"));
         // Signed by another node's key, claiming to be this node.
         let stranger = test_identity(4);
         let mut forged = SignedHead::sign(&stranger, 7, Digest32([9; 32]), Timestamp(1_000));
         forged.node = identity.node_id();
-        let error = forged.verify(None).unwrap_err();
+        let error = forged.verify(None).expect_err("forged");
         assert!(
             error.contains("signature") || error.contains("not a key"),
             "{error}"
