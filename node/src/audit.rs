@@ -256,6 +256,8 @@ where
         first_bad,
         problem,
         expected_head_found: expect_head.map(|_| found_head),
+        head_problems: Vec::new(),
+        head_notes: Vec::new(),
     }
 }
 
@@ -458,6 +460,42 @@ impl AuditLog {
         Ok((lines, None))
     }
 
+    /// The hash of record `seq`, if the log holds it (one block read).
+    pub fn record_hash(&self, seq: u64) -> Result<Option<Digest32>, StoreError> {
+        let Some((key, value)) = self
+            .tree
+            .range(..=audit_key(seq))
+            .next_back()
+            .transpose()
+            .map_err(|error| tree_error("scan", error))?
+        else {
+            return Ok(None);
+        };
+        let records: Vec<AuditRecord> =
+            codec::decode(&value, MAX_AUDIT_BLOCK_BYTES).map_err(|error| {
+                StoreError(format!(
+                    "the audit block under key {} does not decode ({error}); run `quickfreeze audit verify`",
+                    hex::encode(&key)
+                ))
+            })?;
+        Ok(records
+            .iter()
+            .find(|record| record.body.seq == seq)
+            .map(|record| record.hash))
+    }
+
+    /// Calls `visit` with every record that decodes, in order; blocks that do not decode are
+    /// skipped (`verify` reports them).
+    pub fn for_each_record(&self, mut visit: impl FnMut(&AuditRecord)) -> Result<(), StoreError> {
+        for item in self.tree.iter() {
+            let (_, value) = item.map_err(|error| tree_error("scan", error))?;
+            if let Ok(records) = codec::decode::<Vec<AuditRecord>>(&value, MAX_AUDIT_BLOCK_BYTES) {
+                records.iter().for_each(&mut visit);
+            }
+        }
+        Ok(())
+    }
+
     /// The raw tree (tests tamper with it through this).
     pub fn tree(&self) -> &sled::Tree {
         &self.tree
@@ -466,9 +504,33 @@ impl AuditLog {
 
 /// Answers the audit requests of the control protocol from `log`: the daemon calls this for its
 /// console, and the CLI calls it on the store directly when no node runs.
-pub fn answer(log: &AuditLog, request: &ControlRequest) -> ControlResponse {
+///
+/// `audit verify` also checks the node's signed heads and, if given, a witness's head (see
+/// `crate::audit_head`); `data_dir` is where the head file lives.
+pub fn answer(
+    log: &AuditLog,
+    store: &SledStore,
+    data_dir: &std::path::Path,
+    request: &ControlRequest,
+) -> ControlResponse {
     match request {
-        ControlRequest::AuditVerify { expect_head } => {
+        ControlRequest::AuditVerify {
+            expect_head,
+            witness,
+        } => {
+            let witness = match witness.as_deref().map(|text| {
+                hex::decode(text)
+                    .map_err(|error| error.to_string())
+                    .and_then(|bytes| crate::audit_head::SignedHead::from_bytes(&bytes))
+            }) {
+                None => None,
+                Some(Ok(head)) => Some(head),
+                Some(Err(message)) => {
+                    return ControlResponse::Error {
+                        message: format!("--witness: {message}"),
+                    }
+                }
+            };
             match expect_head
                 .as_deref()
                 .map(str::parse::<Digest32>)
@@ -477,9 +539,14 @@ pub fn answer(log: &AuditLog, request: &ControlRequest) -> ControlResponse {
                 Err(message) => ControlResponse::Error {
                     message: format!("--expect-head: {message}"),
                 },
-                Ok(expected) => ControlResponse::AuditVerified {
-                    report: log.verify(expected.as_ref()),
-                },
+                Ok(expected) => {
+                    let mut report = log.verify(expected.as_ref());
+                    let (problems, notes) =
+                        crate::integrity::check_heads(store, log, data_dir, witness.as_ref());
+                    report.head_problems = problems;
+                    report.head_notes = notes;
+                    ControlResponse::AuditVerified { report }
+                }
             }
         }
         ControlRequest::AuditExport {

@@ -126,11 +126,20 @@ pub struct VerifyReport {
     pub problem: Option<String>,
     /// With `--expect-head`: whether that hash is a record of the verified chain.
     pub expected_head_found: Option<bool>,
+    /// Signed heads (the node's own, its head file, a witness's) that do not verify or that
+    /// the chain no longer holds: it was cut at its end or rewritten.
+    #[serde(default)]
+    pub head_problems: Vec<String>,
+    /// What was checked about signed heads, and what could not be.
+    #[serde(default)]
+    pub head_notes: Vec<String>,
 }
 
 impl VerifyReport {
     /// The chain verified and, if a head was expected, it was found.
     pub fn ok(&self) -> bool {
-        self.first_bad.is_none() && self.expected_head_found != Some(false)
+        self.first_bad.is_none()
+            && self.expected_head_found != Some(false)
+            && self.head_problems.is_empty()
     }
 }

@@ -124,6 +124,10 @@ pub enum ControlRequest {
     AuditVerify {
         /// A head hash (hex) recorded earlier that must still be in the chain.
         expect_head: Option<String>,
+        /// A signed head kept by a witness (hex of its bytes, as in a head file): the chain
+        /// must still hold it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        witness: Option<String>,
     },
     /// Write a consistent backup of the node into a staging file in its data directory
     /// (`.backup-…`, mode 0600), for `quickfreeze backup` to verify, copy and remove.

@@ -16,6 +16,7 @@
 #![deny(unreachable_pub)]
 
 pub mod audit;
+pub mod audit_head;
 mod audit_view;
 pub mod backup;
 pub mod cli;
@@ -26,6 +27,7 @@ pub mod daemon;
 pub mod deadlines;
 pub mod demo;
 pub mod doctor;
+pub mod integrity;
 pub mod logging;
 pub mod network;
 mod probe;

@@ -11,7 +11,14 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");
-            ExitCode::FAILURE
+            if error
+                .downcast_ref::<quickfreeze_node::cli::Damaged>()
+                .is_some()
+            {
+                ExitCode::from(quickfreeze_node::cli::EXIT_DAMAGED)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

@@ -47,15 +47,32 @@
 //! - outbox: key = message id (16 bytes);
 //! - inbox and relay: key = sender node id (32 bytes) ‖ message id (16 bytes), so the entries of
 //!   one sender are one contiguous range;
-//! - meta: [`KEY_ROSTER`] (the signed roster, raw bytes), the signed revocation notices under
-//!   [`PREFIX_REVOCATION`] and [`KEY_FORMAT_VERSION`] (a codec
-//!   encoded `u32`, [`FORMAT_VERSION`]).
+//! - meta: [`KEY_ROSTER`] (the signed roster), the signed revocation notices under
+//!   [`PREFIX_REVOCATION`], [`KEY_AUDIT_HEAD`] (the node's latest signed audit head, see
+//!   `crate::audit_head`) and [`KEY_FORMAT_VERSION`] (a codec encoded `u32`,
+//!   [`FORMAT_VERSION`], the one value kept without a checksum so that any release can read it).
 //!
 //! Values are entries encoded with [`quickfreeze_keys::codec`], limited to
-//! [`MAX_STORED_VALUE_BYTES`]. A value that does not decode, or decodes to an entry whose ids do
-//! not match its key, is reported as a [`StoreError`] naming the tree and the key in hex; a
-//! database sled reports as corrupt when opening is a [`StoreOpenError::Corrupt`] that tells the
-//! operator what to do. Neither ever panics.
+//! [`MAX_STORED_VALUE_BYTES`], inside a **checksummed record envelope** (format 2): the first
+//! [`CHECKSUM_BYTES`] bytes are the CRC-32 (IEEE) of the tree's name, the key and the payload
+//! ([`seal_value`] / [`open_value`], the one place every tree's values pass through, so that a
+//! tree added later gets it too). A value whose checksum fails, that does not decode, or that
+//! decodes to an entry whose ids do not match its key, is reported as a [`StoreError`] naming the
+//! tree and the key in hex, never decoded as something else; a database sled reports as corrupt
+//! when opening is a [`StoreOpenError::Corrupt`] that tells the operator what to do. Neither ever
+//! panics. The checksum covers the key, so a value moved under another key fails it too. It
+//! detects damage (flipped bytes, torn writes), not a forger: the audit chain and its signed head
+//! cover that.
+//!
+//! # Format versions
+//!
+//! - 1: values are the bare codec encoding.
+//! - 2 (this release): values are sealed with their checksum. A format-1 store is migrated when
+//!   it is opened ([`SledStore::open`]): every value is checked as format 1 (it must decode and
+//!   belong under its key; otherwise nothing is changed and the store is refused, naming the
+//!   record) and rewritten sealed, together with the new version, in one sled transaction over
+//!   all trees, then flushed. A crash before the flush leaves format 1 (the migration runs again);
+//!   the version changes with the records, never before them.
 
 use std::collections::HashSet;
 use std::ffi::OsString;
@@ -74,8 +91,12 @@ use quickfreeze_proto::MessageId;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-/// The on-disk format this code reads and writes. A store with another version is refused.
-pub const FORMAT_VERSION: u32 = 1;
+/// The on-disk format this code reads and writes. A format-1 store is migrated when opened;
+/// a store with another version is refused.
+pub const FORMAT_VERSION: u32 = 2;
+
+/// Bytes of checksum in front of every stored value (format 2).
+pub const CHECKSUM_BYTES: usize = 4;
 
 /// Largest encoded value the store writes or decodes (an inbox entry holds an envelope of up to
 /// about 1 MiB plus its decrypted payload, so this is generous).
@@ -99,6 +120,12 @@ pub const KEY_ROSTER: &[u8] = b"roster";
 pub const PREFIX_REVOCATION: &[u8] = b"revocation/";
 /// Key of the format version in [`TREE_META`].
 pub const KEY_FORMAT_VERSION: &[u8] = b"format_version";
+/// Key of the node's latest signed audit head in [`TREE_META`] (written with each group commit
+/// that adds audit records).
+pub const KEY_AUDIT_HEAD: &[u8] = b"audit_head";
+/// Key in [`TREE_META`] set when a format-1 store was migrated: its audit records were never
+/// signed, and until the node signs its first head `audit verify` does not expect one.
+pub const KEY_MIGRATED_UNSIGNED: &[u8] = b"migrated_unsigned";
 
 /// sled's background flusher interval.
 ///
@@ -211,6 +238,30 @@ pub struct StoreStats {
     pub flush_micros_total: u64,
     /// Duration of the latest flush that wrote something, in microseconds.
     pub last_flush_micros: u64,
+}
+
+/// What [`SledStore::check_records`] found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RecordCheck {
+    /// Ids of the outbox entries whose records are intact.
+    pub outbox: std::collections::BTreeSet<MessageId>,
+    /// (sender, message id) of the inbox entries whose records are intact.
+    pub inbox: std::collections::BTreeSet<(NodeId, MessageId)>,
+    /// Intact relay entries.
+    pub relay: u64,
+    /// Records that failed their checksum, did not decode or sit under the wrong key.
+    pub damaged: Vec<DamagedRecord>,
+}
+
+/// One damaged record, by tree and key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DamagedRecord {
+    /// The sled tree.
+    pub tree: String,
+    /// The key, in hex.
+    pub key: String,
+    /// What is wrong with it.
+    pub problem: String,
 }
 
 /// A message found by [`SledStore::find_message`].
@@ -369,6 +420,49 @@ fn sender_key(sender: &NodeId, message_id: &MessageId) -> [u8; 48] {
     key
 }
 
+/// The checksum of a value stored under `key` in `tree`.
+fn checksum(tree: &str, key: &[u8], payload: &[u8]) -> [u8; CHECKSUM_BYTES] {
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(tree.as_bytes());
+    hasher.update(&[0]);
+    hasher.update(&u32::try_from(key.len()).unwrap_or(u32::MAX).to_le_bytes());
+    hasher.update(key);
+    hasher.update(payload);
+    hasher.finalize().to_le_bytes()
+}
+
+/// The stored form of `payload` under `key` in `tree`: its checksum, then the payload. Every
+/// value the store writes goes through this (see the module docs).
+pub fn seal_value(tree: &str, key: &[u8], payload: &[u8]) -> Vec<u8> {
+    let mut stored = Vec::with_capacity(CHECKSUM_BYTES + payload.len());
+    stored.extend_from_slice(&checksum(tree, key, payload));
+    stored.extend_from_slice(payload);
+    stored
+}
+
+/// The payload of a value read under `key` in `tree`, if its checksum holds; otherwise an error
+/// naming the tree and the key, logged.
+pub fn open_value<'a>(tree: &str, key: &[u8], stored: &'a [u8]) -> Result<&'a [u8], StoreError> {
+    let problem = if stored.len() < CHECKSUM_BYTES {
+        format!("{} bytes, shorter than its checksum", stored.len())
+    } else {
+        let (sum, payload) = stored.split_at(CHECKSUM_BYTES);
+        if sum == checksum(tree, key, payload) {
+            return Ok(payload);
+        }
+        format!(
+            "its checksum does not match ({} bytes): the record is damaged",
+            stored.len()
+        )
+    };
+    tracing::error!(tree, key = %hex::encode(key), "{problem}");
+    Err(StoreError(format!(
+        "corrupt value in tree `{tree}` under key {}: {problem}; run `quickfreeze store verify`, \
+         then {OPERATOR_ADVICE}",
+        hex::encode(key)
+    )))
+}
+
 const OPERATOR_ADVICE: &str = "stop the node, keep a copy of the data directory as it is, and \
      restore it from a backup or contact support";
 
@@ -395,7 +489,8 @@ fn decode_entry<T: StoredEntry>(key: &[u8], bytes: &[u8]) -> Result<T, StoreErro
             hex::encode(key)
         ))
     };
-    let entry: T = codec::decode(bytes, MAX_STORED_VALUE_BYTES)
+    let payload = open_value(T::TREE, key, bytes)?;
+    let entry: T = codec::decode(payload, MAX_STORED_VALUE_BYTES)
         .map_err(|error| corrupt(format!("{} bytes do not decode: {error}", bytes.len())))?;
     if entry.key() != key {
         return Err(corrupt(format!(
@@ -561,6 +656,8 @@ impl SledStore {
                     })?;
                 if found == FORMAT_VERSION {
                     Ok(())
+                } else if found == 1 {
+                    self.migrate_from_format_1()
                 } else {
                     Err(StoreOpenError::UnsupportedVersion {
                         path,
@@ -596,6 +693,217 @@ impl SledStore {
                 })
             }
         }
+    }
+
+    /// Rewrites a format-1 store in format 2 (see the module docs): every value is checked as
+    /// format 1 first (nothing is changed if one fails, and the error names it), then all are
+    /// rewritten sealed, with the new version, in one transaction over the four trees, and
+    /// flushed.
+    fn migrate_from_format_1(&mut self) -> Result<(), StoreOpenError> {
+        let path = self.path.clone();
+        let started = Instant::now();
+        let damaged = |tree: &str, key: &[u8], what: String| StoreOpenError::Corrupt {
+            path: path.clone(),
+            detail: format!(
+                "while migrating it from format 1, the value under key {} in tree `{tree}` {what}; \
+                 nothing was changed",
+                hex::encode(key)
+            ),
+        };
+        fn check_v1<T: StoredEntry>(key: &[u8], value: &[u8]) -> Result<(), String> {
+            let entry: T = codec::decode(value, MAX_STORED_VALUE_BYTES)
+                .map_err(|error| format!("does not decode: {error}"))?;
+            if entry.key() != key {
+                return Err(format!("belongs under key {}", hex::encode(entry.key())));
+            }
+            Ok(())
+        }
+        type Check = fn(&[u8], &[u8]) -> Result<(), String>;
+        let trees: [(&str, &sled::Tree, Check); 3] = [
+            (TREE_OUTBOX, &self.outbox, check_v1::<OutboxEntry>),
+            (TREE_INBOX, &self.inbox, check_v1::<InboxEntry>),
+            (TREE_RELAY, &self.relay, check_v1::<RelayEntry>),
+        ];
+        // Rewrites per tree: outbox, inbox, relay, meta.
+        let mut rewrites: [Vec<(sled::IVec, Vec<u8>)>; 4] = Default::default();
+        for (index, (name, tree, check)) in trees.iter().enumerate() {
+            for item in tree.iter() {
+                let (key, value) = item.map_err(|error| open_error(&path, error))?;
+                check(&key, &value).map_err(|what| damaged(name, &key, what))?;
+                let sealed = seal_value(name, &key, &value);
+                rewrites[index].push((key, sealed));
+            }
+        }
+        for item in self.meta.iter() {
+            let (key, value) = item.map_err(|error| open_error(&path, error))?;
+            if key.as_ref() == KEY_FORMAT_VERSION {
+                continue;
+            }
+            let sealed = seal_value(TREE_META, &key, &value);
+            rewrites[3].push((key, sealed));
+        }
+        let version = codec::encode(&FORMAT_VERSION, 16).map_err(|error| {
+            io_open_error(
+                &path,
+                "encoding the format version",
+                io::Error::other(error),
+            )
+        })?;
+        let records: usize = rewrites.iter().map(Vec::len).sum();
+        let marker = seal_value(TREE_META, KEY_MIGRATED_UNSIGNED, &[1]);
+        use sled::Transactional;
+        (&self.outbox, &self.inbox, &self.relay, &self.meta)
+            .transaction(|(outbox, inbox, relay, meta)| {
+                for (tree, list) in [outbox, inbox, relay, meta].into_iter().zip(&rewrites) {
+                    for (key, value) in list {
+                        tree.insert(key, value.as_slice())?;
+                    }
+                }
+                meta.insert(KEY_MIGRATED_UNSIGNED, marker.as_slice())?;
+                meta.insert(KEY_FORMAT_VERSION, version.as_slice())?;
+                Ok(())
+            })
+            .map_err(
+                |error: sled::transaction::TransactionError<()>| match error {
+                    sled::transaction::TransactionError::Storage(error) => open_error(&path, error),
+                    sled::transaction::TransactionError::Abort(()) => StoreOpenError::Io {
+                        path: path.clone(),
+                        detail: "the migration from format 1 was aborted".into(),
+                    },
+                },
+            )?;
+        self.dirty = true;
+        self.flush().map_err(|error| StoreOpenError::Io {
+            path: path.clone(),
+            detail: format!("flushing the migration from format 1: {}", error.0),
+        })?;
+        tracing::warn!(
+            path = %path.display(),
+            records,
+            ms = started.elapsed().as_millis() as u64,
+            "message store migrated from format 1 to format {FORMAT_VERSION} (checksummed records)"
+        );
+        Ok(())
+    }
+
+    /// A checksummed value of the meta tree.
+    fn get_meta(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        match self
+            .meta
+            .get(key)
+            .map_err(|error| sled_error("read", TREE_META, error))?
+        {
+            Some(stored) => open_value(TREE_META, key, &stored).map(|value| Some(value.to_vec())),
+            None => Ok(None),
+        }
+    }
+
+    /// Stores the node's latest signed audit head (encoded by `crate::audit_head`); the next
+    /// group commit makes it durable. A store migrated from format 1 then expects signed heads.
+    pub fn put_audit_head(&mut self, signed: &[u8]) -> Result<(), StoreError> {
+        self.dirty = true;
+        self.meta
+            .insert(
+                KEY_AUDIT_HEAD,
+                seal_value(TREE_META, KEY_AUDIT_HEAD, signed),
+            )
+            .map_err(|error| sled_error("write", TREE_META, error))?;
+        self.meta
+            .remove(KEY_MIGRATED_UNSIGNED)
+            .map_err(|error| sled_error("write", TREE_META, error))?;
+        Ok(())
+    }
+
+    /// The latest signed audit head stored with a commit, if any.
+    pub fn get_audit_head(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        self.get_meta(KEY_AUDIT_HEAD)
+    }
+
+    /// Whether this store was migrated from format 1 and has no signed audit head yet.
+    pub fn migrated_unsigned(&self) -> Result<bool, StoreError> {
+        self.meta
+            .contains_key(KEY_MIGRATED_UNSIGNED)
+            .map_err(|error| sled_error("read", TREE_META, error))
+    }
+
+    /// Reads every value of the outbox, inbox, relay and meta trees and checks its checksum
+    /// (and, with `decode`, that it decodes and belongs under its key). Returns what the
+    /// cross-check with the audit trail needs: the keys present, and every damaged record.
+    pub fn check_records(&self, decode: bool) -> RecordCheck {
+        let mut check = RecordCheck::default();
+        let mut damaged = |tree: &str, key: &[u8], error: String| {
+            check.damaged.push(DamagedRecord {
+                tree: tree.to_string(),
+                key: hex::encode(key),
+                problem: error,
+            });
+        };
+        for item in self.outbox.iter() {
+            match item {
+                Err(error) => damaged(TREE_OUTBOX, b"", sled_error("scan", TREE_OUTBOX, error).0),
+                Ok((key, value)) => {
+                    let result = if decode {
+                        decode_entry::<OutboxEntry>(&key, &value).map(|_| ())
+                    } else {
+                        open_value(TREE_OUTBOX, &key, &value).map(|_| ())
+                    };
+                    match (result, <[u8; 16]>::try_from(key.as_ref())) {
+                        (Ok(()), Ok(id)) => {
+                            check.outbox.insert(MessageId(id));
+                        }
+                        (Err(error), _) => damaged(TREE_OUTBOX, &key, error.0),
+                        (Ok(()), Err(_)) => {
+                            damaged(TREE_OUTBOX, &key, "the key is not a message id".into())
+                        }
+                    }
+                }
+            }
+        }
+        for (name, tree) in [(TREE_INBOX, &self.inbox), (TREE_RELAY, &self.relay)] {
+            for item in tree.iter() {
+                match item {
+                    Err(error) => damaged(name, b"", sled_error("scan", name, error).0),
+                    Ok((key, value)) => {
+                        let result = match (decode, name == TREE_INBOX) {
+                            (true, true) => decode_entry::<InboxEntry>(&key, &value).map(|_| ()),
+                            (true, false) => decode_entry::<RelayEntry>(&key, &value).map(|_| ()),
+                            (false, _) => open_value(name, &key, &value).map(|_| ()),
+                        };
+                        let ids = (key.len() == 48).then(|| {
+                            let mut sender = [0u8; 32];
+                            let mut id = [0u8; 16];
+                            sender.copy_from_slice(&key[..32]);
+                            id.copy_from_slice(&key[32..]);
+                            (NodeId(sender), MessageId(id))
+                        });
+                        match (result, ids) {
+                            (Ok(()), Some(ids)) if name == TREE_INBOX => {
+                                check.inbox.insert(ids);
+                            }
+                            (Ok(()), Some(_)) => check.relay += 1,
+                            (Err(error), _) => damaged(name, &key, error.0),
+                            (Ok(()), None) => {
+                                damaged(name, &key, "the key is not sender ‖ message id".into())
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        for item in self.meta.iter() {
+            match item {
+                Err(error) => damaged(TREE_META, b"", sled_error("scan", TREE_META, error).0),
+                Ok((key, value)) => {
+                    if key.as_ref() == KEY_FORMAT_VERSION {
+                        continue;
+                    }
+                    if let Err(error) = open_value(TREE_META, &key, &value) {
+                        damaged(TREE_META, &key, error.0);
+                    }
+                }
+            }
+        }
+        check
     }
 
     /// Opens (or creates) another tree of this database, for records kept beside the core's
@@ -761,9 +1069,10 @@ impl SledStore {
                 T::TREE
             ))
         })?;
+        let sealed = seal_value(T::TREE, &key, &bytes);
         self.dirty = true;
         tree_of(self)
-            .insert(key, bytes)
+            .insert(key, sealed)
             .map_err(|error| sled_error("write", T::TREE, error))?;
         Ok(())
     }
@@ -876,17 +1185,13 @@ impl Store for SledStore {
         }
         self.dirty = true;
         self.meta
-            .insert(KEY_ROSTER, signed)
+            .insert(KEY_ROSTER, seal_value(TREE_META, KEY_ROSTER, signed))
             .map_err(|error| sled_error("write", TREE_META, error))?;
         Ok(())
     }
 
     fn get_roster(&self) -> Result<Option<Vec<u8>>, StoreError> {
-        let stored = self
-            .meta
-            .get(KEY_ROSTER)
-            .map_err(|error| sled_error("read", TREE_META, error))?;
-        Ok(stored.map(|bytes| bytes.to_vec()))
+        self.get_meta(KEY_ROSTER)
     }
 
     fn put_revocation(&mut self, id: &[u8; 32], signed: &[u8]) -> Result<(), StoreError> {
@@ -898,9 +1203,10 @@ impl Store for SledStore {
         }
         let mut key = PREFIX_REVOCATION.to_vec();
         key.extend_from_slice(id);
+        let sealed = seal_value(TREE_META, &key, signed);
         self.dirty = true;
         self.meta
-            .insert(key, signed)
+            .insert(key, sealed)
             .map_err(|error| sled_error("write", TREE_META, error))?;
         Ok(())
     }
@@ -909,8 +1215,8 @@ impl Store for SledStore {
         self.meta
             .scan_prefix(PREFIX_REVOCATION)
             .map(|item| {
-                item.map(|(_, value)| value.to_vec())
-                    .map_err(|error| sled_error("read", TREE_META, error))
+                let (key, value) = item.map_err(|error| sled_error("read", TREE_META, error))?;
+                open_value(TREE_META, &key, &value).map(<[u8]>::to_vec)
             })
             .collect()
     }

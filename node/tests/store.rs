@@ -10,9 +10,10 @@ use std::time::{Duration, Instant};
 
 use quickfreeze_keys::codec;
 use quickfreeze_keys::{Digest32, NodeId, Signature, Timestamp};
+use quickfreeze_node::audit::{AuditFacts, AuditKind, AuditLog};
 use quickfreeze_node::store::{
-    Found, SledStore, StoreOpenError, StoreOptions, SyncMode, FORMAT_VERSION, KEY_FORMAT_VERSION,
-    TREE_INBOX, TREE_META, TREE_OUTBOX,
+    Found, SledStore, StoreOpenError, StoreOptions, SyncMode, CHECKSUM_BYTES, FORMAT_VERSION,
+    KEY_FORMAT_VERSION, KEY_ROSTER, TREE_INBOX, TREE_META, TREE_OUTBOX, TREE_RELAY,
 };
 use quickfreeze_proto::core::{
     InboxEntry, MemoryStore, OutboxEntry, OutboxState, RelayEntry, RelayState, Store,
@@ -670,9 +671,11 @@ fn store_reports_corrupt_value_with_tree_and_key() {
     // The untouched entry still reads.
     assert!(store.get_outbox(&other_id).expect("intact").is_some());
 
+    // The checksum covers the key: a value moved under another key fails it.
     let error = store.inbox_entries().expect_err("misplaced entry");
     assert!(error.0.contains("`inbox`"), "{error}");
-    assert!(error.0.contains("belongs under key"), "{error}");
+    assert!(error.0.contains("checksum"), "{error}");
+    assert!(error.0.contains(&hex::encode([8u8; 32])), "{error}");
     assert!(store.get_inbox(&sender, &id).expect("intact").is_some());
 }
 
@@ -843,4 +846,274 @@ fn store_refuses_to_flush_again_after_a_failed_flush() {
         .flush()
         .expect_err("a later flush must not pretend to succeed");
     assert!(error.0.contains("restart the node"), "{error}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4. Integrity: checksums on every record, migration from format 1, the cross-check with the
+//    audit trail.
+
+#[test]
+fn every_flipped_byte_of_a_record_is_named_by_tree_and_key() {
+    let dir = temp_dir();
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    let id = MessageId([0x31; 16]);
+    {
+        let mut store = open(dir.path(), SyncMode::Flush);
+        store.put_outbox(&random_outbox(&mut rng, id)).expect("put");
+        store.flush().expect("flush");
+    }
+    let original = {
+        let raw = sled::open(dir.path()).expect("raw sled");
+        let value = raw
+            .open_tree(TREE_OUTBOX)
+            .expect("tree")
+            .get(id.0)
+            .expect("read")
+            .expect("there")
+            .to_vec();
+        raw.flush().expect("flush");
+        value
+    };
+    // Every single-bit change anywhere in the value (checksum or payload) is caught, including
+    // changes that would still decode as a (different) entry.
+    let store = open(dir.path(), SyncMode::Flush);
+    let tree = store.open_tree(TREE_OUTBOX).expect("tree");
+    for index in 0..original.len() {
+        let mut value = original.clone();
+        value[index] ^= 0x04;
+        tree.insert(id.0, value).expect("tamper");
+        let error = store.get_outbox(&id).expect_err("caught");
+        assert!(error.0.contains("`outbox`"), "byte {index}: {error}");
+        assert!(
+            error.0.contains(&hex::encode(id.0)),
+            "byte {index}: {error}"
+        );
+        let check = store.check_records(true);
+        assert_eq!(check.damaged.len(), 1, "byte {index}");
+        assert_eq!(check.damaged[0].tree, TREE_OUTBOX);
+        assert_eq!(check.damaged[0].key, hex::encode(id.0));
+        assert!(check.outbox.is_empty());
+    }
+    tree.insert(id.0, original).expect("restore");
+    assert!(store.get_outbox(&id).expect("intact again").is_some());
+    assert!(store.check_records(true).damaged.is_empty());
+}
+
+/// Turns the store in `dir` into a format-1 store: every value without its checksum, version 1.
+fn downgrade_to_format_1(dir: &Path) {
+    let raw = sled::open(dir).expect("raw sled");
+    for name in [TREE_OUTBOX, TREE_INBOX, TREE_RELAY, TREE_META] {
+        let tree = raw.open_tree(name).expect("tree");
+        for item in tree.iter() {
+            let (key, value) = item.expect("read");
+            if key.as_ref() == KEY_FORMAT_VERSION {
+                continue;
+            }
+            tree.insert(key, &value[CHECKSUM_BYTES..]).expect("write");
+        }
+    }
+    raw.open_tree(TREE_META)
+        .expect("meta")
+        .insert(
+            KEY_FORMAT_VERSION,
+            codec::encode(&1u32, 16).expect("encode"),
+        )
+        .expect("write");
+    raw.flush().expect("flush");
+}
+
+#[test]
+fn a_format_1_store_is_migrated_once_and_reads_the_same() {
+    let dir = temp_dir();
+    let mut rng = ChaCha8Rng::seed_from_u64(12);
+    let sender = NodeId([7; 32]);
+    let (outbox, inbox, relay) = {
+        let mut store = open(dir.path(), SyncMode::Flush);
+        for n in 0..20u8 {
+            store
+                .put_outbox(&random_outbox(&mut rng, MessageId([n; 16])))
+                .expect("put");
+            store
+                .put_inbox(&random_inbox(&mut rng, sender, MessageId([n; 16])))
+                .expect("put");
+        }
+        store
+            .put_relay(&random_relay(&mut rng, sender, MessageId([1; 16])))
+            .expect("put");
+        store.put_roster(b"a signed roster").expect("roster");
+        store.flush().expect("flush");
+        (
+            store.outbox_entries().expect("list"),
+            store.inbox_entries().expect("list"),
+            store.relay_entries().expect("list"),
+        )
+    };
+    downgrade_to_format_1(dir.path());
+    {
+        let raw = sled::open(dir.path()).expect("raw sled");
+        let roster = raw
+            .open_tree(TREE_META)
+            .expect("meta")
+            .get(KEY_ROSTER)
+            .expect("read")
+            .expect("there");
+        assert_eq!(
+            &roster[..],
+            b"a signed roster",
+            "format 1 keeps values bare"
+        );
+    }
+    let store = open(dir.path(), SyncMode::Flush);
+    assert_eq!(store.outbox_entries().expect("list"), outbox);
+    assert_eq!(store.inbox_entries().expect("list"), inbox);
+    assert_eq!(store.relay_entries().expect("list"), relay);
+    assert_eq!(
+        store.get_roster().expect("roster").as_deref(),
+        Some(&b"a signed roster"[..])
+    );
+    assert!(store.migrated_unsigned().expect("read"));
+    let check = store.check_records(true);
+    assert!(check.damaged.is_empty(), "{:?}", check.damaged);
+    assert_eq!(check.outbox.len(), 20);
+    drop(store);
+    // Migrated for good: the values now carry checksums and the version says 2.
+    let raw = sled::open(dir.path()).expect("raw sled");
+    let version = raw
+        .open_tree(TREE_META)
+        .expect("meta")
+        .get(KEY_FORMAT_VERSION)
+        .expect("read")
+        .expect("there");
+    assert_eq!(
+        codec::decode::<u32>(&version, 16).expect("u32"),
+        FORMAT_VERSION
+    );
+    let roster = raw
+        .open_tree(TREE_META)
+        .expect("meta")
+        .get(KEY_ROSTER)
+        .expect("read")
+        .expect("there");
+    assert_eq!(&roster[CHECKSUM_BYTES..], b"a signed roster");
+}
+
+#[test]
+fn a_damaged_format_1_store_is_refused_unchanged_naming_the_record() {
+    let dir = temp_dir();
+    let mut rng = ChaCha8Rng::seed_from_u64(13);
+    let id = MessageId([0x44; 16]);
+    {
+        let mut store = open(dir.path(), SyncMode::Flush);
+        store.put_outbox(&random_outbox(&mut rng, id)).expect("put");
+        store.flush().expect("flush");
+    }
+    downgrade_to_format_1(dir.path());
+    {
+        let raw = sled::open(dir.path()).expect("raw sled");
+        raw.open_tree(TREE_OUTBOX)
+            .expect("outbox")
+            .insert(id.0, &b"\xffnot an entry"[..])
+            .expect("tamper");
+        raw.flush().expect("flush");
+    }
+    let error = loop {
+        match SledStore::open(dir.path(), &options(SyncMode::Flush)) {
+            Err(StoreOpenError::Locked { .. }) => std::thread::sleep(Duration::from_millis(10)),
+            other => break other.expect_err("refused"),
+        }
+    };
+    let message = error.to_string();
+    assert!(matches!(error, StoreOpenError::Corrupt { .. }), "{message}");
+    assert!(message.contains(&hex::encode(id.0)), "{message}");
+    assert!(message.contains("nothing was changed"), "{message}");
+    let raw = sled::open(dir.path()).expect("raw sled");
+    let version = raw
+        .open_tree(TREE_META)
+        .expect("meta")
+        .get(KEY_FORMAT_VERSION)
+        .expect("read")
+        .expect("there");
+    assert_eq!(codec::decode::<u32>(&version, 16).expect("u32"), 1);
+}
+
+fn record(log: &mut AuditLog, kind: AuditKind, id: MessageId, peer: Option<NodeId>) {
+    let mut facts = AuditFacts::new(kind);
+    facts.message_id = Some(id);
+    facts.peer = peer;
+    log.append(Timestamp(1_000), facts).expect("append");
+}
+
+#[test]
+fn the_store_is_cross_checked_with_the_audit_trail_both_ways() {
+    let data_dir = temp_dir();
+    let store_dir = data_dir.path().join("store");
+    let mut rng = ChaCha8Rng::seed_from_u64(14);
+    let sender = NodeId([7; 32]);
+    let mut store = open(&store_dir, SyncMode::Flush);
+    let mut log = AuditLog::open(&store).expect("log");
+    for n in 0..5u8 {
+        let id = MessageId([n; 16]);
+        store.put_outbox(&random_outbox(&mut rng, id)).expect("put");
+        record(&mut log, AuditKind::Submitted, id, Some(NodeId([1; 32])));
+        record(&mut log, AuditKind::Delivered, id, Some(NodeId([1; 32])));
+        store
+            .put_inbox(&random_inbox(&mut rng, sender, id))
+            .expect("put");
+        record(&mut log, AuditKind::Received, id, Some(sender));
+    }
+    log.write_pending(&mut store).expect("write");
+    store.flush().expect("flush");
+    let report = quickfreeze_node::integrity::check(&store, &log, data_dir.path(), None, true);
+    assert!(report.missing.is_empty(), "{report:?}");
+    assert!(report.unrecorded.is_empty(), "{report:?}");
+    assert!(report.damaged.is_empty(), "{report:?}");
+    assert_eq!((report.outbox, report.inbox), (5, 5));
+
+    // A message the audit says was received is gone; one stored without its record.
+    let inbox = store.open_tree(TREE_INBOX).expect("tree");
+    let mut key = sender.0.to_vec();
+    key.extend_from_slice(&[3; 16]);
+    inbox.remove(&key).expect("remove");
+    store
+        .put_inbox(&random_inbox(&mut rng, sender, MessageId([9; 16])))
+        .expect("put");
+    // And one outbox record damaged.
+    let outbox = store.open_tree(TREE_OUTBOX).expect("tree");
+    let mut value = outbox
+        .get([1u8; 16])
+        .expect("read")
+        .expect("there")
+        .to_vec();
+    let last = value.len() - 1;
+    value[last] ^= 0xff;
+    outbox.insert([1u8; 16], value).expect("tamper");
+
+    let report = quickfreeze_node::integrity::check(&store, &log, data_dir.path(), None, true);
+    assert!(report.is_damaged());
+    assert_eq!(report.damaged.len(), 1, "{report:?}");
+    assert_eq!(report.damaged[0].tree, TREE_OUTBOX);
+    // The damaged outbox record counts as missing for the audit records that name it.
+    let missing: Vec<(String, String)> = report
+        .missing
+        .iter()
+        .map(|message| (message.tree.clone(), message.message_id.clone()))
+        .collect();
+    assert_eq!(
+        missing,
+        vec![
+            ("inbox".to_string(), MessageId([3; 16]).to_string()),
+            ("outbox".to_string(), MessageId([1; 16]).to_string()),
+        ]
+    );
+    assert_eq!(report.unrecorded.len(), 1, "{report:?}");
+    assert_eq!(
+        report.unrecorded[0].message_id,
+        MessageId([9; 16]).to_string()
+    );
+    let problems = report.problems().join("\n");
+    assert!(
+        problems.contains(&MessageId([3; 16]).to_string()),
+        "{problems}"
+    );
+    assert!(problems.contains("says `received`"), "{problems}");
 }

@@ -159,7 +159,15 @@ async fn the_audit_trail_records_a_request_s_life_and_survives_tampering_checks(
     assert_eq!(received.country.as_deref(), Some("DE"));
     assert!(received.envelope_digest.is_some());
 
-    let report = match ask(fr_dir, ControlRequest::AuditVerify { expect_head: None }).await {
+    let report = match ask(
+        fr_dir,
+        ControlRequest::AuditVerify {
+            expect_head: None,
+            witness: None,
+        },
+    )
+    .await
+    {
         ControlResponse::AuditVerified { report } => report,
         other => panic!("verify failed: {other:?}"),
     };

@@ -19,6 +19,7 @@ pub(super) enum Access {
     Direct {
         store: crate::store::SledStore,
         log: crate::audit::AuditLog,
+        data_dir: std::path::PathBuf,
     },
 }
 
@@ -51,7 +52,11 @@ impl Access {
                     "note: no node is running with {}; reading its store directly",
                     data_dir.display()
                 );
-                Ok(Access::Direct { store, log })
+                Ok(Access::Direct {
+                    store,
+                    log,
+                    data_dir: data_dir.to_path_buf(),
+                })
             }
             Err(other) => Err(other.into()),
         }
@@ -60,9 +65,13 @@ impl Access {
     pub(super) fn request(&mut self, request: &ControlRequest) -> Result<ControlResponse> {
         match self {
             Access::Daemon(client) => Ok(client.request(request)?),
-            Access::Direct { store, log } => Ok(match request {
+            Access::Direct {
+                store,
+                log,
+                data_dir,
+            } => Ok(match request {
                 ControlRequest::AuditVerify { .. } | ControlRequest::AuditExport { .. } => {
-                    crate::audit::answer(log, request)
+                    crate::audit::answer(log, store, data_dir, request)
                 }
                 ControlRequest::Stats { since_ms } => {
                     use quickfreeze_proto::core::Store;

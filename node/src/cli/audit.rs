@@ -25,6 +25,10 @@ pub enum AuditCommand {
         /// A head hash printed by an earlier `audit verify`; it must still be in the chain.
         #[arg(long, value_name = "HEX")]
         expect_head: Option<String>,
+        /// A signed head kept outside the node (a copy of its `audit-head` file, e.g. taken at
+        /// the end of a shift, or a relay's witness copy): the chain must still hold it.
+        #[arg(long, value_name = "FILE")]
+        witness: Option<PathBuf>,
         /// Which node, and output format.
         #[command(flatten)]
         target: Target,
@@ -47,11 +51,22 @@ pub(super) fn audit(command: AuditCommand) -> Result<()> {
     match command {
         AuditCommand::Verify {
             expect_head,
+            witness,
             target,
         } => {
+            let witness = match &witness {
+                None => None,
+                Some(path) => {
+                    let bytes = std::fs::read(path).with_context(|| {
+                        format!("--witness {}: cannot read the head file", path.display())
+                    })?;
+                    Some(hex::encode(bytes))
+                }
+            };
             let mut access = Access::open(&target.data_dir)?;
             let response = access.request(&ControlRequest::AuditVerify {
                 expect_head: expect_head.clone(),
+                witness,
             })?;
             let ControlResponse::AuditVerified { report } = response else {
                 return unexpected(response);
@@ -61,9 +76,15 @@ pub(super) fn audit(command: AuditCommand) -> Result<()> {
             } else {
                 outln!("records      {}", report.records);
                 outln!("head         {}", report.head);
+                for note in &report.head_notes {
+                    outln!("note         {note}");
+                }
             }
             if let (Some(seq), Some(problem)) = (report.first_bad, &report.problem) {
                 bail!("the audit log is NOT intact from record {seq}: {problem}. Keep a copy of the data directory as it is and report it");
+            }
+            if let Some(problem) = report.head_problems.first() {
+                bail!("the audit log is NOT intact: {problem}. Keep a copy of the data directory as it is and report it");
             }
             if report.expected_head_found == Some(false) {
                 bail!(
@@ -73,7 +94,7 @@ pub(super) fn audit(command: AuditCommand) -> Result<()> {
             }
             if !target.json {
                 outln!(
-                    "OK           the hash chain is intact{}",
+                    "OK           the hash chain is intact and holds every signed head checked{}",
                     if expect_head.is_some() {
                         " and contains the expected head"
                     } else {

@@ -22,6 +22,7 @@ mod node;
 mod revoke;
 mod setup;
 mod stats;
+mod store;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -37,6 +38,7 @@ pub use key::KeyCommand;
 pub use messages::{FilterArgs, ReplyArgs};
 pub use revoke::RevokeArgs;
 pub use setup::{AuthorityCommand, InitArgs, RosterCommand};
+pub use store::{Damaged, StoreCommand, EXIT_DAMAGED};
 
 /// quickfreeze: urgent preservation requests between 24/7 points of contact.
 #[derive(Debug, Parser)]
@@ -223,6 +225,10 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The message store: `store verify` checks it whole against its checksums and the audit
+    /// trail (node stopped).
+    #[command(subcommand)]
+    Store(StoreCommand),
     /// The live console for the officer on duty: inbox and outbox side by side, acknowledge,
     /// reply, compose. Needs a terminal (80×24 is enough); `?` inside shows the keys.
     Console {
@@ -306,6 +312,7 @@ pub fn execute(cli: Cli) -> Result<()> {
         Command::Peers { target } => node::peers(&target),
         Command::Status { target } => node::status(&target),
         Command::Audit(command) => audit::audit(command),
+        Command::Store(command) => store::store(command),
         Command::Stats { since, target } => stats::stats(&since, &target),
         Command::Console { data_dir, officer } => {
             let officer = match officer.filter(|name| !name.trim().is_empty()) {

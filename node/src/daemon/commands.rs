@@ -185,9 +185,14 @@ impl Daemon {
                             message: format!("the audit log cannot be written: {error}"),
                         }
                     }
-                    Ok(()) => {
-                        tokio::task::block_in_place(|| crate::audit::answer(&self.audit, &request))
-                    }
+                    Ok(()) => tokio::task::block_in_place(|| {
+                        crate::audit::answer(
+                            &self.audit,
+                            self.core.store(),
+                            &self.data_dir,
+                            &request,
+                        )
+                    }),
                 }
             }
             ControlRequest::Fault {

@@ -124,6 +124,27 @@ impl Daemon {
             .map_err(|error| {
                 DaemonError::Store(format!("audit log write failed, stopping: {error}"))
             })?;
+        // The signed head of the chain this commit makes durable goes with it (see
+        // `crate::audit_head`).
+        let head = self.audit.head();
+        let signed = if self.last_signed != Some(head) {
+            let signed = crate::audit_head::SignedHead::sign(
+                self.core.identity(),
+                head.0,
+                head.1,
+                Timestamp::now(),
+            );
+            self.core
+                .store_mut()
+                .put_audit_head(&signed.to_bytes())
+                .map_err(|error| {
+                    DaemonError::Store(format!("audit head write failed, stopping: {error}"))
+                })?;
+            self.last_signed = Some(head);
+            Some(signed)
+        } else {
+            None
+        };
         let begun = self
             .commit
             .begin(self.core.store_mut())
@@ -131,6 +152,11 @@ impl Daemon {
                 DaemonError::Store(format!("group commit failed, stopping: {error}"))
             })?;
         self.release(begun.release);
+        if begun.commit.is_some() {
+            if let Some(signed) = signed {
+                self.head_in_commit = Some(signed);
+            }
+        }
         Ok(begun.commit.map(|(ticket, job)| RunningCommit {
             ticket,
             io: tokio::task::spawn_blocking(move || job.run()),
@@ -153,6 +179,14 @@ impl Daemon {
             .map_err(|CommitFailed(error)| {
                 DaemonError::Store(format!("group commit failed, stopping: {error}"))
             })?;
+        if let Some(signed) = self.head_in_commit.take() {
+            // The head is durable in the store now; its copy outside sled's files lets the next
+            // start notice a store recovered to an earlier state.
+            let path = self.data_dir.join(crate::audit_head::HEAD_FILE);
+            if let Err(error) = signed.write_file(&path) {
+                warn!(path = %path.display(), %error, "the audit head file could not be written");
+            }
+        }
         self.release(covered);
         Ok(())
     }

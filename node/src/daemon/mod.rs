@@ -228,6 +228,43 @@ struct Daemon {
     metrics_disk_refusals: u64,
     /// How long one group commit may take (`store.commit_timeout_s`).
     commit_timeout: std::time::Duration,
+    /// (records, head) of the latest signed audit head put in the store.
+    last_signed: Option<(u64, quickfreeze_keys::Digest32)>,
+    /// The signed head the running commit covers: written to the head file once it returned.
+    head_in_commit: Option<crate::audit_head::SignedHead>,
+}
+
+/// The error (and log lines, and alert hook run) for a node that refuses to start on a damaged
+/// store (invariant 10: never run on quietly with less than was acknowledged).
+fn refuse_damaged_store(
+    config: &NodeConfig,
+    report: &crate::integrity::IntegrityReport,
+) -> DaemonError {
+    let problems = report.problems();
+    for problem in &problems {
+        tracing::error!("STORE DAMAGED: {problem}");
+    }
+    let detail = format!(
+        "the node refuses to start: the data in {} is damaged or lost ({} problem{}; first: {}). Run `quickfreeze store verify --data-dir {}` for the full list, keep a copy of the data directory exactly as it is, and restore it from your latest backup, or contact support with the copy",
+        config.data_dir.display(),
+        problems.len(),
+        if problems.len() == 1 { "" } else { "s" },
+        problems.first().map_or("", String::as_str),
+        config.data_dir.display(),
+    );
+    if let Some((program, args)) = config.alert_hook.split_first() {
+        // Not waited for: the process is about to exit, and the hook outlives it.
+        let started = std::process::Command::new(program)
+            .args(args)
+            .env("QF_EVENT", "store-damaged")
+            .env("QF_DETAIL", &detail)
+            .stdin(std::process::Stdio::null())
+            .spawn();
+        if let Err(error) = started {
+            tracing::error!(%program, %error, "alert hook could not be started");
+        }
+    }
+    DaemonError::Store(detail)
 }
 
 /// Per-message alert hook runs for messages announced again after a restart (the summary alert
@@ -286,6 +323,17 @@ impl Daemon {
             .map_err(|error| DaemonError::Store(error.to_string()))?;
         let audit =
             AuditLog::open(&store).map_err(|error| DaemonError::Store(error.to_string()))?;
+        // Invariant 10: a store that lost or damaged what it acknowledged is said, not run on.
+        let integrity = crate::integrity::check(&store, &audit, &data_dir, None, false);
+        if integrity.is_damaged() {
+            return Err(refuse_damaged_store(config, &integrity));
+        }
+        let last_signed = store
+            .get_audit_head()
+            .ok()
+            .flatten()
+            .and_then(|bytes| crate::audit_head::SignedHead::from_bytes(&bytes).ok())
+            .map(|head| (head.records, head.head));
         let now = Timestamp::now();
         let stored_roster = store
             .get_roster()
@@ -416,11 +464,35 @@ impl Daemon {
             metrics_disk_refusals: 0,
             commit_timeout: std::time::Duration::from_secs(config.store.commit_timeout_s),
             startup_alert: unacknowledged_summary,
+            last_signed,
+            head_in_commit: None,
             probe: crate::probe::ReconnectProbe::new(
                 config.retry.reconnect_probe_ms,
                 config.retry.reconnect_probe_max_dials,
             ),
         };
+        for message in &integrity.unrecorded {
+            // A crash fell between storing the message and writing its record (nothing was
+            // acknowledged then): the record is written now, saying so.
+            let Ok(message_id) = message.message_id.parse::<MessageId>() else {
+                continue;
+            };
+            let (kind, peer) = match &message.sender {
+                Some(sender) => (AuditKind::Received, sender.parse::<NodeId>().ok()),
+                None => (AuditKind::Submitted, None),
+            };
+            let mut facts = AuditFacts::new(kind);
+            facts.message_id = Some(message_id);
+            facts.peer = peer;
+            facts.detail = "recorded at start: the message was stored but its record was lost in a crash before the commit".into();
+            daemon.record(now, facts);
+        }
+        if !integrity.unrecorded.is_empty() {
+            warn!(
+                count = integrity.unrecorded.len(),
+                "messages stored without their audit record (a crash before the commit) were recorded at start"
+            );
+        }
         if let Some((serial, network)) = roster_installed {
             // Made durable by the first group commit of the loop, like every other record.
             let mut facts = AuditFacts::new(AuditKind::RosterInstalled);
