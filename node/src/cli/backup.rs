@@ -250,6 +250,20 @@ fn check_restored(data_dir: &Path) -> Vec<(&'static str, Result<String, String>)
     };
     match crate::audit::AuditLog::open(&store) {
         Ok(log) => {
+            // The same check as `store verify`: every record against its checksum, the store
+            // against the audit trail.
+            let integrity = crate::integrity::check(&store, &log, data_dir, None, true);
+            checks.push((
+                "store verify",
+                if integrity.is_damaged() {
+                    Err(integrity.problems().join("; "))
+                } else {
+                    Ok(format!(
+                        "{} outbox, {} inbox and {} relay records intact and in agreement with the audit trail",
+                        integrity.outbox, integrity.inbox, integrity.relay
+                    ))
+                },
+            ));
             let report = log.verify(None);
             checks.push((
                 "audit verify",
