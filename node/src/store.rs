@@ -625,6 +625,11 @@ impl SledStore {
                 self.meta
                     .insert(KEY_FORMAT_VERSION, bytes)
                     .map_err(|error| open_error(&path, error))?;
+                // A new store's (empty) indexes are complete: the marker rides with the stamp.
+                self.indexes.rebuild().map_err(|error| StoreOpenError::Io {
+                    path: path.clone(),
+                    detail: error.0.clone(),
+                })?;
                 self.dirty = true;
                 self.flush().map_err(|error| StoreOpenError::Io {
                     path,

@@ -94,13 +94,14 @@ fn random_envelope(rng: &mut ChaCha8Rng) -> Vec<u8> {
 
 /// Mostly free text; now and then a status reply (substantive or not) about a pooled id, to a
 /// pooled sender, so that the open-request index has replies to follow.
-fn random_outbox_payload(rng: &mut ChaCha8Rng) -> (NodeId, Payload) {
+fn random_outbox_payload(rng: &mut ChaCha8Rng, message_id: MessageId) -> (NodeId, Payload) {
     if rng.random_bool(0.4) {
-        let mut update = example_status(pick_id(rng));
+        let (recipient, references) = reply_target(&message_id);
+        let mut update = example_status(references);
         if rng.random_bool(0.5) {
             update.status = Status::AcknowledgedByOfficer;
         }
-        (pick_sender(rng), Payload::Status(update))
+        (recipient, Payload::Status(update))
     } else {
         (
             NodeId([rng.random_range(0..=255u8); 32]),
@@ -110,7 +111,7 @@ fn random_outbox_payload(rng: &mut ChaCha8Rng) -> (NodeId, Payload) {
 }
 
 fn random_outbox(rng: &mut ChaCha8Rng, message_id: MessageId) -> OutboxEntry {
-    let (recipient, payload) = random_outbox_payload(rng);
+    let (recipient, payload) = random_outbox_payload(rng, message_id);
     let at = Timestamp(rng.random_range(0..1_000_000u64));
     let state = match rng.random_range(0..6u32) {
         0 => OutboxState::Accepted,
@@ -173,8 +174,11 @@ fn random_inbox(rng: &mut ChaCha8Rng, sender: NodeId, message_id: MessageId) -> 
         acknowledged_at: rng
             .random_bool(0.5)
             .then(|| Timestamp(rng.random_range(0..1_000_000u64))),
-        replies: (0..rng.random_range(0..3u32))
-            .map(|_| pick_id(rng))
+        // As the core does: a request lists only the replies that reference it.
+        replies: (0..ID_POOL)
+            .map(|n| pool_id(n))
+            .filter(|reply| reply_target(reply) == (sender, message_id))
+            .filter(|_| rng.random_bool(0.7))
             .collect(),
     }
 }
@@ -211,9 +215,20 @@ const ID_POOL: u8 = 12;
 const SENDER_POOL: u8 = 3;
 
 fn pick_id(rng: &mut ChaCha8Rng) -> MessageId {
+    pool_id(rng.random_range(0..ID_POOL))
+}
+
+fn pool_id(n: u8) -> MessageId {
     let mut bytes = [0xA5; 16];
-    bytes[15] = rng.random_range(0..ID_POOL);
+    bytes[15] = n;
     MessageId(bytes)
+}
+
+/// The request (sender, id) a status reply with pooled id `reply` answers, fixed per id as in
+/// the real node, where a reply is written once about one request.
+fn reply_target(reply: &MessageId) -> (NodeId, MessageId) {
+    let n = reply.0[15];
+    (NodeId([n % SENDER_POOL + 1; 32]), pool_id((n + 1) % ID_POOL))
 }
 
 fn pick_sender(rng: &mut ChaCha8Rng) -> NodeId {

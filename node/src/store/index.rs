@@ -15,7 +15,10 @@
 //! - [`TREE_OPEN_OUTBOX`]: ids of outbox entries not in a final state (the receipt clock);
 //! - [`TREE_UNACKNOWLEDGED`]: sender ‖ id of requests no officer has acknowledged yet;
 //! - [`TREE_OPEN_REQUESTS`]: sender ‖ id of received requests without a substantive status reply
-//!   yet (the acknowledge and status clocks run only on these);
+//!   yet (the acknowledge and status clocks run only on these). A request is answered when one
+//!   of the ids in its `replies` is a substantive status reply in the outbox; writing a reply
+//!   re-judges the request it references (the core lists a reply in the `replies` of exactly
+//!   the request it references, so the two views agree);
 //! - [`TREE_THREADS`]: thread root ‖ direction ‖ sender ‖ id, one case thread as one range;
 //! - counters in the meta tree: stored inbox and outbox entries and unacknowledged requests.
 //!
@@ -300,9 +303,17 @@ impl Indexes {
                 if old.is_none() {
                     tx_add(&tx[META], COUNT_OUTBOX, 1)?;
                 }
-                // A status reply may close the request it answers.
-                if let Payload::Status(update) = &entry.payload {
-                    let request_key = sender_key(&entry.recipient, &update.references);
+                // A status reply may close (or, rewritten, reopen) the request it answers.
+                let mut answered: Vec<[u8; 48]> = Vec::new();
+                for reply in old.iter().chain(std::iter::once(entry)) {
+                    if let Payload::Status(update) = &reply.payload {
+                        let request_key = sender_key(&reply.recipient, &update.references);
+                        if !answered.contains(&request_key) {
+                            answered.push(request_key);
+                        }
+                    }
+                }
+                for request_key in answered {
                     if let Some(request) = tx_decode::<InboxEntry>(&tx[INBOX], &request_key)? {
                         let open = tx_open_request(tx, &request)?;
                         tx_set(&tx[OPEN_REQUESTS], request_key.to_vec(), open)?;
