@@ -51,6 +51,10 @@
 //!   [`PREFIX_REVOCATION`] and [`KEY_FORMAT_VERSION`] (a codec
 //!   encoded `u32`, [`FORMAT_VERSION`]).
 //!
+//! Index trees beside the outbox and inbox (open items, time order, id prefixes, threads,
+//! counters) are described in [`index`]; each is written in the same sled transaction as the
+//! record it indexes, and rebuilt at open when its marker is missing.
+//!
 //! Values are entries encoded with [`quickfreeze_keys::codec`], limited to
 //! [`MAX_STORED_VALUE_BYTES`]. A value that does not decode, or decodes to an entry whose ids do
 //! not match its key, is reported as a [`StoreError`] naming the tree and the key in hex; a
@@ -74,7 +78,7 @@ use quickfreeze_proto::MessageId;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-mod index;
+pub mod index;
 
 pub use index::{
     thread_root, HistoryCounts, Indexes, INDEX_VERSION, KEY_INDEX_VERSION, TREE_INBOX_BY_ID,
@@ -884,6 +888,14 @@ impl Store for SledStore {
 
     fn inbox_entries(&self) -> Result<Vec<InboxEntry>, StoreError> {
         list_entries(self.inbox.iter())
+    }
+
+    fn unfinished_outbox_entries(&self) -> Result<Vec<OutboxEntry>, StoreError> {
+        self.indexes.open_outbox()
+    }
+
+    fn unacknowledged_inbox_entries(&self) -> Result<Vec<InboxEntry>, StoreError> {
+        self.indexes.unacknowledged()
     }
 
     fn put_relay(&mut self, entry: &RelayEntry) -> Result<(), StoreError> {

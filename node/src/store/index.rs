@@ -677,6 +677,30 @@ impl Indexes {
         Ok(entries)
     }
 
+    /// Inbox entries received at or after `since` and outbox entries created at or after it:
+    /// one range scan of each time index (for statistics over a window).
+    pub fn since(
+        &self,
+        since: quickfreeze_keys::Timestamp,
+    ) -> Result<(Vec<OutboxEntry>, Vec<InboxEntry>), StoreError> {
+        let start = since.0.to_be_bytes();
+        let mut outbox = Vec::new();
+        for key in self.tree(OUTBOX_BY_TIME).range(start..).keys() {
+            let key = key.map_err(|error| sled_error("scan", TREE_OUTBOX_BY_TIME, error))?;
+            if let Some(entry) = self.outbox_by_id(&key[8..])? {
+                outbox.push(entry);
+            }
+        }
+        let mut inbox = Vec::new();
+        for key in self.tree(INBOX_BY_TIME).range(start..).keys() {
+            let key = key.map_err(|error| sled_error("scan", TREE_INBOX_BY_TIME, error))?;
+            if let Some(entry) = self.inbox_by_key(&key[8..])? {
+                inbox.push(entry);
+            }
+        }
+        Ok((outbox, inbox))
+    }
+
     /// Every message of the thread whose first message is `root`: (inbound, outbound).
     pub fn thread(
         &self,
