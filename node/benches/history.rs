@@ -20,7 +20,9 @@ use std::time::{Duration, Instant};
 use quickfreeze_keys::{Digest32, NodeId, Signature, Timestamp};
 use quickfreeze_node::deadlines::{breaches, DeadlineConfig};
 use quickfreeze_node::store::{SledStore, StoreOptions, SyncMode};
-use quickfreeze_proto::core::{InboxEntry, OutboxEntry, OutboxState, Store};
+use quickfreeze_proto::core::{
+    InboxEntry, OutboxEntry, OutboxState, RelayEntry, RelayState, Store,
+};
 use quickfreeze_proto::payload::{
     example_free_text, example_preservation, example_status, Payload,
 };
@@ -194,7 +196,14 @@ fn rss_mib() -> f64 {
     status
         .lines()
         .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .and_then(|value| {
+            value
+                .trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<f64>()
+                .ok()
+        })
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
@@ -239,7 +248,7 @@ fn measure(messages: u64) -> Vec<String> {
         std::hint::black_box(store.history_counts().expect("counts"));
     });
     let config = DeadlineConfig::default();
-    let now = Timestamp(START_MS + messages * SPACING_MS);
+    let now = Timestamp(START_MS + (messages / 2) * SPACING_MS);
     let mut found = 0;
     let deadline = median(20, || {
         let (outbox, inbox) = store.indexes().deadline_items().expect("open items");
@@ -286,6 +295,32 @@ fn measure(messages: u64) -> Vec<String> {
     }
     store.flush().expect("commit");
     let per_delivery = started.elapsed() / extra as u32;
+    // The same, written as relay entries (one plain insert each, no index): the same-run
+    // baseline for what the indexes add to a delivery's write.
+    let started = Instant::now();
+    for n in 0..extra {
+        let k = messages + extra + n;
+        let received = inbox_entry(k, u64::MAX);
+        store
+            .put_relay(&RelayEntry {
+                sender: received.sender,
+                message_id: received.message_id,
+                recipient: NodeId([99; 32]),
+                priority: received.priority,
+                received_at: received.received_at,
+                expires_at: Timestamp(received.received_at.0 + 3_600_000),
+                envelope: Some(received.envelope),
+                digest: received.digest,
+                custody_receipt: received.receipt,
+                state: RelayState::Holding,
+            })
+            .expect("hold");
+        if n % 10 == 9 {
+            store.flush().expect("commit");
+        }
+    }
+    store.flush().expect("commit");
+    let per_plain = started.elapsed() / extra as u32;
     let rss = rss_mib();
     let disk = du_mib(dir.path());
     drop(store);
@@ -300,6 +335,7 @@ fn measure(messages: u64) -> Vec<String> {
         ms(prefix),
         ms(stats_window),
         format!("{:.1}", per_delivery.as_secs_f64() * 1e6),
+        format!("{:.1}", per_plain.as_secs_f64() * 1e6),
         format!("{rss:.0}"),
         format!("{disk:.0}"),
     ]
@@ -317,9 +353,9 @@ fn main() {
     println!(
         "| messages | build s | open + resume ms | status counts ms | deadline check ms | \
          inbox newest 50 ms | inbox page at cursor ms | id prefix ms | stats last day ms | \
-         delivery write µs | RSS MiB | disk MiB |"
+         delivery write µs | plain write µs | RSS MiB | disk MiB |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for messages in sizes {
         println!("| {} |", measure(messages).join(" | "));
     }

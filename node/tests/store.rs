@@ -10,15 +10,14 @@ use std::time::{Duration, Instant};
 
 use quickfreeze_keys::codec;
 use quickfreeze_keys::{Digest32, NodeId, Signature, Timestamp};
+use quickfreeze_node::deadlines::{breaches, DeadlineConfig};
 use quickfreeze_node::store::{
     Found, SledStore, StoreOpenError, StoreOptions, SyncMode, FORMAT_VERSION, KEY_FORMAT_VERSION,
-    KEY_INDEX_VERSION, TREE_INBOX, TREE_INBOX_BY_TIME, TREE_META, TREE_OPEN_REQUESTS,
-    TREE_OUTBOX,
+    KEY_INDEX_VERSION, TREE_INBOX, TREE_INBOX_BY_TIME, TREE_META, TREE_OPEN_REQUESTS, TREE_OUTBOX,
 };
 use quickfreeze_proto::core::{
     InboxEntry, MemoryStore, OutboxEntry, OutboxState, RelayEntry, RelayState, Store,
 };
-use quickfreeze_node::deadlines::{breaches, DeadlineConfig};
 use quickfreeze_proto::payload::{
     example_free_text, example_preservation, example_status, Payload, Status,
 };
@@ -228,7 +227,10 @@ fn pool_id(n: u8) -> MessageId {
 /// the real node, where a reply is written once about one request.
 fn reply_target(reply: &MessageId) -> (NodeId, MessageId) {
     let n = reply.0[15];
-    (NodeId([n % SENDER_POOL + 1; 32]), pool_id((n + 1) % ID_POOL))
+    (
+        NodeId([n % SENDER_POOL + 1; 32]),
+        pool_id((n + 1) % ID_POOL),
+    )
 }
 
 fn pick_sender(rng: &mut ChaCha8Rng) -> NodeId {

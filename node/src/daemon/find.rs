@@ -325,7 +325,11 @@ impl Daemon {
             limit,
             &late,
             |entry| entry.message_id,
-            |prefix| indexes.ids_with_prefix(prefix, MAX_PREFIX_MATCHES).map_err(text),
+            |prefix| {
+                indexes
+                    .ids_with_prefix(prefix, MAX_PREFIX_MATCHES)
+                    .map_err(text)
+            },
             |id| indexes.inbox_by_id(id).map_err(text),
         )?;
         let skip_late = |id: &MessageId| overdue.contains_key(id);
@@ -355,7 +359,11 @@ impl Daemon {
             None
         };
         let total = indexes.counts().map_err(text)?.inbox;
-        Ok((rows, usize::try_from(total).unwrap_or(usize::MAX), next_after))
+        Ok((
+            rows,
+            usize::try_from(total).unwrap_or(usize::MAX),
+            next_after,
+        ))
     }
 
     fn flat_inbox_row(
@@ -424,7 +432,11 @@ impl Daemon {
             limit,
             &late,
             |entry| entry.message_id,
-            |prefix| indexes.ids_with_prefix(prefix, MAX_PREFIX_MATCHES).map_err(text),
+            |prefix| {
+                indexes
+                    .ids_with_prefix(prefix, MAX_PREFIX_MATCHES)
+                    .map_err(text)
+            },
             |id| store.get_outbox(id).map_err(text),
         )?;
         let skip_late = |id: &MessageId| overdue.contains_key(id);
@@ -488,7 +500,11 @@ impl Daemon {
             None
         };
         let total = indexes.counts().map_err(text)?.outbox;
-        Ok((rows, usize::try_from(total).unwrap_or(usize::MAX), next_after))
+        Ok((
+            rows,
+            usize::try_from(total).unwrap_or(usize::MAX),
+            next_after,
+        ))
     }
 
     /// The latest message of a thread after its first, in words ("FR: preserved …").
@@ -819,7 +835,9 @@ fn flat_start<T, E>(
         ));
     }
     if !after.chars().all(|c| c.is_ascii_hexdigit()) || after.len() > 32 {
-        return Err(format!("--after `{after}`: no such row in this listing (it may no longer match the filter)"));
+        return Err(format!(
+            "--after `{after}`: no such row in this listing (it may no longer match the filter)"
+        ));
     }
     let mut found: Vec<Start<E>> = overdue
         .iter()
@@ -837,7 +855,9 @@ fn flat_start<T, E>(
     }
     match found.len() {
         1 => Ok(found.pop().expect("one")),
-        0 => Err(format!("--after `{after}`: no such row in this listing (it may no longer match the filter)")),
+        0 => Err(format!(
+            "--after `{after}`: no such row in this listing (it may no longer match the filter)"
+        )),
         _ => Err(format!("--after `{after}` is ambiguous: give more digits")),
     }
 }

@@ -463,11 +463,7 @@ impl Indexes {
                 .collect::<Result<_, _>>()
                 .map_err(|error| error.to_string())?;
             if &found != keys {
-                return Err(mismatch(
-                    INDEX_TREES[position - INBOX_BY_ID],
-                    keys,
-                    &found,
-                ));
+                return Err(mismatch(INDEX_TREES[position - INBOX_BY_ID], keys, &found));
             }
         }
         let counts = self.counts().map_err(|error| error.0)?;
@@ -587,7 +583,11 @@ impl Indexes {
 
     /// Every outbox and inbox id that starts with the hex digits `prefix` (a range scan of each
     /// id-keyed tree; case-insensitive; at most `limit` ids).
-    pub fn ids_with_prefix(&self, prefix: &str, limit: usize) -> Result<Vec<MessageId>, StoreError> {
+    pub fn ids_with_prefix(
+        &self,
+        prefix: &str,
+        limit: usize,
+    ) -> Result<Vec<MessageId>, StoreError> {
         let prefix = prefix.trim().to_ascii_lowercase();
         let whole = &prefix[..prefix.len() - prefix.len() % 2];
         let bytes = hex::decode(whole)
