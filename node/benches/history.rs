@@ -82,7 +82,7 @@ fn inbox_entry(n: u64, total: u64) -> InboxEntry {
     InboxEntry {
         sender: from,
         message_id,
-        priority: if n % 50 == 0 {
+        priority: if n.is_multiple_of(50) {
             Priority::Emergency
         } else {
             Priority::Urgent

@@ -175,7 +175,7 @@ fn random_inbox(rng: &mut ChaCha8Rng, sender: NodeId, message_id: MessageId) -> 
             .then(|| Timestamp(rng.random_range(0..1_000_000u64))),
         // As the core does: a request lists only the replies that reference it.
         replies: (0..ID_POOL)
-            .map(|n| pool_id(n))
+            .map(pool_id)
             .filter(|reply| reply_target(reply) == (sender, message_id))
             .filter(|_| rng.random_bool(0.7))
             .collect(),

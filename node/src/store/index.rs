@@ -102,7 +102,9 @@ pub struct HistoryCounts {
 /// shared handles).
 #[derive(Clone)]
 pub struct Indexes {
-    trees: [sled::Tree; 10],
+    /// Behind an `Arc`: the store and every reader share one set of handles, and the store
+    /// stays small.
+    trees: std::sync::Arc<[sled::Tree; 10]>,
 }
 
 /// A received message is a request that starts the officers' clocks.
@@ -261,7 +263,7 @@ impl Indexes {
     ) -> sled::Result<Indexes> {
         let open = |name: &str| db.open_tree(name);
         Ok(Indexes {
-            trees: [
+            trees: std::sync::Arc::new([
                 outbox.clone(),
                 inbox.clone(),
                 meta.clone(),
@@ -272,7 +274,7 @@ impl Indexes {
                 open(TREE_UNACKNOWLEDGED)?,
                 open(TREE_OPEN_REQUESTS)?,
                 open(TREE_THREADS)?,
-            ],
+            ]),
         })
     }
 
