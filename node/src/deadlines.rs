@@ -211,15 +211,14 @@ pub fn is_request(kind: PayloadKind) -> bool {
 }
 
 /// Every breach at `now` with the envelope digest of its message, from the store's entries:
-/// the whole deadline check short of raising anything. It decodes every outbox and inbox entry,
-/// so the daemon runs the periodic check on a blocking thread, off its loop.
+/// the whole deadline check short of raising anything. It decodes only the open items the
+/// store's indexes name (see [`crate::store::Indexes::deadline_items`]).
 pub fn scan(
     now: Timestamp,
     reader: &crate::store::StoreReader,
     config: &DeadlineConfig,
 ) -> Result<Vec<(Breach, Option<Digest32>)>, quickfreeze_proto::core::StoreError> {
-    let outbox = reader.outbox_entries()?;
-    let inbox = reader.inbox_entries()?;
+    let (outbox, inbox) = reader.indexes().deadline_items()?;
     Ok(with_digests(
         breaches(now, &outbox, &inbox, config),
         &outbox,

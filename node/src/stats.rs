@@ -186,9 +186,13 @@ pub fn from_store(
     roster: &quickfreeze_keys::roster::Roster,
     since: Timestamp,
 ) -> Result<Vec<CountryStats>, String> {
-    use quickfreeze_proto::core::Store;
-    let outbox = store.outbox_entries().map_err(|error| error.to_string())?;
-    let inbox = store.inbox_entries().map_err(|error| error.to_string())?;
+    // Requests sent or received since `since`, and our replies (written after the request they
+    // answer, so also inside the window): a range scan of the time indexes. The cost follows
+    // the window asked for, not the whole history.
+    let (outbox, inbox) = store
+        .indexes()
+        .since(since)
+        .map_err(|error| error.to_string())?;
     Ok(statistics(since, &outbox, &inbox, |node| {
         roster
             .member(node)

@@ -52,6 +52,10 @@
 //!   `crate::audit_head`) and [`KEY_FORMAT_VERSION`] (a codec encoded `u32`,
 //!   [`FORMAT_VERSION`], the one value kept without a checksum so that any release can read it).
 //!
+//! Index trees beside the outbox and inbox (open items, time order, id prefixes, threads,
+//! counters) are described in [`index`]; each is written in the same sled transaction as the
+//! record it indexes, and rebuilt at open when its marker is missing.
+//!
 //! Values are entries encoded with [`quickfreeze_keys::codec`], limited to
 //! [`MAX_STORED_VALUE_BYTES`], inside a **checksummed record envelope** (format 2): the first
 //! [`CHECKSUM_BYTES`] bytes are the CRC-32 (IEEE) of the tree's name, the key and the payload
@@ -90,6 +94,14 @@ use quickfreeze_proto::core::{InboxEntry, OutboxEntry, RelayEntry, Store, StoreE
 use quickfreeze_proto::MessageId;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+
+pub mod index;
+
+pub use index::{
+    thread_root, HistoryCounts, Indexes, INDEX_VERSION, KEY_INDEX_VERSION, TREE_INBOX_BY_ID,
+    TREE_INBOX_BY_TIME, TREE_OPEN_OUTBOX, TREE_OPEN_REQUESTS, TREE_OUTBOX_BY_TIME, TREE_THREADS,
+    TREE_UNACKNOWLEDGED,
+};
 
 /// The on-disk format this code reads and writes. A format-1 store is migrated when opened;
 /// a store with another version is refused.
@@ -286,6 +298,8 @@ pub struct SledStore {
     inbox: sled::Tree,
     relay: sled::Tree,
     meta: sled::Tree,
+    /// The index trees (see [`Indexes`]), written in the same transaction as each record.
+    indexes: Indexes,
     sync: SyncMode,
     /// The IO of a group commit; shared with a [`FlushJob`] running on another thread.
     committer: Arc<Mutex<Committer>>,
@@ -368,6 +382,7 @@ impl fmt::Debug for SledStore {
 pub struct StoreReader {
     outbox: sled::Tree,
     inbox: sled::Tree,
+    indexes: Indexes,
 }
 
 impl StoreReader {
@@ -380,18 +395,29 @@ impl StoreReader {
     pub fn inbox_entries(&self) -> Result<Vec<InboxEntry>, StoreError> {
         list_entries(self.inbox.iter())
     }
+
+    /// The store's indexes (see [`Indexes`]).
+    pub fn indexes(&self) -> &Indexes {
+        &self.indexes
+    }
 }
 
 /// An entry type kept in one tree under a key derived from its own ids.
 trait StoredEntry: Serialize + DeserializeOwned {
     const TREE: &'static str;
     fn key(&self) -> Vec<u8>;
+    /// Writes the encoded record (and, for the outbox and inbox, its index keys in the same
+    /// transaction).
+    fn write(&self, store: &SledStore, key: Vec<u8>, bytes: Vec<u8>) -> Result<(), StoreError>;
 }
 
 impl StoredEntry for OutboxEntry {
     const TREE: &'static str = TREE_OUTBOX;
     fn key(&self) -> Vec<u8> {
         outbox_key(&self.message_id).to_vec()
+    }
+    fn write(&self, store: &SledStore, key: Vec<u8>, bytes: Vec<u8>) -> Result<(), StoreError> {
+        store.indexes.put_outbox(&key, &bytes, self)
     }
 }
 
@@ -400,12 +426,22 @@ impl StoredEntry for InboxEntry {
     fn key(&self) -> Vec<u8> {
         sender_key(&self.sender, &self.message_id).to_vec()
     }
+    fn write(&self, store: &SledStore, key: Vec<u8>, bytes: Vec<u8>) -> Result<(), StoreError> {
+        store.indexes.put_inbox(&key, &bytes, self)
+    }
 }
 
 impl StoredEntry for RelayEntry {
     const TREE: &'static str = TREE_RELAY;
     fn key(&self) -> Vec<u8> {
         sender_key(&self.sender, &self.message_id).to_vec()
+    }
+    fn write(&self, store: &SledStore, key: Vec<u8>, bytes: Vec<u8>) -> Result<(), StoreError> {
+        store
+            .relay
+            .insert(key, bytes)
+            .map_err(|error| sled_error("write", TREE_RELAY, error))?;
+        Ok(())
     }
 }
 
@@ -595,6 +631,8 @@ impl SledStore {
         let inbox = open_tree(TREE_INBOX)?;
         let relay = open_tree(TREE_RELAY)?;
         let meta = open_tree(TREE_META)?;
+        let indexes =
+            Indexes::open(&db, &outbox, &inbox, &meta).map_err(|error| open_error(dir, error))?;
 
         let db_file = match options.sync {
             SyncMode::Flush => None,
@@ -611,6 +649,7 @@ impl SledStore {
             inbox,
             relay,
             meta,
+            indexes,
             sync: options.sync,
             committer: Arc::new(Mutex::new(Committer {
                 path: dir.to_path_buf(),
@@ -623,6 +662,7 @@ impl SledStore {
             stats: StoreStats::default(),
         };
         store.check_format_version()?;
+        store.ensure_indexes()?;
         if store.sync == SyncMode::FlushAndSyncData {
             // Make the directory entries sled created (db, conf, blobs) durable, once.
             File::open(dir)
@@ -686,6 +726,11 @@ impl SledStore {
                 self.meta
                     .insert(KEY_FORMAT_VERSION, bytes)
                     .map_err(|error| open_error(&path, error))?;
+                // A new store's (empty) indexes are complete: the marker rides with the stamp.
+                self.indexes.rebuild().map_err(|error| StoreOpenError::Io {
+                    path: path.clone(),
+                    detail: error.0.clone(),
+                })?;
                 self.dirty = true;
                 self.flush().map_err(|error| StoreOpenError::Io {
                     path,
@@ -736,7 +781,7 @@ impl SledStore {
         }
         for item in self.meta.iter() {
             let (key, value) = item.map_err(|error| open_error(&path, error))?;
-            if key.as_ref() == KEY_FORMAT_VERSION {
+            if key.as_ref() == KEY_FORMAT_VERSION || index::is_index_meta_key(&key) {
                 continue;
             }
             let sealed = seal_value(TREE_META, &key, &value);
@@ -782,6 +827,29 @@ impl SledStore {
             records,
             ms = started.elapsed().as_millis() as u64,
             "message store migrated from format 1 to format {FORMAT_VERSION} (checksummed records)"
+        );
+        Ok(())
+    }
+
+    /// Rebuilds the indexes from the records if their marker is missing (a store written before
+    /// they existed, or a rebuild cut short), and makes the result durable.
+    fn ensure_indexes(&mut self) -> Result<(), StoreOpenError> {
+        let path = self.path.clone();
+        let failed = |error: StoreError| StoreOpenError::Io {
+            path: path.clone(),
+            detail: format!("rebuilding the message indexes: {}", error.0),
+        };
+        if self.indexes.complete().map_err(failed)? {
+            return Ok(());
+        }
+        let start = Instant::now();
+        self.indexes.rebuild().map_err(failed)?;
+        self.dirty = true;
+        self.flush().map_err(failed)?;
+        tracing::info!(
+            path = %path.display(),
+            millis = start.elapsed().as_millis() as u64,
+            "message indexes built"
         );
         Ok(())
     }
@@ -894,7 +962,9 @@ impl SledStore {
             match item {
                 Err(error) => damaged(TREE_META, b"", sled_error("scan", TREE_META, error).0),
                 Ok((key, value)) => {
-                    if key.as_ref() == KEY_FORMAT_VERSION {
+                    // The index marker and counters are derived data, checked against the
+                    // records by `Indexes::check`.
+                    if key.as_ref() == KEY_FORMAT_VERSION || index::is_index_meta_key(&key) {
                         continue;
                     }
                     if let Err(error) = open_value(TREE_META, &key, &value) {
@@ -904,6 +974,16 @@ impl SledStore {
             }
         }
         check
+    }
+
+    /// The store's indexes (see [`Indexes`]): open items, time order, id prefixes, threads.
+    pub fn indexes(&self) -> &Indexes {
+        &self.indexes
+    }
+
+    /// How many messages the store holds, from counters (no scan).
+    pub fn history_counts(&self) -> Result<HistoryCounts, StoreError> {
+        self.indexes.counts()
     }
 
     /// Opens (or creates) another tree of this database, for records kept beside the core's
@@ -992,48 +1072,28 @@ impl SledStore {
             .map_err(|error| sled_error("size_on_disk", "*", error))
     }
 
-    /// The `limit` newest outbox entries, newest first by `created_at` (ties by message id).
-    ///
-    /// Loads and sorts the whole outbox: fine for the console at the sizes a point of contact
-    /// sees; an index by time can replace it if outboxes grow large.
+    /// The `limit` newest outbox entries, newest first by `created_at` (ties by message id,
+    /// descending). One range scan of the time index.
     pub fn outbox_page(&self, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
-        let mut entries = self.outbox_entries()?;
-        entries.sort_by(|a, b| {
-            b.created_at
-                .cmp(&a.created_at)
-                .then_with(|| a.message_id.cmp(&b.message_id))
-        });
-        entries.truncate(limit);
-        Ok(entries)
+        self.indexes.outbox_newest(None, limit, |_| false)
     }
 
     /// The `limit` newest inbox entries, newest first by `received_at` (ties by sender, then
-    /// message id). Loads and sorts the whole inbox, like [`SledStore::outbox_page`].
+    /// message id, descending). One range scan of the time index.
     pub fn inbox_page(&self, limit: usize) -> Result<Vec<InboxEntry>, StoreError> {
-        let mut entries = self.inbox_entries()?;
-        entries.sort_by(|a, b| {
-            b.received_at
-                .cmp(&a.received_at)
-                .then_with(|| (a.sender, a.message_id).cmp(&(b.sender, b.message_id)))
-        });
-        entries.truncate(limit);
-        Ok(entries)
+        self.indexes.inbox_newest(None, limit, |_| false)
     }
 
     /// A message by id: the outbox entry if this node sent it, else the first inbox entry (in
-    /// sender order) with that id, else `None`. The inbox lookup scans the inbox's keys.
+    /// sender order) with that id, else `None`. Two key lookups.
     pub fn find_message(&self, message_id: &MessageId) -> Result<Option<Found>, StoreError> {
         if let Some(entry) = self.get_outbox(message_id)? {
             return Ok(Some(Found::Outbox(Box::new(entry))));
         }
-        for item in self.inbox.iter() {
-            let (key, value) = item.map_err(|error| sled_error("scan", TREE_INBOX, error))?;
-            if key.len() == 48 && key[32..] == message_id.0 {
-                let entry = decode_entry::<InboxEntry>(&key, &value)?;
-                return Ok(Some(Found::Inbox(Box::new(entry))));
-            }
-        }
-        Ok(None)
+        Ok(self
+            .indexes
+            .inbox_by_id(message_id)?
+            .map(|entry| Found::Inbox(Box::new(entry))))
     }
 
     /// A read-only view of the outbox and inbox for another thread (sled's trees are shared
@@ -1042,6 +1102,7 @@ impl SledStore {
         StoreReader {
             outbox: self.outbox.clone(),
             inbox: self.inbox.clone(),
+            indexes: self.indexes.clone(),
         }
     }
 
@@ -1056,11 +1117,7 @@ impl SledStore {
         list_entries(self.inbox.scan_prefix(sender.0))
     }
 
-    fn put_entry<T: StoredEntry>(
-        &mut self,
-        tree_of: fn(&Self) -> &sled::Tree,
-        entry: &T,
-    ) -> Result<(), StoreError> {
+    fn put_entry<T: StoredEntry>(&mut self, entry: &T) -> Result<(), StoreError> {
         let key = entry.key();
         let bytes = codec::encode(entry, MAX_STORED_VALUE_BYTES).map_err(|error| {
             StoreError(format!(
@@ -1071,10 +1128,7 @@ impl SledStore {
         })?;
         let sealed = seal_value(T::TREE, &key, &bytes);
         self.dirty = true;
-        tree_of(self)
-            .insert(key, sealed)
-            .map_err(|error| sled_error("write", T::TREE, error))?;
-        Ok(())
+        entry.write(self, key, sealed)
     }
 }
 
@@ -1125,7 +1179,7 @@ impl Committer {
 
 impl Store for SledStore {
     fn put_outbox(&mut self, entry: &OutboxEntry) -> Result<(), StoreError> {
-        self.put_entry(|store| &store.outbox, entry)
+        self.put_entry(entry)
     }
 
     fn get_outbox(&self, message_id: &MessageId) -> Result<Option<OutboxEntry>, StoreError> {
@@ -1137,7 +1191,7 @@ impl Store for SledStore {
     }
 
     fn put_inbox(&mut self, entry: &InboxEntry) -> Result<(), StoreError> {
-        self.put_entry(|store| &store.inbox, entry)
+        self.put_entry(entry)
     }
 
     fn get_inbox(
@@ -1152,8 +1206,16 @@ impl Store for SledStore {
         list_entries(self.inbox.iter())
     }
 
+    fn unfinished_outbox_entries(&self) -> Result<Vec<OutboxEntry>, StoreError> {
+        self.indexes.open_outbox()
+    }
+
+    fn unacknowledged_inbox_entries(&self) -> Result<Vec<InboxEntry>, StoreError> {
+        self.indexes.unacknowledged()
+    }
+
     fn put_relay(&mut self, entry: &RelayEntry) -> Result<(), StoreError> {
-        self.put_entry(|store| &store.relay, entry)
+        self.put_entry(entry)
     }
 
     fn get_relay(

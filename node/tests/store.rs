@@ -11,14 +11,18 @@ use std::time::{Duration, Instant};
 use quickfreeze_keys::codec;
 use quickfreeze_keys::{Digest32, NodeId, Signature, Timestamp};
 use quickfreeze_node::audit::{AuditFacts, AuditKind, AuditLog};
+use quickfreeze_node::deadlines::{breaches, DeadlineConfig};
 use quickfreeze_node::store::{
     Found, SledStore, StoreOpenError, StoreOptions, SyncMode, CHECKSUM_BYTES, FORMAT_VERSION,
-    KEY_FORMAT_VERSION, KEY_ROSTER, TREE_INBOX, TREE_META, TREE_OUTBOX, TREE_RELAY,
+    KEY_FORMAT_VERSION, KEY_INDEX_VERSION, KEY_ROSTER, TREE_INBOX, TREE_INBOX_BY_TIME, TREE_META,
+    TREE_OPEN_REQUESTS, TREE_OUTBOX, TREE_RELAY,
 };
 use quickfreeze_proto::core::{
     InboxEntry, MemoryStore, OutboxEntry, OutboxState, RelayEntry, RelayState, Store,
 };
-use quickfreeze_proto::payload::{example_free_text, Payload, PayloadKind};
+use quickfreeze_proto::payload::{
+    example_free_text, example_preservation, example_status, Payload, Status,
+};
 use quickfreeze_proto::receipt::{Receipt, ReceiptBody, ReceiptKind};
 use quickfreeze_proto::{MessageId, Priority};
 use rand::{RngExt, SeedableRng};
@@ -89,7 +93,26 @@ fn random_envelope(rng: &mut ChaCha8Rng) -> Vec<u8> {
     bytes
 }
 
+/// Mostly free text; now and then a status reply (substantive or not) about a pooled id, to a
+/// pooled sender, so that the open-request index has replies to follow.
+fn random_outbox_payload(rng: &mut ChaCha8Rng, message_id: MessageId) -> (NodeId, Payload) {
+    if rng.random_bool(0.4) {
+        let (recipient, references) = reply_target(&message_id);
+        let mut update = example_status(references);
+        if rng.random_bool(0.5) {
+            update.status = Status::AcknowledgedByOfficer;
+        }
+        (recipient, Payload::Status(update))
+    } else {
+        (
+            NodeId([rng.random_range(0..=255u8); 32]),
+            Payload::FreeText(example_free_text()),
+        )
+    }
+}
+
 fn random_outbox(rng: &mut ChaCha8Rng, message_id: MessageId) -> OutboxEntry {
+    let (recipient, payload) = random_outbox_payload(rng, message_id);
     let at = Timestamp(rng.random_range(0..1_000_000u64));
     let state = match rng.random_range(0..6u32) {
         0 => OutboxState::Accepted,
@@ -107,10 +130,10 @@ fn random_outbox(rng: &mut ChaCha8Rng, message_id: MessageId) -> OutboxEntry {
     };
     OutboxEntry {
         message_id,
-        recipient: NodeId([rng.random_range(0..=255u8); 32]),
+        recipient,
         priority: Priority::Urgent,
-        kind: PayloadKind::FreeText,
-        payload: Payload::FreeText(example_free_text()),
+        kind: payload.kind(),
+        payload,
         summary: format!("summary {}", rng.random_range(0..1000u32)),
         created_at: Timestamp(rng.random_range(0..1_000_000u64)),
         expires_at: Timestamp(2_000_000),
@@ -143,12 +166,21 @@ fn random_inbox(rng: &mut ChaCha8Rng, sender: NodeId, message_id: MessageId) -> 
         via_relay: rng.random_bool(0.3).then_some(NodeId([8; 32])),
         envelope: random_envelope(rng),
         digest: Digest32([rng.random_range(0..=255u8); 32]),
-        payload: Payload::FreeText(example_free_text()),
+        payload: if rng.random_bool(0.5) {
+            Payload::Preservation(example_preservation())
+        } else {
+            Payload::FreeText(example_free_text())
+        },
         receipt: receipt(message_id, sender, ReceiptKind::Delivered, 42),
         acknowledged_at: rng
             .random_bool(0.5)
             .then(|| Timestamp(rng.random_range(0..1_000_000u64))),
-        replies: Vec::new(),
+        // As the core does: a request lists only the replies that reference it.
+        replies: (0..ID_POOL)
+            .map(pool_id)
+            .filter(|reply| reply_target(reply) == (sender, message_id))
+            .filter(|_| rng.random_bool(0.7))
+            .collect(),
     }
 }
 
@@ -184,16 +216,63 @@ const ID_POOL: u8 = 12;
 const SENDER_POOL: u8 = 3;
 
 fn pick_id(rng: &mut ChaCha8Rng) -> MessageId {
+    pool_id(rng.random_range(0..ID_POOL))
+}
+
+fn pool_id(n: u8) -> MessageId {
     let mut bytes = [0xA5; 16];
-    bytes[15] = rng.random_range(0..ID_POOL);
+    bytes[15] = n;
     MessageId(bytes)
+}
+
+/// The request (sender, id) a status reply with pooled id `reply` answers, fixed per id as in
+/// the real node, where a reply is written once about one request.
+fn reply_target(reply: &MessageId) -> (NodeId, MessageId) {
+    let n = reply.0[15];
+    (
+        NodeId([n % SENDER_POOL + 1; 32]),
+        pool_id((n + 1) % ID_POOL),
+    )
 }
 
 fn pick_sender(rng: &mut ChaCha8Rng) -> NodeId {
     NodeId([rng.random_range(1..=SENDER_POOL); 32])
 }
 
+/// The indexes agree with the records, the counters with the model, and the deadline check
+/// over the open items finds exactly what a check over the whole store finds.
+fn assert_indexes(model: &MemoryStore, sled: &SledStore, context: &str) {
+    if let Err(problem) = sled.indexes().check() {
+        panic!("{problem} {context}");
+    }
+    let outbox = model.outbox_entries().expect("model outbox");
+    let inbox = model.inbox_entries().expect("model inbox");
+    let counts = sled.history_counts().expect("counts");
+    assert_eq!(counts.outbox, outbox.len() as u64, "outbox count {context}");
+    assert_eq!(counts.inbox, inbox.len() as u64, "inbox count {context}");
+    let unacknowledged = inbox
+        .iter()
+        .filter(|entry| {
+            entry.acknowledged_at.is_none()
+                && quickfreeze_proto::core::awaits_acknowledgement(&entry.payload)
+        })
+        .count();
+    assert_eq!(
+        counts.inbox_unacknowledged, unacknowledged as u64,
+        "unacknowledged count {context}"
+    );
+    // Late enough that every clock has run out: every open item is a breach.
+    let config = DeadlineConfig::default();
+    for now in [Timestamp(1_000_000), Timestamp(30 * 24 * 3600 * 1000)] {
+        let all = breaches(now, &outbox, &inbox, &config);
+        let (open_outbox, open_inbox) = sled.indexes().deadline_items().expect("deadline items");
+        let from_index = breaches(now, &open_outbox, &open_inbox, &config);
+        assert_eq!(from_index, all, "deadline check over open items {context}");
+    }
+}
+
 fn assert_same(model: &MemoryStore, sled: &SledStore, rng: &mut ChaCha8Rng, context: &str) {
+    assert_indexes(model, sled, context);
     let mut outbox_model = model.outbox_entries().expect("model outbox");
     let mut outbox_sled = sled.outbox_entries().expect("sled outbox");
     outbox_model.sort_by_key(|entry| entry.message_id);
@@ -246,7 +325,7 @@ fn assert_helpers(model: &MemoryStore, sled: &SledStore) {
     outbox.sort_by(|a, b| {
         b.created_at
             .cmp(&a.created_at)
-            .then_with(|| a.message_id.cmp(&b.message_id))
+            .then_with(|| b.message_id.cmp(&a.message_id))
     });
     outbox.truncate(5);
     assert_eq!(sled.outbox_page(5).expect("outbox page"), outbox);
@@ -573,6 +652,10 @@ fn store_loses_nothing_flushed_on_kill_minus_nine() {
             for n in range.clone() {
                 assert_numbered_present(&store, n);
             }
+        }
+        // The indexes went into the same transactions as the records: they agree after any kill.
+        if let Err(problem) = store.indexes().check() {
+            panic!("round {round}: after kill -9: {problem}");
         }
         // Whatever else survived (unflushed writes may or may not) must decode too.
         let total = store.outbox_entries().expect("outbox decodes").len()
@@ -1116,4 +1199,60 @@ fn the_store_is_cross_checked_with_the_audit_trail_both_ways() {
         "{problems}"
     );
     assert!(problems.contains("says `received`"), "{problems}");
+}
+
+// Indexes: rebuilt at open when their marker is missing; damage to them is named.
+
+/// A store with `count` inbox and outbox entries from the model test's generators.
+fn filled_store(dir: &Path, count: usize, seed: u64) -> (SledStore, MemoryStore) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut model = MemoryStore::new();
+    let mut store = open(dir, SyncMode::Flush);
+    for _ in 0..count {
+        let id = pick_id(&mut rng);
+        let entry = random_outbox(&mut rng, id);
+        model.put_outbox(&entry).expect("model put");
+        store.put_outbox(&entry).expect("put outbox");
+        let (sender, id) = (pick_sender(&mut rng), pick_id(&mut rng));
+        let entry = random_inbox(&mut rng, sender, id);
+        model.put_inbox(&entry).expect("model put");
+        store.put_inbox(&entry).expect("put inbox");
+    }
+    store.flush().expect("flush");
+    model.flush().expect("model flush");
+    (store, model)
+}
+
+#[test]
+fn store_rebuilds_missing_indexes_at_open() {
+    let dir = temp_dir();
+    let (store, model) = filled_store(dir.path(), 40, 7);
+    assert_indexes(&model, &store, "before");
+    // An older store: no marker, and an index tree emptied (as a store written before indexes
+    // existed would have it).
+    let meta = store.open_tree(TREE_META).expect("meta");
+    meta.remove(KEY_INDEX_VERSION).expect("remove the marker");
+    let open_requests = store.open_tree(TREE_OPEN_REQUESTS).expect("index tree");
+    open_requests.clear().expect("clear an index");
+    let mut store = store;
+    store.note_write();
+    store.flush().expect("flush");
+    assert!(store.indexes().check().is_err(), "the check must see it");
+    drop((meta, open_requests, store));
+    let store = open(dir.path(), SyncMode::Flush);
+    assert_indexes(&model, &store, "after the rebuild at open");
+}
+
+#[test]
+fn store_index_check_names_the_index_that_disagrees() {
+    let dir = temp_dir();
+    let (store, _model) = filled_store(dir.path(), 20, 8);
+    let by_time = store.open_tree(TREE_INBOX_BY_TIME).expect("index tree");
+    let first = by_time.first().expect("read").expect("one key").0;
+    by_time.remove(first).expect("remove");
+    let problem = store.indexes().check().expect_err("a missing key is found");
+    assert!(
+        problem.contains(TREE_INBOX_BY_TIME) && problem.contains("1 keys missing"),
+        "{problem}"
+    );
 }

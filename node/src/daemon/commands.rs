@@ -401,14 +401,11 @@ impl Daemon {
 
     fn find_inbox_sender(&self, text: &str) -> Result<(NodeId, MessageId), String> {
         let id = self.resolve_message_id(text)?;
-        let entries = self
-            .core
+        self.core
             .store()
-            .inbox_entries()
-            .map_err(|error| error.to_string())?;
-        entries
-            .iter()
-            .find(|entry| entry.message_id == id)
+            .indexes()
+            .inbox_by_id(&id)
+            .map_err(|error| error.to_string())?
             .map(|entry| (entry.sender, id))
             .ok_or_else(|| format!("no message {id} in the inbox"))
     }

@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 
 use quickfreeze_keys::Timestamp;
-use quickfreeze_proto::core::Store;
 use tokio::task::JoinHandle;
 use tracing::error;
 
@@ -26,9 +25,11 @@ impl Daemon {
         // Anything a periodic scan already running has read is older than this.
         self.deadline_generation += 1;
         let store = self.core.store();
-        let (outbox, inbox) = match (store.outbox_entries(), store.inbox_entries()) {
-            (Ok(outbox), Ok(inbox)) => (outbox, inbox),
-            (Err(error), _) | (_, Err(error)) => {
+        // Only the open items (unfinished outbox, unanswered requests): the cost follows the
+        // work still to do, not the history, so acknowledge and reply can run it on the loop.
+        let (outbox, inbox) = match store.indexes().deadline_items() {
+            Ok(items) => items,
+            Err(error) => {
                 error!(%error, "deadline check could not read the store");
                 return;
             }
@@ -38,8 +39,8 @@ impl Daemon {
         self.apply_deadlines(now, found);
     }
 
-    /// Starts the periodic deadline check on a blocking thread (it decodes the whole outbox and
-    /// inbox, which grows with history and must not stall the loop).
+    /// Starts the periodic deadline check on a blocking thread (it reads only the open items,
+    /// but their number is set by the officers' backlog, so it stays off the loop).
     pub(super) fn start_deadline_scan(&self, now: Timestamp) -> JoinHandle<DeadlineScan> {
         let reader = self.core.store().reader();
         let config = self.deadline_config.clone();

@@ -19,6 +19,9 @@ use crate::control::{
 /// Fewest hex digits of an id a command accepts.
 pub(crate) const MIN_ID_PREFIX: usize = 6;
 
+/// Most ids an ambiguous prefix error names.
+const MAX_PREFIX_MATCHES: usize = 20;
+
 /// Resolves `text` (a full 32-digit id or a unique prefix of at least [`MIN_ID_PREFIX`] hex
 /// digits) against `known`, with an error that tells the officer what to do.
 pub(crate) fn resolve_id(
@@ -62,14 +65,7 @@ pub(crate) fn resolve_id(
     }
 }
 
-/// The first message of the thread `payload` belongs to: the referenced request for a status
-/// reply, the message itself otherwise.
-pub(crate) fn thread_root(message_id: MessageId, payload: &Payload) -> MessageId {
-    match payload {
-        Payload::Status(update) => update.references,
-        _ => message_id,
-    }
-}
+pub(crate) use crate::store::thread_root;
 
 /// Whether `summary` holds every word of `words` (case-insensitive).
 fn text_matches(summary: &str, words: &str) -> bool {
@@ -191,27 +187,9 @@ impl Threads {
 }
 
 impl Daemon {
-    /// Every message id this node holds, outbox and inbox.
-    fn known_ids(&self) -> Result<Vec<MessageId>, String> {
-        let store = self.core.store();
-        let mut ids: Vec<MessageId> = store
-            .outbox_entries()
-            .map_err(|error| error.to_string())?
-            .iter()
-            .map(|entry| entry.message_id)
-            .collect();
-        ids.extend(
-            store
-                .inbox_entries()
-                .map_err(|error| error.to_string())?
-                .iter()
-                .map(|entry| entry.message_id),
-        );
-        Ok(ids)
-    }
-
     /// The one resolver for every command that takes a message id: a full id, or a unique
-    /// prefix of at least [`MIN_ID_PREFIX`] hex digits (the console's 8-digit ids work).
+    /// prefix of at least [`MIN_ID_PREFIX`] hex digits (the console's 8-digit ids work). A
+    /// prefix is a range scan of the id-keyed trees, whatever the history.
     pub(super) fn resolve_message_id(&self, text: &str) -> Result<MessageId, String> {
         let trimmed = text.trim();
         if trimmed.len() == 32 {
@@ -219,7 +197,19 @@ impl Daemon {
                 return Ok(id);
             }
         }
-        resolve_id(text, self.known_ids()?)
+        // The resolver's own checks (hex, length) first, so its errors stay the same.
+        if let Err(message) = resolve_id(text, std::iter::empty()) {
+            if !message.starts_with("no message") {
+                return Err(message);
+            }
+        }
+        let known = self
+            .core
+            .store()
+            .indexes()
+            .ids_with_prefix(trimmed, MAX_PREFIX_MATCHES)
+            .map_err(|error| error.to_string())?;
+        resolve_id(text, known)
     }
 
     fn threads(&self) -> Result<Threads, String> {
@@ -234,28 +224,24 @@ impl Daemon {
 
     /// The thread `id` belongs to, oldest first.
     pub(super) fn thread_of(&self, id: &MessageId) -> Vec<ThreadItem> {
-        let Ok(threads) = self.threads() else {
+        // One range scan of the thread index, whatever the history.
+        let store = self.core.store();
+        let root = match store.indexes().inbox_by_id(id) {
+            Ok(Some(entry)) => thread_root(entry.message_id, &entry.payload),
+            _ => match store.get_outbox(id) {
+                Ok(Some(entry)) => thread_root(entry.message_id, &entry.payload),
+                _ => *id,
+            },
+        };
+        let Ok((inbox, mut outbox)) = store.indexes().thread(&root) else {
             return Vec::new();
         };
-        let root = threads
-            .inbox
-            .iter()
-            .find(|entry| entry.message_id == *id)
-            .map(|entry| thread_root(entry.message_id, &entry.payload))
-            .or_else(|| {
-                threads
-                    .outbox
-                    .iter()
-                    .find(|entry| entry.message_id == *id)
-                    .map(|entry| thread_root(entry.message_id, &entry.payload))
-            })
-            .unwrap_or(*id);
-        let Some((inbox, outbox)) = threads.members.get(&root) else {
-            return Vec::new();
-        };
+        for entry in &mut outbox {
+            self.overlay_live_state(entry);
+        }
         let me = self.core.node_id();
         let mut items: Vec<(Timestamp, ThreadItem)> = Vec::new();
-        for entry in inbox.iter().map(|index| &threads.inbox[*index]) {
+        for entry in &inbox {
             items.push((
                 entry.received_at,
                 ThreadItem {
@@ -280,7 +266,7 @@ impl Daemon {
                 },
             ));
         }
-        for entry in outbox.iter().map(|index| &threads.outbox[*index]) {
+        for entry in &outbox {
             items.push((
                 entry.created_at,
                 ThreadItem {
@@ -298,6 +284,227 @@ impl Daemon {
         }
         items.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.message_id.cmp(&b.1.message_id)));
         items.into_iter().map(|(_, item)| item).collect()
+    }
+
+    /// An unfiltered flat inbox page: overdue rows first (their number is bounded by the open
+    /// items), then the rest newest first straight from the time index. Costs the page, not the
+    /// history (a page number N reads N pages; `--after` seeks).
+    fn inbox_flat_page(&self, now: Timestamp, query: &MessageQuery) -> ControlResponse {
+        match self.inbox_flat_rows(now, query) {
+            Ok((rows, total, next_after)) => ControlResponse::InboxPage {
+                rows,
+                total,
+                next_after,
+            },
+            Err(message) => ControlResponse::Error { message },
+        }
+    }
+
+    fn inbox_flat_rows(
+        &self,
+        now: Timestamp,
+        query: &MessageQuery,
+    ) -> Result<(Vec<InboxRow>, usize, Option<String>), String> {
+        let indexes = self.core.store().indexes();
+        let text = |error: quickfreeze_proto::core::StoreError| error.to_string();
+        let limit = if query.limit == 0 {
+            DEFAULT_PAGE_ROWS
+        } else {
+            query.limit
+        };
+        let overdue = self.tracker.by_message();
+        let mut late = Vec::new();
+        for id in overdue.keys() {
+            if let Some(entry) = indexes.inbox_by_id(id).map_err(text)? {
+                late.push(entry);
+            }
+        }
+        late.sort_by_key(|entry| std::cmp::Reverse(entry.received_at));
+        let start = flat_start(
+            query,
+            limit,
+            &late,
+            |entry| entry.message_id,
+            |prefix| {
+                indexes
+                    .ids_with_prefix(prefix, MAX_PREFIX_MATCHES)
+                    .map_err(text)
+            },
+            |id| indexes.inbox_by_id(id).map_err(text),
+        )?;
+        let skip_late = |id: &MessageId| overdue.contains_key(id);
+        // The overdue rows to show (from the start or the cursor on), then how many of the
+        // time-ordered rest to skip, or the entry the rest follows.
+        let (mut entries, skip, after) = match start {
+            Start::Overdue(index) => (late.split_off(index + 1), 0, None),
+            Start::Skip(skip) => (late, skip, None),
+            Start::After(after) => (Vec::new(), 0, Some(after)),
+        };
+        let wanted = (skip + limit + 1).saturating_sub(entries.len());
+        entries.extend(
+            indexes
+                .inbox_newest(after.as_ref(), wanted, skip_late)
+                .map_err(text)?,
+        );
+        let entries: Vec<InboxEntry> = entries.into_iter().skip(skip).collect();
+        let more = entries.len() > limit;
+        let rows: Vec<InboxRow> = entries
+            .iter()
+            .take(limit)
+            .map(|entry| self.flat_inbox_row(now, entry, &overdue))
+            .collect();
+        let next_after = if more {
+            rows.last().map(|row| row.message_id.clone())
+        } else {
+            None
+        };
+        let total = indexes.counts().map_err(text)?.inbox;
+        Ok((
+            rows,
+            usize::try_from(total).unwrap_or(usize::MAX),
+            next_after,
+        ))
+    }
+
+    fn flat_inbox_row(
+        &self,
+        now: Timestamp,
+        entry: &InboxEntry,
+        overdue: &BTreeMap<MessageId, Vec<crate::deadlines::Clock>>,
+    ) -> InboxRow {
+        InboxRow {
+            message_id: entry.message_id.to_string(),
+            sender: entry.sender.to_string(),
+            country: self.country(&entry.sender),
+            kind: entry.payload.kind().to_string(),
+            priority: entry.priority.to_string(),
+            received_at: entry.received_at.to_rfc3339(),
+            age_s: now.millis_since(entry.received_at) / 1000,
+            acknowledged: entry.acknowledged_at.is_some(),
+            summary: entry.payload.summary(),
+            via_relay: entry.via_relay.map(|relay| relay.to_string()),
+            overdue: overdue
+                .get(&entry.message_id)
+                .map(|clocks| clocks.iter().map(ToString::to_string).collect())
+                .unwrap_or_default(),
+            thread: thread_root(entry.message_id, &entry.payload).to_string(),
+            thread_messages: 1,
+            latest: None,
+            awaits_acknowledgement: awaits_acknowledgement(&entry.payload),
+        }
+    }
+
+    /// As [`Self::inbox_flat_page`], for the outbox.
+    fn outbox_flat_page(&self, now: Timestamp, query: &MessageQuery) -> ControlResponse {
+        match self.outbox_flat_rows(now, query) {
+            Ok((rows, total, next_after)) => ControlResponse::OutboxPage {
+                rows,
+                total,
+                next_after,
+            },
+            Err(message) => ControlResponse::Error { message },
+        }
+    }
+
+    fn outbox_flat_rows(
+        &self,
+        now: Timestamp,
+        query: &MessageQuery,
+    ) -> Result<(Vec<OutboxRow>, usize, Option<String>), String> {
+        let store = self.core.store();
+        let indexes = store.indexes();
+        let text = |error: quickfreeze_proto::core::StoreError| error.to_string();
+        let limit = if query.limit == 0 {
+            DEFAULT_PAGE_ROWS
+        } else {
+            query.limit
+        };
+        let overdue = self.tracker.by_message();
+        let mut late = Vec::new();
+        for id in overdue.keys() {
+            if let Some(entry) = store.get_outbox(id).map_err(text)? {
+                late.push(entry);
+            }
+        }
+        late.sort_by_key(|entry| std::cmp::Reverse(entry.created_at));
+        let start = flat_start(
+            query,
+            limit,
+            &late,
+            |entry| entry.message_id,
+            |prefix| {
+                indexes
+                    .ids_with_prefix(prefix, MAX_PREFIX_MATCHES)
+                    .map_err(text)
+            },
+            |id| store.get_outbox(id).map_err(text),
+        )?;
+        let skip_late = |id: &MessageId| overdue.contains_key(id);
+        // The overdue rows to show (from the start or the cursor on), then how many of the
+        // time-ordered rest to skip, or the entry the rest follows.
+        let (mut entries, skip, after) = match start {
+            Start::Overdue(index) => (late.split_off(index + 1), 0, None),
+            Start::Skip(skip) => (late, skip, None),
+            Start::After(after) => (Vec::new(), 0, Some(after)),
+        };
+        let wanted = (skip + limit + 1).saturating_sub(entries.len());
+        entries.extend(
+            indexes
+                .outbox_newest(after.as_ref(), wanted, skip_late)
+                .map_err(text)?,
+        );
+        let mut entries: Vec<OutboxEntry> = entries.into_iter().skip(skip).collect();
+        let more = entries.len() > limit;
+        entries.truncate(limit);
+        let backoff: BTreeMap<NodeId, (u32, Timestamp)> = self
+            .core
+            .peer_backoff()
+            .into_iter()
+            .map(|(peer, failures, at)| (peer, (failures, at)))
+            .collect();
+        let rows: Vec<OutboxRow> = entries
+            .iter_mut()
+            .map(|entry| {
+                self.overlay_live_state(entry);
+                OutboxRow {
+                    message_id: entry.message_id.to_string(),
+                    recipient: entry.recipient.to_string(),
+                    country: self.country(&entry.recipient),
+                    kind: entry.kind.to_string(),
+                    priority: entry.priority.to_string(),
+                    state: entry.state.name().into(),
+                    created_at: entry.created_at.to_rfc3339(),
+                    age_s: now.millis_since(entry.created_at) / 1000,
+                    attempts: entry.attempts,
+                    summary: entry.summary.clone(),
+                    last_error: entry.last_error.clone(),
+                    latest_status: entry.status_history.last().map(|record| {
+                        format!(
+                            "{} (officer {})",
+                            record.update.status, record.update.officer
+                        )
+                    }),
+                    overdue: overdue
+                        .get(&entry.message_id)
+                        .map(|clocks| clocks.iter().map(ToString::to_string).collect())
+                        .unwrap_or_default(),
+                    thread: thread_root(entry.message_id, &entry.payload).to_string(),
+                    thread_messages: 1,
+                    why: self.why_undelivered(entry, &backoff, now),
+                }
+            })
+            .collect();
+        let next_after = if more {
+            rows.last().map(|row| row.message_id.clone())
+        } else {
+            None
+        };
+        let total = indexes.counts().map_err(text)?.outbox;
+        Ok((
+            rows,
+            usize::try_from(total).unwrap_or(usize::MAX),
+            next_after,
+        ))
     }
 
     /// The latest message of a thread after its first, in words ("FR: preserved …").
@@ -323,6 +530,9 @@ impl Daemon {
     /// `InboxQuery`: one row per thread with an inbound message (or per message when flat),
     /// filtered and paged.
     pub(super) fn inbox_query(&self, now: Timestamp, query: &MessageQuery) -> ControlResponse {
+        if query.flat && unfiltered(query) {
+            return self.inbox_flat_page(now, query);
+        }
         let threads = match self.threads() {
             Ok(threads) => threads,
             Err(message) => return ControlResponse::Error { message },
@@ -431,6 +641,9 @@ impl Daemon {
     /// `OutboxQuery`: one row per thread this node started (our replies to inbound requests are
     /// in those threads, shown by `inbox`), or per message when flat; filtered and paged.
     pub(super) fn outbox_query(&self, now: Timestamp, query: &MessageQuery) -> ControlResponse {
+        if query.flat && unfiltered(query) {
+            return self.outbox_flat_page(now, query);
+        }
         let threads = match self.threads() {
             Ok(threads) => threads,
             Err(message) => return ControlResponse::Error { message },
@@ -577,6 +790,75 @@ impl Daemon {
             )),
             OutboxState::Rejected { reason, .. } => Some(format!("refused by {cc}: {reason}")),
         }
+    }
+}
+
+/// A query with no filter: its rows come straight from the time indexes.
+fn unfiltered(query: &MessageQuery) -> bool {
+    query.case.is_none()
+        && query.country.is_none()
+        && query.kind.is_none()
+        && query.priority.is_none()
+        && query.state.is_none()
+        && query.since_ms.is_none()
+        && query.until_ms.is_none()
+        && query.text.is_none()
+}
+
+/// Where a flat page starts: within the overdue rows (shown first), or in the time index after
+/// the given entry, or at the newest entry after skipping some.
+enum Start<T> {
+    Overdue(usize),
+    After(T),
+    Skip(usize),
+}
+
+/// Resolves `--after` for a flat page: first among the overdue rows (by `id_of`), then among
+/// the ids the store knows (`lookup`). The errors match [`page`]'s.
+fn flat_start<T, E>(
+    query: &MessageQuery,
+    limit: usize,
+    overdue: &[T],
+    id_of: impl Fn(&T) -> MessageId,
+    candidates: impl FnOnce(&str) -> Result<Vec<MessageId>, String>,
+    mut lookup: impl FnMut(&MessageId) -> Result<Option<E>, String>,
+) -> Result<Start<E>, String> {
+    let Some(after) = &query.after else {
+        return Ok(Start::Skip(
+            query.page.max(1).saturating_sub(1).saturating_mul(limit),
+        ));
+    };
+    let after = after.trim().to_ascii_lowercase();
+    if after.len() < MIN_ID_PREFIX {
+        return Err(format!(
+            "--after `{after}` is too short: give at least {MIN_ID_PREFIX} hex digits of a row's id"
+        ));
+    }
+    if !after.chars().all(|c| c.is_ascii_hexdigit()) || after.len() > 32 {
+        return Err(format!(
+            "--after `{after}`: no such row in this listing (it may no longer match the filter)"
+        ));
+    }
+    let mut found: Vec<Start<E>> = overdue
+        .iter()
+        .enumerate()
+        .filter(|(_, row)| id_of(row).to_string().starts_with(&after))
+        .map(|(index, _)| Start::Overdue(index))
+        .collect();
+    for id in candidates(&after)? {
+        if overdue.iter().any(|row| id_of(row) == id) {
+            continue;
+        }
+        if let Some(entry) = lookup(&id)? {
+            found.push(Start::After(entry));
+        }
+    }
+    match found.len() {
+        1 => Ok(found.pop().expect("one")),
+        0 => Err(format!(
+            "--after `{after}`: no such row in this listing (it may no longer match the filter)"
+        )),
+        _ => Err(format!("--after `{after}` is ambiguous: give more digits")),
     }
 }
 

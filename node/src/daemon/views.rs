@@ -196,15 +196,15 @@ impl Daemon {
                 }),
             };
         }
-        let entries = match store.inbox_entries() {
-            Ok(entries) => entries,
+        let found = match store.indexes().inbox_by_id(&id) {
+            Ok(found) => found,
             Err(error) => {
                 return ControlResponse::Error {
                     message: error.to_string(),
                 }
             }
         };
-        match entries.into_iter().find(|entry| entry.message_id == id) {
+        match found {
             Some(entry) => ControlResponse::Message {
                 detail: Box::new(MessageDetail {
                     direction: "inbound".into(),
@@ -318,16 +318,11 @@ impl Daemon {
         let me = self.core.node_id();
         let member = roster.member(&me);
         let sizes = self.core.queue_sizes();
-        let (inbox_total, inbox_unacknowledged) = match self.core.store().inbox_entries() {
-            Ok(entries) => (
-                entries.len(),
-                entries
-                    .iter()
-                    .filter(|entry| {
-                        entry.acknowledged_at.is_none()
-                            && quickfreeze_proto::core::awaits_acknowledgement(&entry.payload)
-                    })
-                    .count(),
+        // Counters kept with the records: no scan, whatever the history.
+        let (inbox_total, inbox_unacknowledged) = match self.core.store().history_counts() {
+            Ok(counts) => (
+                usize::try_from(counts.inbox).unwrap_or(usize::MAX),
+                usize::try_from(counts.inbox_unacknowledged).unwrap_or(usize::MAX),
             ),
             Err(_) => (0, 0),
         };

@@ -70,7 +70,7 @@ impl<S: Store> Core<S> {
             let bytes = core.signed_roster.clone();
             core.store.put_roster(&bytes)?;
         }
-        for entry in core.store.outbox_entries()? {
+        for entry in core.store.unfinished_outbox_entries()? {
             if !entry.state.is_final() {
                 core.schedule(Job::Outbox(entry.message_id), Timestamp(0), entry.priority);
                 core.outbox.insert(entry.message_id, entry);
@@ -110,7 +110,7 @@ impl<S: Store> Core<S> {
     ) -> Result<Reannounced, StoreError> {
         let since = Timestamp(now.0.saturating_sub(self.config.reannounce_window_ms));
         let mut announced = Reannounced::default();
-        for entry in self.store.inbox_entries()? {
+        for entry in self.store.unacknowledged_inbox_entries()? {
             if entry.acknowledged_at.is_some()
                 || entry.received_at < since
                 || !super::outbox::awaits_acknowledgement(&entry.payload)

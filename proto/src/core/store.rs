@@ -232,6 +232,30 @@ pub trait Store {
     ) -> Result<Option<InboxEntry>, StoreError>;
     /// All inbox entries.
     fn inbox_entries(&self) -> Result<Vec<InboxEntry>, StoreError>;
+
+    /// Outbox entries not in a final state (what a starting core must resume). The default
+    /// filters [`Store::outbox_entries`]; a store with an index of open items answers without
+    /// reading its history.
+    fn unfinished_outbox_entries(&self) -> Result<Vec<OutboxEntry>, StoreError> {
+        Ok(self
+            .outbox_entries()?
+            .into_iter()
+            .filter(|entry| !entry.state.is_final())
+            .collect())
+    }
+
+    /// Inbox entries that await an officer's acknowledgement and have none. The default
+    /// filters [`Store::inbox_entries`], like [`Store::unfinished_outbox_entries`].
+    fn unacknowledged_inbox_entries(&self) -> Result<Vec<InboxEntry>, StoreError> {
+        Ok(self
+            .inbox_entries()?
+            .into_iter()
+            .filter(|entry| {
+                entry.acknowledged_at.is_none()
+                    && super::outbox::awaits_acknowledgement(&entry.payload)
+            })
+            .collect())
+    }
     /// Inserts or replaces a relay entry.
     fn put_relay(&mut self, entry: &RelayEntry) -> Result<(), StoreError>;
     /// One relay entry.
