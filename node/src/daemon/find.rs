@@ -340,7 +340,10 @@ impl Daemon {
             Start::Skip(skip) => (late, skip, None),
             Start::After(after) => (Vec::new(), 0, Some(after)),
         };
-        let wanted = (skip + limit + 1).saturating_sub(entries.len());
+        let wanted = skip
+            .saturating_add(limit)
+            .saturating_add(1)
+            .saturating_sub(entries.len());
         entries.extend(
             indexes
                 .inbox_newest(after.as_ref(), wanted, skip_late)
@@ -447,7 +450,10 @@ impl Daemon {
             Start::Skip(skip) => (late, skip, None),
             Start::After(after) => (Vec::new(), 0, Some(after)),
         };
-        let wanted = (skip + limit + 1).saturating_sub(entries.len());
+        let wanted = skip
+            .saturating_add(limit)
+            .saturating_add(1)
+            .saturating_sub(entries.len());
         entries.extend(
             indexes
                 .outbox_newest(after.as_ref(), wanted, skip_late)
