@@ -112,6 +112,10 @@ pub enum Command {
         /// Wait up to this many seconds for the signed delivery receipt.
         #[arg(long, num_args = 0..=1, default_missing_value = "60")]
         wait: Option<u64>,
+        /// Attach this file (repeat for several; preservation requests; at most 8 files,
+        /// 256 KiB each, 768 KiB together). Name, media type and SHA-256 are filled in.
+        #[arg(long = "attach", value_name = "FILE")]
+        attach: Vec<PathBuf>,
         /// Which node, and output format.
         #[command(flatten)]
         target: Target,
@@ -151,6 +155,10 @@ pub enum Command {
     Show {
         /// Message id.
         id: String,
+        /// Save the message's attachments into this directory (created if missing), under safe
+        /// names, never overwriting a file, after checking each SHA-256.
+        #[arg(long, value_name = "DIR")]
+        save_attachments: Option<PathBuf>,
         /// Which node, and output format.
         #[command(flatten)]
         target: Target,
@@ -257,8 +265,9 @@ pub fn execute(cli: Cli) -> Result<()> {
             to,
             kind,
             wait,
+            attach,
             target,
-        } => messages::send(&file, &to, kind, wait, &target),
+        } => messages::send(&file, &to, kind, wait, &attach, &target),
         Command::Inbox {
             unacknowledged,
             filter,
@@ -266,7 +275,11 @@ pub fn execute(cli: Cli) -> Result<()> {
         } => messages::inbox(&filter, unacknowledged, &target),
         Command::Outbox { filter, target } => messages::outbox(&filter, &target),
         Command::Handover { since, target } => case::handover(&since, &target),
-        Command::Show { id, target } => messages::show(id, &target),
+        Command::Show {
+            id,
+            save_attachments,
+            target,
+        } => messages::show(id, save_attachments.as_deref(), &target),
         Command::Ack {
             id,
             officer,

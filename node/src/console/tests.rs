@@ -71,6 +71,7 @@ fn inbox_row(
         thread_messages: 1,
         latest: None,
         awaits_acknowledgement: kind != "status" && kind != "free-text",
+        conditions: None,
     }
 }
 
