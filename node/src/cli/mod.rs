@@ -17,6 +17,7 @@ mod audit;
 mod case;
 mod key;
 mod messages;
+pub(crate) use messages::payload_attachments;
 mod node;
 mod revoke;
 mod setup;
@@ -210,6 +211,9 @@ pub enum Command {
         /// Your name, sent with acknowledgements and replies (asked for at start when not given).
         #[arg(long, env = "QUICKFREEZE_OFFICER")]
         officer: Option<String>,
+        /// Where `s` in a message saves its attachments (one folder per message below it).
+        #[arg(long, env = "QUICKFREEZE_ATTACHMENTS_DIR", default_value = crate::console::app::DEFAULT_ATTACHMENTS_DIR)]
+        attachments_dir: PathBuf,
     },
     /// Check this node's installation: config, key file mode, roster expiry, free disk, listen
     /// ports, whether it runs, clock skew, and reachability of every roster member. Prints
@@ -290,12 +294,16 @@ pub fn execute(cli: Cli) -> Result<()> {
         Command::Status { target } => node::status(&target),
         Command::Audit(command) => audit::audit(command),
         Command::Stats { since, target } => stats::stats(&since, &target),
-        Command::Console { data_dir, officer } => {
+        Command::Console {
+            data_dir,
+            officer,
+            attachments_dir,
+        } => {
             let officer = match officer.filter(|name| !name.trim().is_empty()) {
                 Some(name) => name,
                 None => ask_officer_name()?,
             };
-            crate::console::run(&data_dir, &officer)
+            crate::console::run(&data_dir, &officer, attachments_dir)
         }
         Command::Demo { dir } => crate::demo::run_demo(dir),
         Command::Web(args) => crate::web::execute(args),
