@@ -411,7 +411,7 @@ mod tests {
                 entry
                     .path
                     .file_name()
-                    .unwrap()
+                    .expect("present")
                     .to_string_lossy()
                     .into_owned()
             })
@@ -420,14 +420,14 @@ mod tests {
             names[..5],
             ["x (2)", "x (3)", "X (4)", "report (2).txt", "_CON"]
         );
-        assert_eq!(fs::read(dir.join("x")).unwrap(), b"was here first");
+        assert_eq!(fs::read(dir.join("x")).expect("present"), b"was here first");
         assert!(!outside.exists(), "the symbolic link was followed");
         // Saving again never overwrites: every file gets a new name.
         let again = save_all(&dir, &list[..1]).expect("again");
         let again_name = again[0]
             .path
             .file_name()
-            .unwrap()
+            .expect("present")
             .to_string_lossy()
             .into_owned();
         assert!(!names.contains(&again_name), "{again_name} was overwritten");
@@ -447,7 +447,7 @@ mod tests {
             error.to_string().contains("does not match its SHA-256"),
             "{error}"
         );
-        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+        assert_eq!(fs::read_dir(dir.path()).expect("present").count(), 0);
     }
 
     #[test]

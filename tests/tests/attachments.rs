@@ -105,11 +105,11 @@ async fn attachments_round_trip_with_hostile_names_and_conditions_are_shown_and_
             de_dir,
             &[
                 "send",
-                form.to_str().unwrap(),
+                form.to_str().expect("present"),
                 "--to",
                 "FR",
                 "--attach",
-                big.to_str().unwrap(),
+                big.to_str().expect("present"),
             ],
         )
         .await,
@@ -120,15 +120,15 @@ async fn attachments_round_trip_with_hostile_names_and_conditions_are_shown_and_
         de_dir,
         &[
             "send",
-            form.to_str().unwrap(),
+            form.to_str().expect("present"),
             "--to",
             "FR",
             "--attach",
-            first.to_str().unwrap(),
+            first.to_str().expect("present"),
             "--attach",
-            second.to_str().unwrap(),
+            second.to_str().expect("present"),
             "--attach",
-            hidden.to_str().unwrap(),
+            hidden.to_str().expect("present"),
             "--json",
         ],
     )
@@ -184,23 +184,26 @@ async fn attachments_round_trip_with_hostile_names_and_conditions_are_shown_and_
             "show",
             &id[..8],
             "--save-attachments",
-            save.to_str().unwrap(),
+            save.to_str().expect("present"),
         ],
     )
     .await;
     let (stdout, stderr) = text(&output);
     assert!(output.status.success(), "show failed: {stdout}\n{stderr}");
     assert_eq!(
-        std::fs::read(save.join("firewall.csv")).unwrap(),
+        std::fs::read(save.join("firewall.csv")).expect("present"),
         b"the officer's own file"
     );
-    assert_eq!(std::fs::read(save.join("firewall (2).csv")).unwrap(), log);
     assert_eq!(
-        std::fs::read(save.join("firewall (3).csv")).unwrap(),
+        std::fs::read(save.join("firewall (2).csv")).expect("present"),
+        log
+    );
+    assert_eq!(
+        std::fs::read(save.join("firewall (3).csv")).expect("present"),
         b"second,file\n"
     );
     assert_eq!(
-        std::fs::read(save.join("notes (2).txt")).unwrap(),
+        std::fs::read(save.join("notes (2).txt")).expect("present"),
         b"plain notes"
     );
     assert!(!outside.exists(), "the planted symbolic link was followed");
@@ -219,11 +222,11 @@ async fn attachments_round_trip_with_hostile_names_and_conditions_are_shown_and_
     let message_line = stdout
         .lines()
         .position(|line| line.starts_with("message "))
-        .unwrap();
+        .expect("present");
     let box_end = stdout
         .lines()
         .position(|line| line.contains("Answers:"))
-        .unwrap();
+        .expect("present");
     assert!(box_end < message_line, "{stdout}");
     assert!(stdout.contains("attachments (3"), "{stdout}");
 
@@ -253,7 +256,7 @@ async fn attachments_round_trip_with_hostile_names_and_conditions_are_shown_and_
             "show",
             &hostile_id,
             "--save-attachments",
-            hostile_dir.to_str().unwrap(),
+            hostile_dir.to_str().expect("present"),
             "--json",
         ],
     )
@@ -265,13 +268,13 @@ async fn attachments_round_trip_with_hostile_names_and_conditions_are_shown_and_
         .as_array()
         .expect("saved list")
         .iter()
-        .map(|entry| entry["path"].as_str().unwrap().to_string())
+        .map(|entry| entry["path"].as_str().expect("present").to_string())
         .collect();
     assert_eq!(saved.len(), 5);
     for path in &saved {
         let path = Path::new(path);
         assert_eq!(path.parent(), Some(hostile_dir.as_path()));
-        let name = path.file_name().unwrap().to_string_lossy();
+        let name = path.file_name().expect("present").to_string_lossy();
         assert!(name.len() <= 120, "{name}");
         assert!(!name.starts_with('.'), "{name}");
         assert!(!name.contains(['\u{202E}', ':', '?']), "{name}");

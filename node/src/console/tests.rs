@@ -444,12 +444,21 @@ fn s_in_a_message_lists_and_saves_its_attachments() {
         notice.text
     );
     let dir = app.attachments_dir.join(&EMERGENCY_ID[..8]);
-    assert_eq!(std::fs::read(dir.join("log.csv")).unwrap(), b"a,b\n");
-    assert_eq!(std::fs::read(dir.join("log (2).csv")).unwrap(), b"c,d\n");
+    assert_eq!(
+        std::fs::read(dir.join("log.csv")).expect("present"),
+        b"a,b\n"
+    );
+    assert_eq!(
+        std::fs::read(dir.join("log (2).csv")).expect("present"),
+        b"c,d\n"
+    );
     // Saving again never overwrites.
     press(&mut app, KeyCode::Char('s'));
     assert!(dir.join("log (3).csv").exists());
-    assert_eq!(std::fs::read(dir.join("log.csv")).unwrap(), b"a,b\n");
+    assert_eq!(
+        std::fs::read(dir.join("log.csv")).expect("present"),
+        b"a,b\n"
+    );
 }
 
 #[test]

@@ -437,7 +437,7 @@ mod tests {
             assert_eq!(EvidentialUse::parse(evidence.as_str()), Ok(evidence));
         }
         assert!(EvidentialUse::parse("maybe")
-            .unwrap_err()
+            .expect_err("an error")
             .contains("intelligence-only"));
     }
 }
