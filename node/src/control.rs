@@ -307,6 +307,10 @@ pub struct InboxRow {
     /// Whether an officer must acknowledge it: requests only, never status replies.
     #[serde(default)]
     pub awaits_acknowledgement: bool,
+    /// The sender's conditions on use as a compact marker (`[case-only,no-onward,...]`), for
+    /// requests; `show` prints them in full.
+    #[serde(default)]
+    pub conditions: Option<String>,
 }
 
 /// A row of `outbox`.

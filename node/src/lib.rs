@@ -1,6 +1,7 @@
 //! The quickfreeze daemon and console: the libp2p shell around the delivery core, the sled store,
 //! the control socket, and the command line.
 //!
+//! - [`attachments`]: files attached to requests, read from disk and saved under safe names.
 //! - [`network`]: libp2p transport that moves opaque frames between roster members only.
 //! - [`store`]: the sled implementation of the core's `Store`, with group commit.
 //! - [`daemon`]: the one task that owns network, core and store.
@@ -15,6 +16,7 @@
 
 #![deny(unreachable_pub)]
 
+pub mod attachments;
 pub mod audit;
 pub mod audit_head;
 mod audit_view;

@@ -228,6 +228,21 @@ phone = ""
 # An e-mail address for follow-up.
 email = ""
 
+# YOUR CONDITIONS ON USE of this request (handling codes). They are signed with the request and
+# shown at the top of it at the other side. The values below are the usual ones: check each.
+[header.handling]
+# true: the other side may use this only for the case and purpose stated here.
+use_limited_to_case = true
+# May they pass it on? "forbidden", "with-consent" (only with your prior consent) or "permitted".
+onward_transmission = "with-consent"
+# May it be used as evidence? "intelligence-only", "with-consent" (not without your prior
+# consent; evidence normally comes through mutual legal assistance) or "may-be-used-as-evidence".
+evidential_use = "with-consent"
+# true: answer and discuss this only through this network, not by other channels.
+reply_channel_only = true
+# Any other condition, in your words (at most 1024 bytes). Leave empty if none.
+free_text = ""
+
 # What identifies the data to preserve (Art. 29(2)(c)): one [[data_identifiers]] block for each,
 # at least one and at most 64. Each block holds exactly one line, of one of these kinds:
 #   ip-address = { address = "203.0.113.7", port = 443, timestamp = "2026-11-23T02:41:00Z" }
@@ -279,6 +294,21 @@ name = ""
 phone = ""
 # An e-mail address for follow-up.
 email = ""
+
+# YOUR CONDITIONS ON USE of this request (handling codes). They are signed with the request and
+# shown at the top of it at the other side. The values below are the usual ones: check each.
+[header.handling]
+# true: the other side may use this only for the case and purpose stated here.
+use_limited_to_case = true
+# May they pass it on? "forbidden", "with-consent" (only with your prior consent) or "permitted".
+onward_transmission = "with-consent"
+# May it be used as evidence? "intelligence-only", "with-consent" (not without your prior
+# consent; evidence normally comes through mutual legal assistance) or "may-be-used-as-evidence".
+evidential_use = "with-consent"
+# true: answer and discuss this only through this network, not by other channels.
+reply_channel_only = true
+# Any other condition, in your words (at most 1024 bytes). Leave empty if none.
+free_text = ""
 "#;
 
 const EMERGENCY_TEMPLATE: &str = r#"# EMERGENCY DISCLOSURE REQUEST, Second Additional Protocol (CETS 224) Art. 9.
@@ -323,6 +353,21 @@ name = ""
 phone = ""
 # An e-mail address for follow-up.
 email = ""
+
+# YOUR CONDITIONS ON USE of this request (handling codes). They are signed with the request and
+# shown at the top of it at the other side. The values below are the usual ones: check each.
+[header.handling]
+# true: the other side may use this only for the case and purpose stated here.
+use_limited_to_case = true
+# May they pass it on? "forbidden", "with-consent" (only with your prior consent) or "permitted".
+onward_transmission = "with-consent"
+# May it be used as evidence? "intelligence-only", "with-consent" (not without your prior
+# consent; evidence normally comes through mutual legal assistance) or "may-be-used-as-evidence".
+evidential_use = "with-consent"
+# true: answer and discuss this only through this network, not by other channels.
+reply_channel_only = true
+# Any other condition, in your words (at most 1024 bytes). Leave empty if none.
+free_text = ""
 
 # The service provider(s) holding the data (Art. 9(3)): one [[service_providers]] block each,
 # at least one.
@@ -382,7 +427,7 @@ mod tests {
     use super::*;
     use crate::payload::{
         example_emergency, example_free_text, example_preservation, example_status,
-        example_traffic_data, DataIdentifier, Status,
+        example_traffic_data, DataIdentifier, EvidentialUse, Handling, OnwardTransmission, Status,
     };
     use crate::{MessageId, Priority};
 
@@ -687,6 +732,61 @@ mod tests {
         };
         assert_eq!(text.references, None);
         assert_eq!(text.case_reference, None);
+    }
+
+    #[test]
+    fn templates_propose_the_default_conditions_and_the_sender_can_change_them() {
+        let Ok(Payload::Emergency(request)) =
+            parse_form(FormKind::Emergency, &filled(FormKind::Emergency))
+        else {
+            panic!("emergency form rejected");
+        };
+        assert_eq!(request.header.handling, Handling::default());
+        let stricter = filled(FormKind::Emergency)
+            .replace(
+                "evidential_use = \"with-consent\"",
+                "evidential_use = \"intelligence-only\"",
+            )
+            .replace(
+                "onward_transmission = \"with-consent\"",
+                "onward_transmission = \"forbidden\"",
+            )
+            .replace(
+                "free_text = \"\"",
+                "free_text = \"Do not alert the provider.\"",
+            );
+        let Ok(Payload::Emergency(request)) = parse_form(FormKind::Emergency, &stricter) else {
+            panic!("emergency form rejected");
+        };
+        assert_eq!(
+            request.header.handling,
+            Handling {
+                use_limited_to_case: true,
+                onward_transmission: OnwardTransmission::Forbidden,
+                evidential_use: EvidentialUse::IntelligenceOnly,
+                reply_channel_only: true,
+                free_text: Some("Do not alert the provider.".into()),
+            }
+        );
+        let unknown = filled(FormKind::Emergency).replace(
+            "evidential_use = \"with-consent\"",
+            "evidential_use = \"sometimes\"",
+        );
+        let error = parse_form(FormKind::Emergency, &unknown).expect_err("unknown word");
+        assert!(error.to_string().contains("intelligence-only"), "{error}");
+    }
+
+    #[test]
+    fn a_form_without_conditions_on_use_is_refused_by_name() {
+        let text = filled(FormKind::Preservation);
+        let start = text
+            .find("[header.handling]")
+            .expect("template has the table");
+        let end = text[start..].find("free_text").expect("last key") + start;
+        let end = text[end..].find('\n').expect("line end") + end;
+        let without = format!("{}{}", &text[..start], &text[end..]);
+        let error = parse_form(FormKind::Preservation, &without).expect_err("handling missing");
+        assert!(error.to_string().contains("handling"), "{error}");
     }
 
     #[test]

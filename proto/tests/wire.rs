@@ -37,7 +37,7 @@ use quickfreeze_proto::envelope::{
 use quickfreeze_proto::frame::{Batch, Frame, MAX_FRAMES_PER_BATCH};
 use quickfreeze_proto::payload::{
     example_emergency, example_free_text, example_preservation, example_status,
-    example_traffic_data, Payload, Status, StatusUpdate,
+    example_traffic_data, EvidentialUse, Payload, Status, StatusUpdate,
 };
 use quickfreeze_proto::receipt::{Receipt, ReceiptBody, ReceiptError, ReceiptKind};
 use quickfreeze_proto::{MessageId, Priority};
@@ -568,6 +568,41 @@ fn a_valid_signature_over_a_forged_ciphertext_does_not_decrypt() {
     envelope.ciphertext[0] ^= 1;
     resign(&mut envelope, A);
     assert!(verify_outer(roster(), &envelope, NOW, &policy()).is_ok());
+    assert_eq!(open_by(B, &envelope), Err(OpenError::DecryptionFailed));
+}
+
+/// The handling codes are inside the signed, encrypted payload: changing one condition in
+/// transit (here "with consent" into "may be used as evidence") breaks the sender's signature,
+/// and even an envelope re-signed by a key holder fails the AEAD tag; nobody on the path can
+/// loosen the sender's conditions.
+#[test]
+fn a_changed_handling_code_breaks_the_signature() {
+    let original = example_preservation();
+    let mut loosened = original.clone();
+    loosened.header.handling.evidential_use = EvidentialUse::MayBeUsedAsEvidence;
+    let before = Payload::Preservation(original).to_bytes().expect("encode");
+    let after = Payload::Preservation(loosened).to_bytes().expect("encode");
+    assert_eq!(before.len(), after.len());
+    let differing: Vec<usize> = (0..before.len())
+        .filter(|&index| before[index] != after[index])
+        .collect();
+    assert_eq!(
+        differing.len(),
+        1,
+        "one condition is one byte of the payload"
+    );
+    let at = differing[0];
+
+    // The stream cipher maps plaintext byte `at` to ciphertext byte `at`: an attacker who knows
+    // the layout flips exactly the bits that turn the condition into the looser one.
+    let mut envelope = preservation_envelope();
+    envelope.ciphertext[at] ^= before[at] ^ after[at];
+    assert!(
+        verify_outer(roster(), &envelope, NOW, &policy()).is_err(),
+        "the sender's signature covers the ciphertext that holds the conditions"
+    );
+    assert!(open_by(B, &envelope).is_err());
+    resign(&mut envelope, A);
     assert_eq!(open_by(B, &envelope), Err(OpenError::DecryptionFailed));
 }
 

@@ -1,14 +1,14 @@
 //! Message commands against the running node: `template`, `send`, `inbox`, `outbox`, `show`,
 //! `ack` and `reply`, with their tables and the detail view.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
 use quickfreeze_keys::Timestamp;
 use quickfreeze_proto::forms::{self, FormKind};
-use quickfreeze_proto::payload::{RefusalGround, Status};
+use quickfreeze_proto::payload::{Attachment, Payload, RefusalGround, Status};
 
 use super::{print_json, request, unexpected, Target};
 use crate::control::{
@@ -183,6 +183,9 @@ fn print_inbox_table(rows: &[InboxRow]) {
             row.thread_messages.max(1),
             overdue_marker(&row.overdue, &row.summary)
         );
+        if let Some(conditions) = &row.conditions {
+            outln!("{:<34}conditions on use: {conditions}", "");
+        }
         if let Some(latest) = &row.latest {
             outln!("{:<34}latest: {latest}", "");
         }
@@ -268,17 +271,52 @@ fn print_outbox_table(rows: &[OutboxRow]) {
 }
 
 /// `show`: one message in full.
-pub(super) fn show(id: String, target: &Target) -> Result<()> {
+pub(super) fn show(id: String, save_into: Option<&Path>, target: &Target) -> Result<()> {
     let response = request(target, &ControlRequest::Show { message_id: id })?;
-    if target.json {
-        return print_json(&response);
-    }
-    match response {
-        ControlResponse::Message { detail } => {
-            print_detail(&detail);
-            Ok(())
+    let Some(dir) = save_into else {
+        if target.json {
+            return print_json(&response);
         }
-        other => unexpected(other),
+        return match response {
+            ControlResponse::Message { detail } => {
+                print_detail(&detail);
+                Ok(())
+            }
+            other => unexpected(other),
+        };
+    };
+    let ControlResponse::Message { detail } = response else {
+        return unexpected(response);
+    };
+    let attachments = detail
+        .payload
+        .as_ref()
+        .map(payload_attachments)
+        .unwrap_or_default();
+    let saved = crate::attachments::save_all(dir, attachments)?;
+    if target.json {
+        return print_json(&serde_json::json!({ "message": detail, "saved": saved }));
+    }
+    print_detail(&detail);
+    if saved.is_empty() {
+        outln!("this message has no attachments; nothing saved");
+    }
+    for entry in &saved {
+        outln!(
+            "saved {} ({} bytes, sha256 verified) as {}",
+            entry.original_name.escape_debug(),
+            entry.bytes,
+            entry.path.display()
+        );
+    }
+    Ok(())
+}
+
+/// The attachments a payload carries (only preservation requests carry any).
+pub(crate) fn payload_attachments(payload: &Payload) -> &[Attachment] {
+    match payload {
+        Payload::Preservation(request) => &request.attachments,
+        _ => &[],
     }
 }
 
@@ -343,6 +381,14 @@ fn print_receipt(receipt: &ReceiptView) {
 }
 
 fn print_detail(detail: &MessageDetail) {
+    if let Some(handling) = detail.payload.as_ref().and_then(Payload::handling) {
+        if detail.direction == "outbound" {
+            outln!("your conditions on use, signed with this request:");
+        }
+        for line in handling.render_box(78) {
+            outln!("{line}");
+        }
+    }
     outln!("message   {} ({})", detail.message_id, detail.direction);
     let label = if detail.direction == "outbound" {
         "to"
@@ -376,8 +422,32 @@ fn print_detail(detail: &MessageDetail) {
     }
     print_thread(&detail.thread);
     if let Some(payload) = &detail.payload {
+        let attachments = payload_attachments(payload);
+        if !attachments.is_empty() {
+            outln!(
+                "attachments ({}; save them with --save-attachments DIR):",
+                attachments.len()
+            );
+            for (index, attachment) in attachments.iter().enumerate() {
+                outln!(
+                    "  {}. {}  {}  {} bytes  sha256 {}",
+                    index + 1,
+                    attachment.name.escape_debug(),
+                    attachment.media_type.escape_debug(),
+                    attachment.bytes.len(),
+                    attachment.sha256
+                );
+            }
+        }
+        // The content without the attachments' bytes (listed above; hex here would bury it).
+        let mut payload = payload.clone();
+        if let Payload::Preservation(request) = &mut payload {
+            for attachment in &mut request.attachments {
+                attachment.bytes.clear();
+            }
+        }
         outln!("content:");
-        match toml::to_string_pretty(payload) {
+        match toml::to_string_pretty(&payload) {
             Ok(text) => {
                 for line in text.lines() {
                     outln!("  {line}");
@@ -449,6 +519,7 @@ pub(super) fn send(
     to: &str,
     kind: Option<FormKind>,
     wait: Option<u64>,
+    attach: &[PathBuf],
     target: &Target,
 ) -> Result<()> {
     let text = read_text(file)?;
@@ -456,8 +527,22 @@ pub(super) fn send(
         Some(kind) => kind,
         None => bail!("{}: cannot tell which form this is; pass --kind preservation|traffic|emergency|status|free-text", file.display()),
     };
-    let payload =
+    let mut payload =
         forms::parse_form(kind, &text).map_err(|error| anyhow!("{}: {error}", file.display()))?;
+    if !attach.is_empty() {
+        let Payload::Preservation(request) = &mut payload else {
+            bail!(
+                "--attach: a {} carries no attachments; only preservation requests do (send the \
+                 files with a preservation request, or describe them in the text)",
+                payload.kind()
+            );
+        };
+        let files = crate::attachments::read_files(attach, request.attachments.len())?;
+        request.attachments.extend(files);
+        payload
+            .validate()
+            .map_err(|errors| anyhow!("{} with the attached files: {errors}", file.display()))?;
+    }
     let response = request(
         target,
         &ControlRequest::Submit {

@@ -18,6 +18,7 @@ mod backup;
 mod case;
 mod key;
 mod messages;
+pub(crate) use messages::payload_attachments;
 mod node;
 mod revoke;
 mod setup;
@@ -115,6 +116,10 @@ pub enum Command {
         /// Wait up to this many seconds for the signed delivery receipt.
         #[arg(long, num_args = 0..=1, default_missing_value = "60")]
         wait: Option<u64>,
+        /// Attach this file (repeat for several; preservation requests; at most 8 files,
+        /// 256 KiB each, 768 KiB together). Name, media type and SHA-256 are filled in.
+        #[arg(long = "attach", value_name = "FILE")]
+        attach: Vec<PathBuf>,
         /// Which node, and output format.
         #[command(flatten)]
         target: Target,
@@ -154,6 +159,10 @@ pub enum Command {
     Show {
         /// Message id.
         id: String,
+        /// Save the message's attachments into this directory (created if missing), under safe
+        /// names, never overwriting a file, after checking each SHA-256.
+        #[arg(long, value_name = "DIR")]
+        save_attachments: Option<PathBuf>,
         /// Which node, and output format.
         #[command(flatten)]
         target: Target,
@@ -238,6 +247,9 @@ pub enum Command {
         /// Your name, sent with acknowledgements and replies (asked for at start when not given).
         #[arg(long, env = "QUICKFREEZE_OFFICER")]
         officer: Option<String>,
+        /// Where `s` in a message saves its attachments (one folder per message below it).
+        #[arg(long, env = "QUICKFREEZE_ATTACHMENTS_DIR", default_value = crate::console::app::DEFAULT_ATTACHMENTS_DIR)]
+        attachments_dir: PathBuf,
     },
     /// Check this node's installation: config, key file mode, roster expiry, free disk, listen
     /// ports, whether it runs, clock skew, and reachability of every roster member. Prints
@@ -293,8 +305,9 @@ pub fn execute(cli: Cli) -> Result<()> {
             to,
             kind,
             wait,
+            attach,
             target,
-        } => messages::send(&file, &to, kind, wait, &target),
+        } => messages::send(&file, &to, kind, wait, &attach, &target),
         Command::Inbox {
             unacknowledged,
             filter,
@@ -302,7 +315,11 @@ pub fn execute(cli: Cli) -> Result<()> {
         } => messages::inbox(&filter, unacknowledged, &target),
         Command::Outbox { filter, target } => messages::outbox(&filter, &target),
         Command::Handover { since, target } => case::handover(&since, &target),
-        Command::Show { id, target } => messages::show(id, &target),
+        Command::Show {
+            id,
+            save_attachments,
+            target,
+        } => messages::show(id, save_attachments.as_deref(), &target),
         Command::Ack {
             id,
             officer,
@@ -314,12 +331,16 @@ pub fn execute(cli: Cli) -> Result<()> {
         Command::Audit(command) => audit::audit(command),
         Command::Store(command) => store::store(command),
         Command::Stats { since, target } => stats::stats(&since, &target),
-        Command::Console { data_dir, officer } => {
+        Command::Console {
+            data_dir,
+            officer,
+            attachments_dir,
+        } => {
             let officer = match officer.filter(|name| !name.trim().is_empty()) {
                 Some(name) => name,
                 None => ask_officer_name()?,
             };
-            crate::console::run(&data_dir, &officer)
+            crate::console::run(&data_dir, &officer, attachments_dir)
         }
         Command::Backup {
             data_dir,

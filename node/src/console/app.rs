@@ -61,6 +61,9 @@ pub struct Notice {
     pub error: bool,
 }
 
+/// Where the console saves attachments unless told otherwise (relative to its working directory).
+pub const DEFAULT_ATTACHMENTS_DIR: &str = "quickfreeze-attachments";
+
 /// The status replies an officer can pick, in menu order: (name, label).
 pub const STATUS_CHOICES: [(&str, &str); 7] = [
     ("acknowledged", "acknowledged by officer"),
@@ -245,6 +248,9 @@ pub struct App {
     pub search: Option<String>,
     /// True while the officer types the search.
     pub searching: bool,
+    /// Where `s` in the message view saves attachments: a folder per message below it
+    /// (`--attachments-dir`, default `quickfreeze-attachments` in the working directory).
+    pub attachments_dir: std::path::PathBuf,
 }
 
 /// Whether a list row holds every word of the search (case-insensitive).
@@ -293,6 +299,7 @@ impl App {
             quit: false,
             search: None,
             searching: false,
+            attachments_dir: std::path::PathBuf::from(DEFAULT_ATTACHMENTS_DIR),
         }
     }
 
@@ -354,6 +361,39 @@ impl App {
         }
         self.pending = None;
         self.say(&format!("{what}: {reason}"), true);
+    }
+
+    /// `s` in the message view: saves its attachments into a folder named after the message
+    /// below [`App::attachments_dir`], with the same safety as `show --save-attachments`.
+    pub fn save_attachments(&mut self) {
+        let Some(detail) = self.detail.as_ref().and_then(|view| view.detail.as_deref()) else {
+            self.say(
+                "the message is still loading; press s again in a moment",
+                false,
+            );
+            return;
+        };
+        let attachments = detail
+            .payload
+            .as_ref()
+            .map(crate::cli::payload_attachments)
+            .unwrap_or_default();
+        if attachments.is_empty() {
+            self.say("this message has no attachments", false);
+            return;
+        }
+        let dir = self.attachments_dir.join(short(&detail.message_id));
+        match crate::attachments::save_all(&dir, attachments) {
+            Ok(saved) => {
+                let text = format!(
+                    "saved {} attachment(s), sha256 verified, into {}",
+                    saved.len(),
+                    dir.display()
+                );
+                self.say(&text, false);
+            }
+            Err(error) => self.say(&format!("attachments not saved: {error:#}"), true),
+        }
     }
 
     fn say(&mut self, text: &str, error: bool) {
@@ -724,6 +764,10 @@ impl App {
             }
             KeyCode::Esc | KeyCode::Char('q') | KeyCode::Backspace => {
                 self.detail = None;
+                return Vec::new();
+            }
+            KeyCode::Char('s') => {
+                self.save_attachments();
                 return Vec::new();
             }
             _ => {}

@@ -156,7 +156,7 @@ fn is_refresh(request: &ControlRequest) -> bool {
 }
 
 /// Runs the console against the node whose data directory is `data_dir` until the officer quits.
-pub fn run(data_dir: &Path, officer: &str) -> Result<()> {
+pub fn run(data_dir: &Path, officer: &str, attachments_dir: PathBuf) -> Result<()> {
     use std::io::IsTerminal;
     if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
         anyhow::bail!(
@@ -164,6 +164,7 @@ pub fn run(data_dir: &Path, officer: &str) -> Result<()> {
         );
     }
     let mut app = App::new(officer);
+    app.attachments_dir = attachments_dir;
     let mut link = Link {
         data_dir: data_dir.to_path_buf(),
         client: None,

@@ -17,6 +17,7 @@ use super::app::{
 use crate::control::{InboxRow, MessageDetail, OutboxRow};
 use crate::text::age;
 use quickfreeze_proto::forms::FormKind;
+use quickfreeze_proto::payload::Payload;
 
 /// Colour of a priority: red for emergency, yellow for urgent.
 pub fn priority_style(priority: &str) -> Style {
@@ -412,6 +413,12 @@ pub fn detail_lines(detail: &MessageDetail) -> Vec<Line<'static>> {
     let bold = Style::new().add_modifier(Modifier::BOLD);
     let label = |name: &str| Span::styled(format!("{name:<10}"), bold);
     let mut lines = Vec::new();
+    if let Some(handling) = detail.payload.as_ref().and_then(Payload::handling) {
+        let style = Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD);
+        for line in handling.render_box(74) {
+            lines.push(Line::from(Span::styled(clean(&line), style)));
+        }
+    }
     let (from_to, direction) = if detail.direction == "outbound" {
         ("to", "sent")
     } else {
@@ -523,8 +530,38 @@ pub fn detail_lines(detail: &MessageDetail) -> Vec<Line<'static>> {
             lines.push(Line::from(format!("    {}", clean(&item.summary))));
         }
     }
+    let attachments = detail
+        .payload
+        .as_ref()
+        .map(crate::cli::payload_attachments)
+        .unwrap_or_default();
+    if !attachments.is_empty() {
+        lines.push(Line::from(Span::styled(
+            format!("attachments ({}; s saves them)", attachments.len()),
+            bold,
+        )));
+        for (index, attachment) in attachments.iter().enumerate() {
+            lines.push(Line::from(format!(
+                "  {}. {}  {}  {} bytes",
+                index + 1,
+                clean(&attachment.name),
+                clean(&attachment.media_type),
+                attachment.bytes.len()
+            )));
+        }
+    }
+    // The content without the attachments' bytes (listed above).
+    let shown = detail.payload.as_ref().map(|payload| {
+        let mut payload = payload.clone();
+        if let Payload::Preservation(request) = &mut payload {
+            for attachment in &mut request.attachments {
+                attachment.bytes.clear();
+            }
+        }
+        payload
+    });
     lines.push(Line::from(Span::styled("content", bold)));
-    match &detail.payload {
+    match &shown {
         Some(payload) => match toml::to_string_pretty(payload) {
             Ok(text) => {
                 for line in text.lines() {
@@ -900,7 +937,7 @@ fn key_hints(app: &App) -> String {
             _ => " ↑/↓ choose · Enter next · Esc back".into(),
         },
         None if app.detail.is_some() => {
-            " ↑/↓ PgUp/PgDn scroll · a ack · r reply · Esc back · ? help".into()
+            " ↑/↓ scroll · a ack · r reply · s save files · Esc back · ? help".into()
         }
         None => " Tab pane · Enter open · a ack · r reply · n new · ? help · q quit".into(),
     }

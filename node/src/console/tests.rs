@@ -71,6 +71,7 @@ fn inbox_row(
         thread_messages: 1,
         latest: None,
         awaits_acknowledgement: kind != "status" && kind != "free-text",
+        conditions: None,
     }
 }
 
@@ -410,6 +411,57 @@ fn emergency_detail() -> MessageDetail {
 }
 
 #[test]
+fn s_in_a_message_lists_and_saves_its_attachments() {
+    let folder = tempfile::tempdir().expect("tempdir");
+    let mut app = night_app();
+    app.attachments_dir = folder.path().join("saved");
+    press(&mut app, KeyCode::Enter);
+    // Still loading: nothing to save yet, and nothing is written.
+    press(&mut app, KeyCode::Char('s'));
+    assert!(!app.attachments_dir.exists());
+    let mut detail = emergency_detail();
+    let mut request = quickfreeze_proto::payload::example_preservation();
+    request.attachments = vec![
+        quickfreeze_proto::payload::Attachment::new("../log.csv", "text/csv", b"a,b\n".to_vec()),
+        quickfreeze_proto::payload::Attachment::new("log.csv", "text/csv", b"c,d\n".to_vec()),
+    ];
+    detail.payload = Some(Payload::Preservation(request));
+    app.apply(ControlResponse::Message {
+        detail: Box::new(detail),
+    });
+    let mut text = screen(&app);
+    for _ in 0..30 {
+        press(&mut app, KeyCode::Down);
+        text.push_str(&screen(&app));
+    }
+    assert!(text.contains("attachments (2; s saves them)"), "{text}");
+    press(&mut app, KeyCode::Char('s'));
+    let notice = app.notice.as_ref().expect("notice");
+    assert!(!notice.error, "{}", notice.text);
+    assert!(
+        notice.text.contains("saved 2 attachment(s)"),
+        "{}",
+        notice.text
+    );
+    let dir = app.attachments_dir.join(&EMERGENCY_ID[..8]);
+    assert_eq!(
+        std::fs::read(dir.join("log.csv")).expect("present"),
+        b"a,b\n"
+    );
+    assert_eq!(
+        std::fs::read(dir.join("log (2).csv")).expect("present"),
+        b"c,d\n"
+    );
+    // Saving again never overwrites.
+    press(&mut app, KeyCode::Char('s'));
+    assert!(dir.join("log (3).csv").exists());
+    assert_eq!(
+        std::fs::read(dir.join("log.csv")).expect("present"),
+        b"a,b\n"
+    );
+}
+
+#[test]
 fn enter_opens_the_whole_message_and_it_scrolls() {
     let mut app = night_app();
     let commands = press(&mut app, KeyCode::Enter);
@@ -432,7 +484,16 @@ fn enter_opens_the_whole_message_and_it_scrolls() {
         text.contains("delivered by FR at 2026-11-24T03:00:07Z, signature verified"),
         "{text}"
     );
-    assert!(text.contains("emergency_facts"), "{text}");
+    // The sender's conditions on use come first, before who sent it.
+    let conditions = text.find("CONDITIONS ON USE").expect("conditions box");
+    assert!(
+        conditions < text.find("message   ").expect("message line"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Onward transmission: only with the sender's prior consent"),
+        "{text}"
+    );
     // An emergency gets a red frame.
     let (_, y) = find(&buffer, "from DE").expect("title");
     assert_eq!(buffer[(0, y)].fg, Color::Red);

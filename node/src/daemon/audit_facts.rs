@@ -164,18 +164,25 @@ impl Daemon {
                 kind,
                 via_relay,
                 digest,
+                handling,
                 reannounced: false,
             } => {
                 let digest = Some(*digest);
                 let relay = via_relay.map_or_else(String::new, |relay| {
                     format!(" via relay {relay}")
                 });
+                // The conditions as codes only: the sender's free text is content and stays out
+                // of the trail (the marker says `+note` when there is one).
+                let conditions = handling
+                    .as_ref()
+                    .map(|handling| format!("; conditions on use {}", handling.marker()))
+                    .unwrap_or_default();
                 facts(
                     AuditKind::Received,
                     Some(*message_id),
                     Some(*sender),
                     digest,
-                    format!("{priority} {kind}{relay}"),
+                    format!("{priority} {kind}{relay}{conditions}"),
                 )
             }
             Event::Received {

@@ -130,8 +130,10 @@ impl Daemon {
                 kind,
                 via_relay,
                 reannounced,
+                handling,
                 ..
             } => {
+                let conditions = handling.as_ref().map(|h| h.marker()).unwrap_or_default();
                 if *reannounced {
                     // One summary line was logged at start; the detail is for the console and,
                     // for the first few, the alert hook.
@@ -149,7 +151,7 @@ impl Daemon {
                         // Status replies and follow-ups are read, not acknowledged.
                         "new message in the inbox"
                     };
-                    info!(%message_id, from = %country(sender), %priority, %kind, relayed = via_relay.is_some(), "{what}");
+                    info!(%message_id, from = %country(sender), %priority, %kind, relayed = via_relay.is_some(), %conditions, "{what}");
                 }
                 self.alert(
                     if *reannounced {

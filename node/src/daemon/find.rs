@@ -601,6 +601,7 @@ impl Daemon {
                         .map(|entry| format!("reply to your {}", entry.summary))
                 },
                 awaits_acknowledgement: awaits_acknowledgement(&shown.payload),
+                conditions: shown.payload.handling().map(|handling| handling.marker()),
             };
             if !self.inbox_row_matches(query, shown, &row) {
                 continue;

@@ -438,6 +438,9 @@ fn header(
             phone: text(form, "header.contact.phone"),
             email: text(form, "header.contact.email"),
         },
+        // The web form has no conditions-on-use fields yet (issue 14 item 5): the standard
+        // conditions the CLI template proposes. The web console must add the fields.
+        handling: quickfreeze_proto::payload::Handling::default(),
     }
 }
 

@@ -54,6 +54,7 @@ impl Backend for FakeNode {
                     thread_messages: 1,
                     latest: None,
                     awaits_acknowledgement: true,
+                    conditions: None,
                 }],
             },
             ControlRequest::Outbox { .. } => ControlResponse::Outbox { rows: Vec::new() },

@@ -94,6 +94,9 @@ pub enum Event {
         via_relay: Option<NodeId>,
         /// SHA-256 of the envelope (what receipts and the audit trail refer to).
         digest: quickfreeze_keys::Digest32,
+        /// The sender's conditions on use (requests only), for the operator's log and the audit
+        /// trail.
+        handling: Option<crate::payload::Handling>,
         /// Shown again after a restart because no officer has acknowledged it yet
         /// ([`Core::announce_unacknowledged`]); the first showing may have been lost in a crash.
         reannounced: bool,

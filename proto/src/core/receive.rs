@@ -157,6 +157,7 @@ impl<S: Store> Core<S> {
             },
         );
         let kind = payload.kind();
+        let handling = payload.handling().cloned();
         let status_update = match &payload {
             Payload::Status(update) => Some(update.clone()),
             _ => None,
@@ -187,6 +188,7 @@ impl<S: Store> Core<S> {
             kind,
             via_relay,
             digest,
+            handling,
             reannounced: false,
         });
         if let Some(update) = status_update {

@@ -131,6 +131,7 @@ impl<S: Store> Core<S> {
                 kind: entry.payload.kind(),
                 via_relay: entry.via_relay,
                 digest: entry.digest,
+                handling: entry.payload.handling().cloned(),
                 reannounced: true,
             });
         }

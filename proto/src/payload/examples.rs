@@ -3,6 +3,7 @@
 
 use quickfreeze_keys::types::{CountryCode, Timestamp};
 
+use super::handling::Handling;
 use super::limits::DEFAULT_PRESERVATION_DAYS;
 use super::types::{
     Attachment, DataIdentifier, EmergencyDisclosureRequest, FreeText, OnDutyContact,
@@ -27,6 +28,7 @@ fn example_header(case_reference: &str, urgency: Priority) -> RequestHeader {
             phone: String::from("+31 70 555 0142"),
             email: String::from("duty-officer@htcu.example.org"),
         },
+        handling: Handling::default(),
     }
 }
 

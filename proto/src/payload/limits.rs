@@ -14,6 +14,11 @@ pub const MAX_DATA_IDENTIFIERS: usize = 64;
 pub const MAX_ATTACHMENTS: usize = 8;
 /// Largest single attachment, in bytes.
 pub const MAX_ATTACHMENT_BYTES: usize = 256 * 1024;
+/// Most bytes all attachments of one request may hold together; the rest of
+/// [`MAX_PAYLOAD_BYTES`] is left for the text of the request.
+pub const MAX_ATTACHMENTS_TOTAL_BYTES: usize = 768 * 1024;
+/// Limit for the free-text condition of a request's handling codes, in UTF-8 bytes.
+pub const MAX_HANDLING_TEXT_BYTES: usize = 1024;
 /// Shortest preservation period a request may ask for (Art. 29(7)).
 pub const MIN_PRESERVATION_DAYS: u32 = 60;
 /// The preservation period a new request asks for unless the officer changes it.

@@ -17,6 +17,7 @@
 //! - `limits`: every named size and count limit of a payload.
 //! - `text`: serde adapters that write ids, optional values and bytes as text in a form and
 //!   natively in the binary encoding.
+//! - `handling`: the sender's conditions on use (handling codes) and their English wording.
 //! - `types`: the request and answer structs (what is on the wire, field by field).
 //! - `validate`: [`ValidationErrors`] and the checker behind every `validate` method.
 //! - `examples`: complete, valid, fictitious payloads for templates, docs and tests.
@@ -34,6 +35,7 @@ use serde::{Deserialize, Serialize};
 use crate::Priority;
 
 mod examples;
+mod handling;
 mod limits;
 mod text;
 mod types;
@@ -46,10 +48,14 @@ pub use examples::{
     example_emergency, example_free_text, example_preservation, example_status,
     example_traffic_data,
 };
+pub use handling::{
+    english as handling_english, english_labels as handling_english_labels, EvidentialUse,
+    Handling, HandlingLine, OnwardTransmission, HANDLING_TITLE,
+};
 pub use limits::{
-    DEFAULT_PRESERVATION_DAYS, MAX_ATTACHMENTS, MAX_ATTACHMENT_BYTES, MAX_DATA_IDENTIFIERS,
-    MAX_LONG_TEXT_BYTES, MAX_PAYLOAD_BYTES, MAX_SHORT_TEXT_BYTES, MIN_PRESERVATION_DAYS,
-    SUMMARY_MAX_CHARS,
+    DEFAULT_PRESERVATION_DAYS, MAX_ATTACHMENTS, MAX_ATTACHMENTS_TOTAL_BYTES, MAX_ATTACHMENT_BYTES,
+    MAX_DATA_IDENTIFIERS, MAX_HANDLING_TEXT_BYTES, MAX_LONG_TEXT_BYTES, MAX_PAYLOAD_BYTES,
+    MAX_SHORT_TEXT_BYTES, MIN_PRESERVATION_DAYS, SUMMARY_MAX_CHARS,
 };
 pub use types::{
     Attachment, DataIdentifier, EmergencyDisclosureRequest, FreeText, OnDutyContact,
@@ -158,6 +164,17 @@ impl Payload {
             Payload::Emergency(request) => Some(&request.header.case_reference),
             Payload::Status(update) => Some(&update.case_reference),
             Payload::FreeText(text) => text.case_reference.as_deref(),
+        }
+    }
+
+    /// The sender's conditions on use; every request carries them, status updates and free text
+    /// do not.
+    pub fn handling(&self) -> Option<&Handling> {
+        match self {
+            Payload::Preservation(request) => Some(&request.header.handling),
+            Payload::TrafficData(disclosure) => Some(&disclosure.header.handling),
+            Payload::Emergency(request) => Some(&request.header.handling),
+            Payload::Status(_) | Payload::FreeText(_) => None,
         }
     }
 

@@ -199,17 +199,92 @@ fn attachment_limits() {
 }
 
 #[test]
-fn a_valid_looking_request_that_does_not_fit_the_payload_limit_is_reported() {
+fn attachments_over_their_total_limit_are_named() {
     let mut request = example_preservation();
-    request.attachments = (0..MAX_ATTACHMENTS)
+    request.attachments = (0..4)
         .map(|index| {
             Attachment::new(
                 format!("part{index}.bin"),
                 "application/octet-stream",
-                vec![7; MAX_ATTACHMENT_BYTES],
+                vec![7; MAX_ATTACHMENTS_TOTAL_BYTES / 4 + 1],
             )
         })
         .collect();
+    let errors = request.validate().expect_err("over the total");
+    assert_eq!(
+        field_set(&errors),
+        BTreeSet::from(["attachments"]),
+        "{errors}"
+    );
+    assert!(errors
+        .to_string()
+        .contains(&MAX_ATTACHMENTS_TOTAL_BYTES.to_string()));
+}
+
+#[test]
+fn handling_free_text_has_a_limit_and_no_control_characters() {
+    let mut request = example_preservation();
+    request.header.handling.free_text = Some("a".repeat(MAX_HANDLING_TEXT_BYTES));
+    assert_eq!(request.validate(), Ok(()));
+    request.header.handling.free_text = Some("a".repeat(MAX_HANDLING_TEXT_BYTES + 1));
+    let errors = request.validate().expect_err("too long");
+    assert_eq!(
+        field_set(&errors),
+        BTreeSet::from(["header.handling.free_text"])
+    );
+    assert!(
+        errors.to_string().contains("at most 1024 bytes"),
+        "{errors}"
+    );
+    let mut emergency = example_emergency();
+    emergency.header.handling.free_text = Some("do not\u{1b}[2J forward".into());
+    let errors = emergency.validate().expect_err("escape");
+    assert_eq!(
+        field_set(&errors),
+        BTreeSet::from(["header.handling.free_text"])
+    );
+    // Line breaks are allowed: a condition may take a few lines.
+    emergency.header.handling.free_text = Some("line one\nline two".into());
+    assert_eq!(emergency.validate(), Ok(()));
+}
+
+#[test]
+fn requests_carry_handling_and_answers_do_not() {
+    assert!(Payload::Preservation(example_preservation())
+        .handling()
+        .is_some());
+    assert!(Payload::TrafficData(example_traffic_data())
+        .handling()
+        .is_some());
+    assert!(Payload::Emergency(example_emergency()).handling().is_some());
+    assert!(Payload::Status(example_status(MessageId([1; 16])))
+        .handling()
+        .is_none());
+    assert!(Payload::FreeText(example_free_text()).handling().is_none());
+}
+
+#[test]
+fn a_valid_looking_request_that_does_not_fit_the_payload_limit_is_reported() {
+    // Attachments exactly at their total limit plus every narrative field at its own limit:
+    // each field is fine, the whole is not.
+    let mut request = example_preservation();
+    let per_file = MAX_ATTACHMENTS_TOTAL_BYTES / 3;
+    assert!(per_file <= MAX_ATTACHMENT_BYTES);
+    request.attachments = (0..3)
+        .map(|index| {
+            Attachment::new(
+                format!("part{index}.bin"),
+                "application/octet-stream",
+                vec![7; per_file],
+            )
+        })
+        .collect();
+    let long = "x".repeat(MAX_LONG_TEXT_BYTES);
+    request.offence = long.clone();
+    request.facts_summary = long.clone();
+    request.data_to_preserve = long.clone();
+    request.relationship_to_offence = long.clone();
+    request.necessity = long;
     let errors = request.validate().expect_err("too large");
     assert_eq!(field_set(&errors), BTreeSet::from(["(message)"]));
     assert!(matches!(
@@ -422,6 +497,7 @@ prop_compose! {
         name in any::<String>(),
         phone in any::<String>(),
         email in any::<String>(),
+        handling_text in any::<Option<String>>(),
     ) -> RequestHeader {
         RequestHeader {
             case_reference,
@@ -429,6 +505,7 @@ prop_compose! {
             language,
             requesting_authority,
             contact: OnDutyContact { name, phone, email },
+            handling: Handling { free_text: handling_text, ..Handling::default() },
         }
     }
 }

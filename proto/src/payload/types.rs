@@ -10,6 +10,7 @@ use quickfreeze_keys::types::{CountryCode, Digest32, Timestamp};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::handling::Handling;
 use super::limits::{DEFAULT_PRESERVATION_DAYS, LATEST_WRITABLE_MILLIS};
 use super::text::{hex_bytes, id_text, optional_text};
 use crate::{MessageId, Priority};
@@ -35,6 +36,9 @@ pub struct RequestHeader {
     pub requesting_authority: String,
     /// The officer on duty whom the other side can reach about this request.
     pub contact: OnDutyContact,
+    /// The sender's conditions on use of this request, signed with it (`[header.handling]`).
+    /// Required in a form: the template proposes the defaults and the sender confirms them.
+    pub handling: Handling,
 }
 
 fn default_language() -> String {

@@ -12,9 +12,9 @@ use quickfreeze_keys::types::Timestamp;
 use serde::Serialize;
 
 use super::limits::{
-    LATEST_WRITABLE_MILLIS, MAX_ATTACHMENTS, MAX_ATTACHMENT_BYTES, MAX_DATA_IDENTIFIERS,
-    MAX_LONG_TEXT_BYTES, MAX_PAYLOAD_BYTES, MAX_SHORT_TEXT_BYTES, MIN_PRESERVATION_DAYS,
-    PAYLOAD_TAG_BYTES,
+    LATEST_WRITABLE_MILLIS, MAX_ATTACHMENTS, MAX_ATTACHMENTS_TOTAL_BYTES, MAX_ATTACHMENT_BYTES,
+    MAX_DATA_IDENTIFIERS, MAX_HANDLING_TEXT_BYTES, MAX_LONG_TEXT_BYTES, MAX_PAYLOAD_BYTES,
+    MAX_SHORT_TEXT_BYTES, MIN_PRESERVATION_DAYS, PAYLOAD_TAG_BYTES,
 };
 use super::types::{
     sha256, Attachment, DataIdentifier, EmergencyDisclosureRequest, FreeText, PreservationRequest,
@@ -237,6 +237,21 @@ impl Checker {
             }
         }
         self.email("header.contact.email", &contact.email);
+        if let Some(text) = &header.handling.free_text {
+            let field = "header.handling.free_text";
+            if text.len() > MAX_HANDLING_TEXT_BYTES {
+                self.report(
+                    field,
+                    format!(
+                        "is {} bytes long; conditions on use may have at most \
+                         {MAX_HANDLING_TEXT_BYTES} bytes of free text; state the essential condition",
+                        text.len()
+                    ),
+                );
+            } else {
+                self.text(field, text, Text::Long);
+            }
+        }
     }
 
     fn language(&mut self, field: &str, language: &str) {
@@ -462,6 +477,16 @@ impl PreservationRequest {
         }
         for (index, attachment) in self.attachments.iter().enumerate() {
             check.attachment(&format!("attachments[{index}]"), attachment);
+        }
+        let total: usize = self.attachments.iter().map(|a| a.bytes.len()).sum();
+        if total > MAX_ATTACHMENTS_TOTAL_BYTES {
+            check.report(
+                "attachments",
+                format!(
+                    "hold {total} bytes together; all attachments of one request may hold at most \
+                     {MAX_ATTACHMENTS_TOTAL_BYTES} bytes; send fewer or smaller files"
+                ),
+            );
         }
         check.encoded_size(self);
         check.finish()
