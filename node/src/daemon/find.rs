@@ -394,6 +394,7 @@ impl Daemon {
             thread_messages: 1,
             latest: None,
             awaits_acknowledgement: awaits_acknowledgement(&entry.payload),
+            conditions: entry.payload.handling().map(|handling| handling.marker()),
         }
     }
 
