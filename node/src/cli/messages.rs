@@ -7,7 +7,9 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
 use quickfreeze_keys::Timestamp;
+use quickfreeze_proto::form_view;
 use quickfreeze_proto::forms::{self, FormKind};
+use quickfreeze_proto::i18n::Language;
 use quickfreeze_proto::payload::{RefusalGround, Status};
 
 use super::{print_json, request, unexpected, Target};
@@ -48,11 +50,23 @@ pub struct ReplyArgs {
     pub target: Target,
 }
 
-/// `template`: prints a commented form.
-pub(super) fn template(kind: FormKind) -> Result<()> {
-    out!("{}", forms::template(kind));
+/// `template`: prints a commented form, its help in the chosen language.
+pub(super) fn template(kind: FormKind, lang: Option<Language>, data_dir: &Path) -> Result<()> {
+    let language = language_for(lang, data_dir)?;
+    out!("{}", forms::template_in(kind, language));
     Ok(())
 }
+
+/// The language asked for on the command line, else the node's configured one.
+fn language_for(lang: Option<Language>, data_dir: &Path) -> Result<Language> {
+    match lang {
+        Some(language) => Ok(language),
+        None => Ok(crate::config::configured_language(data_dir)?),
+    }
+}
+
+/// Width of the text rendering of a form in `show`.
+const SHOW_WIDTH: usize = 80;
 
 /// Filters and paging shared by `inbox` and `outbox`; the daemon applies them.
 #[derive(Debug, Args, Default)]
@@ -268,14 +282,15 @@ fn print_outbox_table(rows: &[OutboxRow]) {
 }
 
 /// `show`: one message in full.
-pub(super) fn show(id: String, target: &Target) -> Result<()> {
+pub(super) fn show(id: String, lang: Option<Language>, target: &Target) -> Result<()> {
+    let language = language_for(lang, &target.data_dir)?;
     let response = request(target, &ControlRequest::Show { message_id: id })?;
     if target.json {
         return print_json(&response);
     }
     match response {
         ControlResponse::Message { detail } => {
-            print_detail(&detail);
+            print_detail(&detail, language);
             Ok(())
         }
         other => unexpected(other),
@@ -342,7 +357,7 @@ fn print_receipt(receipt: &ReceiptView) {
     );
 }
 
-fn print_detail(detail: &MessageDetail) {
+fn print_detail(detail: &MessageDetail, language: Language) {
     outln!("message   {} ({})", detail.message_id, detail.direction);
     let label = if detail.direction == "outbound" {
         "to"
@@ -376,15 +391,11 @@ fn print_detail(detail: &MessageDetail) {
     }
     print_thread(&detail.thread);
     if let Some(payload) = &detail.payload {
-        outln!("content:");
-        match toml::to_string_pretty(payload) {
-            Ok(text) => {
-                for line in text.lines() {
-                    outln!("  {line}");
-                }
-            }
-            Err(_) => outln!("  {payload:?}"),
-        }
+        outln!();
+        out!(
+            "{}",
+            form_view::render(payload, language).to_text(SHOW_WIDTH)
+        );
     }
 }
 

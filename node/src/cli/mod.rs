@@ -28,6 +28,7 @@ use std::time::Duration;
 use anyhow::{bail, Result};
 use clap::{Args, Parser, Subcommand};
 use quickfreeze_proto::forms::FormKind;
+use quickfreeze_proto::i18n::Language;
 
 use crate::control::{ControlClient, ControlRequest, ControlResponse};
 
@@ -98,6 +99,13 @@ pub enum Command {
     Template {
         /// The kind of form.
         kind: FormKind,
+        /// The language of the help comments: en, fr, de, es or pt (default: `language` in the
+        /// node's node.toml, else en). Field names stay the same in every language.
+        #[arg(long, value_name = "CODE")]
+        lang: Option<Language>,
+        /// The node's data directory, whose node.toml names the default language.
+        #[arg(long, env = "QUICKFREEZE_DATA_DIR", default_value = ".")]
+        data_dir: PathBuf,
     },
     /// Validate a filled-in form, submit it, and print its message id.
     Send {
@@ -151,6 +159,10 @@ pub enum Command {
     Show {
         /// Message id.
         id: String,
+        /// The language of labels: en, fr, de, es or pt (default: `language` in node.toml, else
+        /// en). What the sender wrote is shown as written.
+        #[arg(long, value_name = "CODE")]
+        lang: Option<Language>,
         /// Which node, and output format.
         #[command(flatten)]
         target: Target,
@@ -251,7 +263,11 @@ pub fn execute(cli: Cli) -> Result<()> {
         Command::Key(command) => key::key(command),
         Command::Roster(command) => setup::roster(command),
         Command::Run { config, data_dir } => node::run(config, data_dir),
-        Command::Template { kind } => messages::template(kind),
+        Command::Template {
+            kind,
+            lang,
+            data_dir,
+        } => messages::template(kind, lang, &data_dir),
         Command::Send {
             file,
             to,
@@ -266,7 +282,7 @@ pub fn execute(cli: Cli) -> Result<()> {
         } => messages::inbox(&filter, unacknowledged, &target),
         Command::Outbox { filter, target } => messages::outbox(&filter, &target),
         Command::Handover { since, target } => case::handover(&since, &target),
-        Command::Show { id, target } => messages::show(id, &target),
+        Command::Show { id, lang, target } => messages::show(id, lang, &target),
         Command::Ack {
             id,
             officer,

@@ -164,6 +164,7 @@ pub fn run(data_dir: &Path, officer: &str) -> Result<()> {
         );
     }
     let mut app = App::new(officer);
+    app.language = crate::config::configured_language(data_dir)?;
     let mut link = Link {
         data_dir: data_dir.to_path_buf(),
         client: None,
