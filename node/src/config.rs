@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use quickfreeze_proto::core::CoreConfig;
+use quickfreeze_proto::i18n::Language;
 use serde::{Deserialize, Serialize};
 
 use crate::deadlines::DeadlineConfig;
@@ -81,6 +82,10 @@ pub struct NodeConfig {
     /// Address of the Prometheus text endpoint (`GET /metrics`), e.g. `127.0.0.1:9464`. Absent:
     /// no endpoint. Port 0 picks a free port (logged, and shown by `status`).
     pub metrics_listen: Option<String>,
+    /// The officers' language for `show`, the console and templates: `en`, `fr`, `de`, `es` or
+    /// `pt` (default `en`). Only labels and help are translated; messages on the wire stay
+    /// language-neutral, and `--lang` on a command overrides this.
+    pub language: Language,
     /// Deadline clocks per priority (see [`crate::deadlines`]).
     pub deadlines: DeadlineConfig,
     /// How long new messages live, per priority.
@@ -110,6 +115,7 @@ impl Default for NodeConfig {
             limits: LimitsSection::default(),
             alert_hook: Vec::new(),
             metrics_listen: None,
+            language: Language::default(),
             deadlines: DeadlineConfig::default(),
             lifetime: LifetimeSection::default(),
             testing: TestingSection::default(),
@@ -471,6 +477,10 @@ alert_hook = []
 # anyone who can reach it how busy this node is. Uncomment to enable.
 # metrics_listen = "127.0.0.1:9464"
 
+# The language of labels, forms and help in `show`, the console and `template`: "en", "fr", "de",
+# "es" or "pt". Messages stay language-neutral: each side reads them in its own language.
+language = "en"
+
 [store]
 # sled page cache in bytes.
 cache_capacity_bytes = {cache}
@@ -608,6 +618,38 @@ fn check_data_dir(path: &Path, base: &Path, data_dir: &Path) -> Result<(), Confi
     })
 }
 
+/// The officers' language for commands run against the node in `data_dir`: `language` from its
+/// `node.toml`, English when the file or the key is absent. Only that key is read, so a command
+/// that just displays something is not refused over an unrelated setting; a bad code is an
+/// error that names the file and the supported codes.
+pub fn configured_language(data_dir: &Path) -> Result<Language, ConfigError> {
+    let path = data_dir.join(files::CONFIG);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(Language::default())
+        }
+        Err(source) => return Err(ConfigError::Io { path, source }),
+    };
+    let invalid = |message: String| ConfigError::Invalid {
+        path: path.clone(),
+        message,
+    };
+    let table: toml::Table =
+        toml::from_str(&text).map_err(|error| invalid(error.to_string().replace('\n', " ")))?;
+    match table.get("language") {
+        None => Ok(Language::default()),
+        Some(toml::Value::String(code)) => code
+            .parse()
+            .map_err(|message: String| invalid(format!("language: {message}"))),
+        Some(other) => Err(invalid(format!(
+            "language must be a code in quotes such as \"fr\", not {}; supported: {}",
+            other,
+            Language::supported_codes()
+        ))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -632,6 +674,26 @@ mod tests {
             let error = load(bad).expect_err("nonsense refused").to_string();
             assert!(error.contains("whole number"), "{bad}: {error}");
         }
+    }
+
+    #[test]
+    fn configured_language_reads_node_toml_and_defaults_to_english() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        assert_eq!(configured_language(dir.path()).ok(), Some(Language::En));
+        let path = dir.path().join(files::CONFIG);
+        std::fs::write(&path, "listen = []\n").expect("write");
+        assert_eq!(configured_language(dir.path()).ok(), Some(Language::En));
+        std::fs::write(&path, "language = \"de\"\n[store]\n").expect("write");
+        assert_eq!(configured_language(dir.path()).ok(), Some(Language::De));
+        std::fs::write(&path, "language = \"xx\"\n").expect("write");
+        let error = configured_language(dir.path())
+            .expect_err("unknown")
+            .to_string();
+        assert!(error.contains("en, fr, de, es, pt"), "{error}");
+        assert!(error.contains("node.toml"), "{error}");
+        // The full loader refuses it too, with the supported codes.
+        let error = NodeConfig::load(&path).expect_err("unknown").to_string();
+        assert!(error.contains("en, fr, de, es, pt"), "{error}");
     }
 
     #[test]

@@ -5,6 +5,9 @@
 //! back and validates it, reporting every problem at once: a TOML syntax or type error with its
 //! line number, or else the full list of missing and malformed fields.
 //!
+//! [`template_in`] gives the same form with its help in another language (see [`crate::i18n`]):
+//! only the comments change, never the keys.
+//!
 //! A form is the serde shape of the payload struct itself, so `toml::from_str::<PreservationRequest>`
 //! reads it directly: nested tables for the header (`[header]`, `[header.contact]`), one
 //! `[[data_identifiers]]` block per identifier whose single key names its kind
@@ -14,6 +17,8 @@ use std::fmt;
 use std::str::FromStr;
 
 use serde::de::DeserializeOwned;
+
+use crate::i18n::Language;
 
 use crate::payload::{
     EmergencyDisclosureRequest, FreeText, Payload, PayloadKind, PreservationRequest, StatusUpdate,
@@ -131,14 +136,19 @@ fn describe_toml(line: Option<usize>, message: &str) -> String {
 /// A blank form of `kind`, with a comment above every field. Fields the officer must decide on
 /// are empty (or `false`) so that an unfilled form does not pass validation.
 pub fn template(kind: FormKind) -> String {
-    match kind {
-        FormKind::Preservation => PRESERVATION_TEMPLATE,
-        FormKind::TrafficData => TRAFFIC_DATA_TEMPLATE,
-        FormKind::Emergency => EMERGENCY_TEMPLATE,
-        FormKind::Status => STATUS_TEMPLATE,
-        FormKind::FreeText => FREE_TEXT_TEMPLATE,
-    }
-    .to_string()
+    template_in(kind, Language::En)
+}
+
+/// A blank form of `kind` with its title and help comments in `language`. Only comments are
+/// translated: the keys and values are the same in every language, so any of them parses with
+/// [`parse_form`] and yields the same language-neutral payload.
+pub fn template_in(kind: FormKind, language: Language) -> String {
+    expand(skeleton(kind), language)
+}
+
+/// Every catalogue key the blank form of `kind` uses (for completeness checks).
+pub fn template_keys(kind: FormKind) -> Vec<&'static str> {
+    skeleton_keys(skeleton(kind)).collect()
 }
 
 /// Reads a filled-in form of `kind` and validates it, reporting every problem at once.
@@ -173,78 +183,73 @@ fn line_of(text: &str, offset: usize) -> usize {
 
 // ---------------------------------------------------------------------------------------------
 // Templates. Every key and table line has a comment line directly above it (a test checks).
+// A skeleton line `@key` becomes the help text `key` of the catalogue (see `crate::i18n`), one
+// `# ` comment line per line of text; every other line is copied as it is, so the TOML keys
+// and values stay the same in every language.
 // ---------------------------------------------------------------------------------------------
 
-const PRESERVATION_TEMPLATE: &str = r#"# URGENT PRESERVATION REQUEST ("quick freeze"), Budapest Convention Art. 29.
-# Lines starting with # are help and are ignored. Write your answers between the quotes.
-# Long text may span several lines between triple quotes: """ ... """.
-# When you save, the whole form is checked and every missing or wrong field is listed at once.
+const PRESERVATION_TEMPLATE: &str = r#"@help.preservation.title
+@help.intro
+@help.long-text
+@help.checked
 
-# The offence under investigation, e.g. "ransomware attack: illegal access and data
-# interference (Arts. 2 and 4)" (Art. 29(2)(b)).
+@help.preservation.offence
 offence = ""
-# A brief summary of the facts: what happened, when, to whom (Art. 29(2)(b)).
+@help.preservation.facts-summary
 facts_summary = ""
-# The stored computer data to be preserved, e.g. "subscriber details and connection logs
-# from 15 to 23 November 2026" (Art. 29(2)(c)).
+@help.preservation.data-to-preserve
 data_to_preserve = ""
-# How that data is connected to the offence (Art. 29(2)(c)).
+@help.preservation.relationship-to-offence
 relationship_to_offence = ""
-# Who holds the data (the custodian), if you know. Leave empty if not (Art. 29(2)(d)).
+@help.preservation.custodian
 custodian = ""
-# The service provider that holds the data, if you know. Leave empty if not (Art. 29(2)(d)).
+@help.preservation.service-provider
 service_provider = ""
-# Where the computer system is (city, data centre), if you know. Leave empty if not (Art. 29(2)(d)).
+@help.preservation.system-location
 system_location = ""
-# Why the data must be preserved now, e.g. "the provider deletes logs after 7 days" (Art. 29(2)(e)).
+@help.preservation.necessity
 necessity = ""
-# Set to true to confirm that your country will send a mutual assistance request to search,
-# seize or obtain this data. The request is not valid without it (Art. 29(2)(f)).
+@help.preservation.mla-intent
 mla_intent = false
-# How many days the data should be kept: at least 60 (Art. 29(7)). 90 is usual.
+@help.preservation.preservation-days
 preservation_days = 90
-# Small files to send along (log extracts, hash lists): at most 8, 256 KiB each. Usually left
-# empty; each file is { name = "x.csv", media_type = "text/csv", sha256 = "<64 hex digits>", bytes = "<hex>" }.
+@help.preservation.attachments
 attachments = []
 
-# About you and your case.
+@help.about-you
 [header]
-# Your own case reference; the other side quotes it in every reply.
+@help.case-reference
 case_reference = ""
-# How urgent: "urgent" (data may be deleted within days), "routine", or "emergency"
-# (risk to someone's life or safety; for disclosure in an emergency use the emergency form).
+@help.preservation.urgency
 urgency = "urgent"
-# The language you write in, as a code such as "en", "fr" or "pt-BR". English is always accepted.
+@help.language
 language = "en"
-# The authority asking for the preservation, e.g. "Public Prosecutor's Office, Cybercrime Unit" (Art. 29(2)(a)).
+@help.preservation.requesting-authority
 requesting_authority = ""
 
-# The officer on duty whom the other side can call about this request.
+@help.contact
 [header.contact]
-# Your name, in any script.
+@help.contact-name
 name = ""
-# A phone number that is answered now, with the country code, e.g. "+31 70 555 0100".
+@help.contact-phone
 phone = ""
-# An e-mail address for follow-up.
+@help.contact-email
 email = ""
 
-# YOUR CONDITIONS ON USE of this request (handling codes). They are signed with the request and
-# shown at the top of it at the other side. The values below are the usual ones: check each.
+@help.handling.intro
 [header.handling]
-# true: the other side may use this only for the case and purpose stated here.
+@help.handling.use-limited-to-case
 use_limited_to_case = true
-# May they pass it on? "forbidden", "with-consent" (only with your prior consent) or "permitted".
+@help.handling.onward-transmission
 onward_transmission = "with-consent"
-# May it be used as evidence? "intelligence-only", "with-consent" (not without your prior
-# consent; evidence normally comes through mutual legal assistance) or "may-be-used-as-evidence".
+@help.handling.evidential-use
 evidential_use = "with-consent"
-# true: answer and discuss this only through this network, not by other channels.
+@help.handling.reply-channel-only
 reply_channel_only = true
-# Any other condition, in your words (at most 1024 bytes). Leave empty if none.
+@help.handling.free-text
 free_text = ""
 
-# What identifies the data to preserve (Art. 29(2)(c)): one [[data_identifiers]] block for each,
-# at least one and at most 64. Each block holds exactly one line, of one of these kinds:
+@help.preservation.identifiers
 #   ip-address = { address = "203.0.113.7", port = 443, timestamp = "2026-11-23T02:41:00Z" }
 #   account = { service = "mail.example.org", identifier = "user123" }
 #   email = { address = "someone@example.org" }
@@ -252,140 +257,131 @@ free_text = ""
 #   url = { url = "https://example.org/page" }
 #   other = { description = "anything else that identifies the data" }
 [[data_identifiers]]
-# An IP address and the time it was used, with its zone ("Z" for UTC, or an offset such as
-# "+01:00"); the port is optional but needed behind shared addresses. Replace this line with
-# another kind from the list above if you have no address.
+@help.preservation.ip-address
 ip-address = { address = "", timestamp = "" }
 "#;
 
-const TRAFFIC_DATA_TEMPLATE: &str = r#"# TRAFFIC-DATA DISCLOSURE, Budapest Convention Art. 30.
-# While preserving traffic data you found that a service provider in another state took part in
-# the communication: disclose enough traffic data to identify that provider and the path.
-# Lines starting with # are help and are ignored. Write your answers between the quotes.
+const TRAFFIC_DATA_TEMPLATE: &str = r#"@help.traffic.title
+@help.traffic.purpose
+@help.intro
 
-# The message id of the preservation request this follows from (32 hex digits), if any.
-# Leave empty if there is none.
+@help.traffic.references
 references = ""
-# The service provider in the other state that was involved.
+@help.traffic.service-provider
 service_provider = ""
-# That provider's country as a two-letter code such as "DE" or "IS", if known. Leave empty if not.
+@help.traffic.provider-country
 provider_country = ""
-# The traffic data you disclose: addresses, ports, times with zones (Art. 30(1)).
+@help.traffic.traffic-data
 traffic_data = ""
-# The path of the communication as far as you know it, from the origin to your system (Art. 30(1)).
+@help.traffic.path-description
 path_description = ""
 
-# About you and the case.
+@help.about-case
 [header]
-# The requesting side's case reference, as quoted in their preservation request.
+@help.their-case-reference
 case_reference = ""
-# How urgent: "urgent", "routine" or "emergency".
+@help.traffic.urgency
 urgency = "urgent"
-# The language you write in, as a code such as "en". English is always accepted.
+@help.language
 language = "en"
-# Your authority, which is disclosing the data.
+@help.traffic.requesting-authority
 requesting_authority = ""
 
-# The officer on duty whom the other side can call about this disclosure.
+@help.traffic.contact
 [header.contact]
-# Your name, in any script.
+@help.contact-name
 name = ""
-# A phone number that is answered now, with the country code.
+@help.contact-phone
 phone = ""
-# An e-mail address for follow-up.
+@help.contact-email
 email = ""
 
-# YOUR CONDITIONS ON USE of this request (handling codes). They are signed with the request and
-# shown at the top of it at the other side. The values below are the usual ones: check each.
+@help.handling.intro
 [header.handling]
-# true: the other side may use this only for the case and purpose stated here.
+@help.handling.use-limited-to-case
 use_limited_to_case = true
-# May they pass it on? "forbidden", "with-consent" (only with your prior consent) or "permitted".
+@help.handling.onward-transmission
 onward_transmission = "with-consent"
-# May it be used as evidence? "intelligence-only", "with-consent" (not without your prior
-# consent; evidence normally comes through mutual legal assistance) or "may-be-used-as-evidence".
+@help.handling.evidential-use
 evidential_use = "with-consent"
-# true: answer and discuss this only through this network, not by other channels.
+@help.handling.reply-channel-only
 reply_channel_only = true
-# Any other condition, in your words (at most 1024 bytes). Leave empty if none.
+@help.handling.free-text
 free_text = ""
 "#;
 
-const EMERGENCY_TEMPLATE: &str = r#"# EMERGENCY DISCLOSURE REQUEST, Second Additional Protocol (CETS 224) Art. 9.
-# Only for a significant and imminent risk to the life or safety of a person.
-# Lines starting with # are help and are ignored. Write your answers between the quotes.
+const EMERGENCY_TEMPLATE: &str = r#"@help.emergency.title
+@help.emergency.purpose
+@help.intro
 
-# Set to true to state that this request is made under the Second Additional Protocol (Art. 9(3)).
+@help.emergency.protocol-statement
 protocol_statement = false
-# The offence(s) under investigation (Art. 9(3)).
+@help.emergency.offences
 offences = ""
-# The legal provisions that define the offence(s) (Art. 9(3)).
+@help.emergency.legal-provisions
 legal_provisions = ""
-# The penalties those provisions carry (Art. 9(3)).
+@help.emergency.penalties
 penalties = ""
-# The facts that show the emergency: who is at risk, of what, and how soon (Art. 9(3)).
+@help.emergency.emergency-facts
 emergency_facts = ""
-# How the data you ask for relates to the emergency (Art. 9(3)).
+@help.emergency.data-relation
 data_relation = ""
-# A detailed description of the data you ask for: accounts, periods, kinds of data (Art. 9(3)).
+@help.emergency.data-sought
 data_sought = ""
-# Special instructions, e.g. "do not notify the account holder", or how to answer. Leave empty if none.
+@help.emergency.procedural-instructions
 procedural_instructions = ""
-# Anything else that may help the other side act quickly. Leave empty if nothing.
+@help.emergency.other-information
 other_information = ""
 
-# About you and your case.
+@help.about-you
 [header]
-# Your own case reference; the other side quotes it in every reply.
+@help.case-reference
 case_reference = ""
-# Must stay "emergency" for this form.
+@help.emergency.urgency
 urgency = "emergency"
-# The language you write in, as a code such as "en". English is always accepted.
+@help.language
 language = "en"
-# The competent authority making the request (Art. 9(3)).
+@help.emergency.requesting-authority
 requesting_authority = ""
 
-# The officer on duty whom the other side can call, at any hour, about this request.
+@help.emergency.contact
 [header.contact]
-# Your name, in any script.
+@help.contact-name
 name = ""
-# A phone number that is answered now, with the country code.
+@help.contact-phone
 phone = ""
-# An e-mail address for follow-up.
+@help.contact-email
 email = ""
 
-# YOUR CONDITIONS ON USE of this request (handling codes). They are signed with the request and
-# shown at the top of it at the other side. The values below are the usual ones: check each.
+@help.handling.intro
 [header.handling]
-# true: the other side may use this only for the case and purpose stated here.
+@help.handling.use-limited-to-case
 use_limited_to_case = true
-# May they pass it on? "forbidden", "with-consent" (only with your prior consent) or "permitted".
+@help.handling.onward-transmission
 onward_transmission = "with-consent"
-# May it be used as evidence? "intelligence-only", "with-consent" (not without your prior
-# consent; evidence normally comes through mutual legal assistance) or "may-be-used-as-evidence".
+@help.handling.evidential-use
 evidential_use = "with-consent"
-# true: answer and discuss this only through this network, not by other channels.
+@help.handling.reply-channel-only
 reply_channel_only = true
-# Any other condition, in your words (at most 1024 bytes). Leave empty if none.
+@help.handling.free-text
 free_text = ""
 
-# The service provider(s) holding the data (Art. 9(3)): one [[service_providers]] block each,
-# at least one.
+@help.emergency.service-providers
 [[service_providers]]
-# The provider's name.
+@help.emergency.provider-name
 name = ""
-# The provider's postal or registered address.
+@help.emergency.provider-address
 address = ""
 "#;
 
-const STATUS_TEMPLATE: &str = r#"# STATUS UPDATE: tell the requesting side what happened to their request.
-# Lines starting with # are help and are ignored. Write your answers between the quotes.
+const STATUS_TEMPLATE: &str = r#"@help.status.title
+@help.intro
 
-# The message id of the request you answer (32 hex digits), replacing the zeros.
+@help.status.references
 references = "00000000000000000000000000000000"
-# The requesting side's case reference, as quoted in their request.
+@help.their-case-reference
 case_reference = ""
-# What happened. Write one of these lines (keep the quotes and braces as shown):
+@help.status.status
 #   status = "acknowledged-by-officer"
 #   status = { preserved = { reference = "your order number", expires_at = "2027-02-21T00:00:00Z" } }
 #   status = { partially-executed = { explanation = "what was done and what was not" } }
@@ -393,32 +389,65 @@ case_reference = ""
 #   status = { more-information-needed = { questions = "what you need to know" } }
 #   status = { forwarded-to-central-authority = { authority = "which authority" } }
 #   status = { data-not-available = { explanation = "what is known about the data" } }
-# Grounds for refusal (Art. 29(5)): political-offence, sovereignty, security, public-order,
-# other-essential-interests, other. Use data-not-available when preservation will not keep
-# the data available (Art. 29(6)).
+@help.status.grounds
 status = "acknowledged-by-officer"
-# Anything else to say. May stay empty.
+@help.status.note
 note = ""
-# Your name, in any script.
+@help.officer
 officer = ""
-# How urgent this update is: "routine", "urgent" or "emergency".
+@help.status.priority
 priority = "routine"
 "#;
 
-const FREE_TEXT_TEMPLATE: &str = r#"# FREE-TEXT MESSAGE: follow-up or technical advice between points of contact (Art. 35(1)(a)).
-# Lines starting with # are help and are ignored. Write your answers between the quotes.
+const FREE_TEXT_TEMPLATE: &str = r#"@help.free-text.title
+@help.intro
 
-# The message id this follows up (32 hex digits), if any. Leave empty if none.
+@help.free-text.references
 references = ""
-# The case it concerns, if any. Leave empty if none.
+@help.free-text.case-reference
 case_reference = ""
-# A one-line subject.
+@help.free-text.subject
 subject = ""
-# The message. Long text may span several lines between triple quotes: """ ... """.
+@help.free-text.body
 body = ""
-# How urgent: "routine", "urgent" or "emergency".
+@help.priority
 priority = "routine"
 "#;
+
+/// The help keys a skeleton uses, in order (for the completeness test).
+fn skeleton_keys(skeleton: &str) -> impl Iterator<Item = &str> {
+    skeleton.lines().filter_map(|line| line.strip_prefix('@'))
+}
+
+/// Expands a skeleton in `language`.
+fn expand(skeleton: &str, language: Language) -> String {
+    let mut out = String::with_capacity(skeleton.len() * 2);
+    for line in skeleton.lines() {
+        match line.strip_prefix('@') {
+            Some(key) => {
+                for text in language.text(key).lines() {
+                    out.push_str(format!("# {text}").trim_end());
+                    out.push('\n');
+                }
+            }
+            None => {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+    out
+}
+
+fn skeleton(kind: FormKind) -> &'static str {
+    match kind {
+        FormKind::Preservation => PRESERVATION_TEMPLATE,
+        FormKind::TrafficData => TRAFFIC_DATA_TEMPLATE,
+        FormKind::Emergency => EMERGENCY_TEMPLATE,
+        FormKind::Status => STATUS_TEMPLATE,
+        FormKind::FreeText => FREE_TEXT_TEMPLATE,
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -458,7 +487,12 @@ mod tests {
     ];
 
     fn filled(kind: FormKind) -> String {
-        let blank = template(kind);
+        filled_in(kind, Language::En)
+    }
+
+    /// The blank form in `language` with the same answers written in.
+    fn filled_in(kind: FormKind, language: Language) -> String {
+        let blank = template_in(kind, language);
         match kind {
             FormKind::Preservation => fill(
                 &fill(&blank, &CONTACT),
@@ -573,8 +607,11 @@ mod tests {
 
     #[test]
     fn every_key_in_every_template_has_a_comment_above_it() {
-        for kind in FormKind::ALL {
-            let text = template(kind);
+        for (kind, language) in FormKind::ALL
+            .into_iter()
+            .flat_map(|kind| Language::ALL.map(|language| (kind, language)))
+        {
+            let text = template_in(kind, language);
             let lines: Vec<&str> = text.lines().collect();
             assert!(lines.first().is_some_and(|line| line.starts_with('#')));
             for (index, line) in lines.iter().enumerate() {
@@ -588,7 +625,7 @@ mod tests {
                     .map(|above| above.trim_start());
                 assert!(
                     above.is_some_and(|above| above.starts_with('#')),
-                    "{kind} template line {}: `{line}` has no comment above it",
+                    "{kind} template in {language}, line {}: `{line}` has no comment above it",
                     index + 1
                 );
             }
@@ -658,6 +695,22 @@ mod tests {
             invalid_fields(FormKind::FreeText, &template(FormKind::FreeText)),
             set(&["subject", "body"])
         );
+    }
+
+    #[test]
+    fn templates_in_every_language_parse_to_the_same_payload() {
+        for kind in FormKind::ALL {
+            let english = parse_form(kind, &filled(kind)).expect("english form");
+            for language in Language::ALL {
+                let text = filled_in(kind, language);
+                assert_ne!(language == Language::En, text != filled(kind));
+                assert_eq!(
+                    parse_form(kind, &text).as_ref(),
+                    Ok(&english),
+                    "{kind} in {language}:\n{text}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -7,7 +7,9 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
 use quickfreeze_keys::Timestamp;
+use quickfreeze_proto::form_view;
 use quickfreeze_proto::forms::{self, FormKind};
+use quickfreeze_proto::i18n::Language;
 use quickfreeze_proto::payload::{Attachment, Payload, RefusalGround, Status};
 
 use super::{print_json, request, unexpected, Target};
@@ -48,11 +50,23 @@ pub struct ReplyArgs {
     pub target: Target,
 }
 
-/// `template`: prints a commented form.
-pub(super) fn template(kind: FormKind) -> Result<()> {
-    out!("{}", forms::template(kind));
+/// `template`: prints a commented form, its help in the chosen language.
+pub(super) fn template(kind: FormKind, lang: Option<Language>, data_dir: &Path) -> Result<()> {
+    let language = language_for(lang, data_dir)?;
+    out!("{}", forms::template_in(kind, language));
     Ok(())
 }
+
+/// The language asked for on the command line, else the node's configured one.
+fn language_for(lang: Option<Language>, data_dir: &Path) -> Result<Language> {
+    match lang {
+        Some(language) => Ok(language),
+        None => Ok(crate::config::configured_language(data_dir)?),
+    }
+}
+
+/// Width of the text rendering of a form in `show`.
+const SHOW_WIDTH: usize = 80;
 
 /// Filters and paging shared by `inbox` and `outbox`; the daemon applies them.
 #[derive(Debug, Args, Default)]
@@ -271,7 +285,13 @@ fn print_outbox_table(rows: &[OutboxRow]) {
 }
 
 /// `show`: one message in full.
-pub(super) fn show(id: String, save_into: Option<&Path>, target: &Target) -> Result<()> {
+pub(super) fn show(
+    id: String,
+    save_into: Option<&Path>,
+    lang: Option<Language>,
+    target: &Target,
+) -> Result<()> {
+    let language = language_for(lang, &target.data_dir)?;
     let response = request(target, &ControlRequest::Show { message_id: id })?;
     let Some(dir) = save_into else {
         if target.json {
@@ -279,7 +299,7 @@ pub(super) fn show(id: String, save_into: Option<&Path>, target: &Target) -> Res
         }
         return match response {
             ControlResponse::Message { detail } => {
-                print_detail(&detail);
+                print_detail(&detail, language);
                 Ok(())
             }
             other => unexpected(other),
@@ -297,7 +317,7 @@ pub(super) fn show(id: String, save_into: Option<&Path>, target: &Target) -> Res
     if target.json {
         return print_json(&serde_json::json!({ "message": detail, "saved": saved }));
     }
-    print_detail(&detail);
+    print_detail(&detail, language);
     if saved.is_empty() {
         outln!("this message has no attachments; nothing saved");
     }
@@ -380,7 +400,7 @@ fn print_receipt(receipt: &ReceiptView) {
     );
 }
 
-fn print_detail(detail: &MessageDetail) {
+fn print_detail(detail: &MessageDetail, language: Language) {
     if let Some(handling) = detail.payload.as_ref().and_then(Payload::handling) {
         if detail.direction == "outbound" {
             outln!("your conditions on use, signed with this request:");
@@ -422,39 +442,15 @@ fn print_detail(detail: &MessageDetail) {
     }
     print_thread(&detail.thread);
     if let Some(payload) = &detail.payload {
-        let attachments = payload_attachments(payload);
-        if !attachments.is_empty() {
-            outln!(
-                "attachments ({}; save them with --save-attachments DIR):",
-                attachments.len()
-            );
-            for (index, attachment) in attachments.iter().enumerate() {
-                outln!(
-                    "  {}. {}  {}  {} bytes  sha256 {}",
-                    index + 1,
-                    attachment.name.escape_debug(),
-                    attachment.media_type.escape_debug(),
-                    attachment.bytes.len(),
-                    attachment.sha256
-                );
-            }
+        let attachments = payload_attachments(payload).len();
+        if attachments > 0 {
+            outln!("attachments ({attachments}; listed in the form below; save them with --save-attachments DIR)");
         }
-        // The content without the attachments' bytes (listed above; hex here would bury it).
-        let mut payload = payload.clone();
-        if let Payload::Preservation(request) = &mut payload {
-            for attachment in &mut request.attachments {
-                attachment.bytes.clear();
-            }
-        }
-        outln!("content:");
-        match toml::to_string_pretty(&payload) {
-            Ok(text) => {
-                for line in text.lines() {
-                    outln!("  {line}");
-                }
-            }
-            Err(_) => outln!("  {payload:?}"),
-        }
+        outln!();
+        out!(
+            "{}",
+            form_view::render(payload, language).to_text(SHOW_WIDTH)
+        );
     }
 }
 

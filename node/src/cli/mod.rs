@@ -31,6 +31,7 @@ use std::time::Duration;
 use anyhow::{bail, Result};
 use clap::{Args, Parser, Subcommand};
 use quickfreeze_proto::forms::FormKind;
+use quickfreeze_proto::i18n::Language;
 
 use crate::control::{ControlClient, ControlRequest, ControlResponse};
 
@@ -102,6 +103,13 @@ pub enum Command {
     Template {
         /// The kind of form.
         kind: FormKind,
+        /// The language of the help comments: en, fr, de, es or pt (default: `language` in the
+        /// node's node.toml, else en). Field names stay the same in every language.
+        #[arg(long, value_name = "CODE")]
+        lang: Option<Language>,
+        /// The node's data directory, whose node.toml names the default language.
+        #[arg(long, env = "QUICKFREEZE_DATA_DIR", default_value = ".")]
+        data_dir: PathBuf,
     },
     /// Validate a filled-in form, submit it, and print its message id.
     Send {
@@ -163,6 +171,10 @@ pub enum Command {
         /// names, never overwriting a file, after checking each SHA-256.
         #[arg(long, value_name = "DIR")]
         save_attachments: Option<PathBuf>,
+        /// The language of labels: en, fr, de, es or pt (default: `language` in node.toml, else
+        /// en). What the sender wrote is shown as written.
+        #[arg(long, value_name = "CODE")]
+        lang: Option<Language>,
         /// Which node, and output format.
         #[command(flatten)]
         target: Target,
@@ -299,7 +311,11 @@ pub fn execute(cli: Cli) -> Result<()> {
         Command::Key(command) => key::key(command),
         Command::Roster(command) => setup::roster(command),
         Command::Run { config, data_dir } => node::run(config, data_dir),
-        Command::Template { kind } => messages::template(kind),
+        Command::Template {
+            kind,
+            lang,
+            data_dir,
+        } => messages::template(kind, lang, &data_dir),
         Command::Send {
             file,
             to,
@@ -318,8 +334,9 @@ pub fn execute(cli: Cli) -> Result<()> {
         Command::Show {
             id,
             save_attachments,
+            lang,
             target,
-        } => messages::show(id, save_attachments.as_deref(), &target),
+        } => messages::show(id, save_attachments.as_deref(), lang, &target),
         Command::Ack {
             id,
             officer,

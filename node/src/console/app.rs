@@ -9,6 +9,7 @@ use std::collections::HashSet;
 
 use quickfreeze_keys::Timestamp;
 use quickfreeze_proto::forms::{self, FormError, FormKind};
+use quickfreeze_proto::i18n::Language;
 use quickfreeze_proto::payload::{parse_zoned_time, Payload, RefusalGround, Status};
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
@@ -251,6 +252,8 @@ pub struct App {
     /// Where `s` in the message view saves attachments: a folder per message below it
     /// (`--attachments-dir`, default `quickfreeze-attachments` in the working directory).
     pub attachments_dir: std::path::PathBuf,
+    /// The language of labels in the message view (`language` in node.toml).
+    pub language: Language,
 }
 
 /// Whether a list row holds every word of the search (case-insensitive).
@@ -300,6 +303,7 @@ impl App {
             search: None,
             searching: false,
             attachments_dir: std::path::PathBuf::from(DEFAULT_ATTACHMENTS_DIR),
+            language: Language::default(),
         }
     }
 
@@ -788,9 +792,11 @@ impl App {
         }
         // Never past the last line, so the way back up starts at once.
         if let Some(detail) = view.detail.as_deref() {
-            view.scroll = view
-                .scroll
-                .min(super::render::detail_max_scroll(detail, self.size));
+            view.scroll = view.scroll.min(super::render::detail_max_scroll(
+                detail,
+                self.size,
+                self.language,
+            ));
         }
         Vec::new()
     }
@@ -886,7 +892,7 @@ impl App {
 
     fn open_compose(&mut self) -> Vec<Command> {
         let kind = FormKind::Preservation;
-        let template = forms::template(kind);
+        let template = forms::template_in(kind, self.language);
         self.dialog = Some(Dialog::Compose(Box::new(Compose {
             stage: ComposeStage::Kind(0),
             kind,
@@ -1028,7 +1034,7 @@ impl App {
                     let kind = FormKind::ALL[index];
                     if kind != compose.kind {
                         compose.kind = kind;
-                        compose.pristine = forms::template(kind);
+                        compose.pristine = forms::template_in(kind, self.language);
                         compose.editor = Editor::new(&compose.pristine);
                     }
                     compose.stage = ComposeStage::Recipient(0);

@@ -165,6 +165,7 @@ pub fn run(data_dir: &Path, officer: &str, attachments_dir: PathBuf) -> Result<(
     }
     let mut app = App::new(officer);
     app.attachments_dir = attachments_dir;
+    app.language = crate::config::configured_language(data_dir)?;
     let mut link = Link {
         data_dir: data_dir.to_path_buf(),
         client: None,

@@ -16,7 +16,9 @@ use super::app::{
 };
 use crate::control::{InboxRow, MessageDetail, OutboxRow};
 use crate::text::age;
+use quickfreeze_proto::form_view;
 use quickfreeze_proto::forms::FormKind;
+use quickfreeze_proto::i18n::Language;
 use quickfreeze_proto::payload::Payload;
 
 /// Colour of a priority: red for emergency, yellow for urgent.
@@ -68,7 +70,7 @@ pub fn render(app: &App, frame: &mut Frame) {
     render_header(app, frame, header);
     render_node_line(app, frame, node);
     match &app.detail {
-        Some(view) => render_detail(view, frame, body),
+        Some(view) => render_detail(view, app.language, frame, body),
         None => render_lists(app, frame, body),
     }
     if let Some(item) = &app.notice {
@@ -408,8 +410,13 @@ fn outbox_row(row: &OutboxRow) -> Row<'static> {
     .style(style)
 }
 
-/// The lines of an opened message: who, state, receipts, status history, then the content.
-pub fn detail_lines(detail: &MessageDetail) -> Vec<Line<'static>> {
+/// Width the content of an opened message is laid out for: the body of an 80-column terminal
+/// less its frame.
+const CONTENT_WIDTH: usize = 78;
+
+/// The lines of an opened message: who, state, receipts, status history, then the content as a
+/// labelled form in `language` (see `quickfreeze_proto::form_view`).
+pub fn detail_lines(detail: &MessageDetail, language: Language) -> Vec<Line<'static>> {
     let bold = Style::new().add_modifier(Modifier::BOLD);
     let label = |name: &str| Span::styled(format!("{name:<10}"), bold);
     let mut lines = Vec::new();
@@ -550,32 +557,32 @@ pub fn detail_lines(detail: &MessageDetail) -> Vec<Line<'static>> {
             )));
         }
     }
-    // The content without the attachments' bytes (listed above).
-    let shown = detail.payload.as_ref().map(|payload| {
-        let mut payload = payload.clone();
-        if let Payload::Preservation(request) = &mut payload {
-            for attachment in &mut request.attachments {
-                attachment.bytes.clear();
+    match &detail.payload {
+        Some(payload) => {
+            let view = form_view::render(payload, language);
+            let text = view.to_text(CONTENT_WIDTH);
+            let mut text_lines = text.lines();
+            // Title and section titles in bold, rows as they are.
+            if let Some(title) = text_lines.next() {
+                lines.push(Line::from(Span::styled(clean(title), bold)));
             }
-        }
-        payload
-    });
-    lines.push(Line::from(Span::styled("content", bold)));
-    match &shown {
-        Some(payload) => match toml::to_string_pretty(payload) {
-            Ok(text) => {
-                for line in text.lines() {
-                    lines.push(Line::from(format!("  {}", clean(line))));
+            for line in text_lines {
+                if line.is_empty() || line.starts_with(' ') {
+                    lines.push(Line::from(clean(line)));
+                } else {
+                    lines.push(Line::from(Span::styled(clean(line), bold)));
                 }
             }
-            Err(error) => lines.push(Line::from(format!("  (cannot show: {error})"))),
-        },
-        None => lines.push(Line::from("  (not stored)")),
+        }
+        None => {
+            lines.push(Line::from(Span::styled("content", bold)));
+            lines.push(Line::from("  (not stored)"));
+        }
     }
     lines
 }
 
-fn render_detail(view: &DetailView, frame: &mut Frame, area: Rect) {
+fn render_detail(view: &DetailView, language: Language, frame: &mut Frame, area: Rect) {
     let Some(detail) = view.detail.as_deref() else {
         let block = pane_block(format!(" {} ", short(&view.message_id)), true);
         frame.render_widget(Paragraph::new("loading…").block(block), area);
@@ -598,7 +605,7 @@ fn render_detail(view: &DetailView, frame: &mut Frame, area: Rect) {
     if emergency {
         block = block.border_style(Style::new().fg(Color::Red));
     }
-    let paragraph = Paragraph::new(detail_lines(detail)).wrap(Wrap { trim: false });
+    let paragraph = Paragraph::new(detail_lines(detail, language)).wrap(Wrap { trim: false });
     let inner = block.inner(area);
     let scroll = view.scroll.min(max_scroll(&paragraph, inner));
     frame.render_widget(paragraph.block(block).scroll((scroll, 0)), area);
@@ -610,11 +617,11 @@ fn max_scroll(paragraph: &Paragraph, inner: Rect) -> u16 {
 }
 
 /// How far the opened message can scroll in a terminal of `size`: the last line at the bottom.
-pub fn detail_max_scroll(detail: &MessageDetail, size: (u16, u16)) -> u16 {
+pub fn detail_max_scroll(detail: &MessageDetail, size: (u16, u16), language: Language) -> u16 {
     // The body is the terminal less four lines, less the frame.
     let inner = Rect::new(0, 0, size.0.saturating_sub(2), size.1.saturating_sub(6));
     max_scroll(
-        &Paragraph::new(detail_lines(detail)).wrap(Wrap { trim: false }),
+        &Paragraph::new(detail_lines(detail, language)).wrap(Wrap { trim: false }),
         inner,
     )
 }

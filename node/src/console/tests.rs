@@ -2,6 +2,7 @@
 //! ratatui's `TestBackend` at 80×24 and is checked as text and colours.
 
 use quickfreeze_keys::Timestamp;
+use quickfreeze_proto::i18n::Language;
 use quickfreeze_proto::payload::{
     example_emergency, example_preservation, Payload, RefusalGround, Status,
 };
@@ -494,6 +495,9 @@ fn enter_opens_the_whole_message_and_it_scrolls() {
         text.contains("Onward transmission: only with the sender's prior consent"),
         "{text}"
     );
+    // The content is the labelled form, not TOML field names.
+    assert!(text.contains("EMERGENCY DISCLOSURE REQUEST"), "{text}");
+    assert!(!text.contains("emergency_facts"), "{text}");
     // An emergency gets a red frame.
     let (_, y) = find(&buffer, "from DE").expect("title");
     assert_eq!(buffer[(0, y)].fg, Color::Red);
@@ -502,7 +506,7 @@ fn enter_opens_the_whole_message_and_it_scrolls() {
         press(&mut app, KeyCode::Down);
     }
     assert!(
-        screen(&app).contains("service_providers") || screen(&app).contains("Example Messaging"),
+        screen(&app).contains("duty-officer@htcu.example.org"),
         "{}",
         screen(&app)
     );
@@ -1088,4 +1092,39 @@ fn an_unread_status_reply_neither_rings_nor_counts_as_waiting() {
         !commands.iter().any(|c| matches!(c, Command::Bell)),
         "a status reply is not a new request"
     );
+}
+
+#[test]
+fn the_message_view_speaks_the_configured_language_within_80_columns() {
+    let mut app = night_app();
+    app.language = Language::De;
+    press(&mut app, KeyCode::Enter);
+    app.apply(ControlResponse::Message {
+        detail: Box::new(emergency_detail()),
+    });
+    let mut seen = String::new();
+    for _ in 0..60 {
+        let buffer = draw(&app, 80, 24);
+        seen.push_str(&lines(&buffer).join("\n"));
+        press(&mut app, KeyCode::Down);
+    }
+    assert!(
+        seen.contains("ERSUCHEN UM OFFENLEGUNG IN EINEM NOTFALL"),
+        "{seen}"
+    );
+    assert!(seen.contains("Tatsachen zum Notfall"), "{seen}");
+    assert!(seen.contains("Nach dem Protokoll gestellt"), "{seen}");
+    // What the sender wrote stays as written.
+    assert!(seen.contains("Kidnapping for ransom"), "{seen}");
+    // Every content line fits the pane: none is wrapped by the widget (a wrapped row would
+    // start at the left border without the form's indent or a title).
+    let detail = emergency_detail();
+    let content = super::render::detail_lines(&detail, Language::De)
+        .into_iter()
+        .skip_while(|line| !line.to_string().starts_with("ERSUCHEN"))
+        .collect::<Vec<_>>();
+    assert!(content.len() > 20, "{content:?}");
+    for line in content {
+        assert!(line.width() <= 78, "{line:?}");
+    }
 }
