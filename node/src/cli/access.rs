@@ -61,8 +61,10 @@ impl Access {
         match self {
             Access::Daemon(client) => Ok(client.request(request)?),
             Access::Direct { store, log } => Ok(match request {
-                ControlRequest::AuditVerify { .. } | ControlRequest::AuditExport { .. } => {
-                    crate::audit::answer(log, request)
+                ControlRequest::AuditVerify { .. }
+                | ControlRequest::AuditExport { .. }
+                | ControlRequest::AuditExportFiltered { .. } => {
+                    crate::audit::answer(log, store, request)
                 }
                 ControlRequest::Stats { since_ms } => {
                     use quickfreeze_proto::core::Store;

@@ -7,7 +7,8 @@
 //! Every console command (`send`, `inbox`, `outbox`, `show`, `ack`, `reply`, `peers`, `status`)
 //! talks to the running daemon through its control socket; `--json` prints the daemon's typed
 //! answer for scripts. `audit` and `stats` also work on a stopped node's store ([`audit`],
-//! [`stats`]). `console` is the interactive terminal UI over the same socket.
+//! [`stats`]), and so does `evidence export` ([`evidence`]; `evidence verify` needs only the
+//! file). `console` is the interactive terminal UI over the same socket.
 //! Errors are one line naming the file or field and what to do, and a non-zero exit.
 
 #[macro_use]
@@ -15,6 +16,7 @@ pub(crate) mod out;
 mod access;
 mod audit;
 mod case;
+mod evidence;
 mod key;
 mod messages;
 mod node;
@@ -32,6 +34,7 @@ use quickfreeze_proto::forms::FormKind;
 use crate::control::{ControlClient, ControlRequest, ControlResponse};
 
 pub use audit::AuditCommand;
+pub use evidence::EvidenceCommand;
 pub use key::KeyCommand;
 pub use messages::{FilterArgs, ReplyArgs};
 pub use revoke::RevokeArgs;
@@ -193,6 +196,9 @@ pub enum Command {
     /// The audit trail: check its hash chain, or export it for a case file.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Evidence for a court: export a case's signed evidence file, or verify one offline.
+    #[command(subcommand)]
+    Evidence(EvidenceCommand),
     /// The live console for the officer on duty: inbox and outbox side by side, acknowledge,
     /// reply, compose. Needs a terminal (80×24 is enough); `?` inside shows the keys.
     Console {
@@ -276,6 +282,7 @@ pub fn execute(cli: Cli) -> Result<()> {
         Command::Peers { target } => node::peers(&target),
         Command::Status { target } => node::status(&target),
         Command::Audit(command) => audit::audit(command),
+        Command::Evidence(command) => evidence::evidence(command),
         Command::Stats { since, target } => stats::stats(&since, &target),
         Command::Console { data_dir, officer } => {
             let officer = match officer.filter(|name| !name.trim().is_empty()) {

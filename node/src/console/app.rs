@@ -490,6 +490,7 @@ impl App {
             | ControlResponse::Stats { .. }
             | ControlResponse::AuditVerified { .. }
             | ControlResponse::AuditPage { .. }
+            | ControlResponse::Evidence { .. }
             | ControlResponse::FaultsSet { .. }
             | ControlResponse::RosterInstalled { .. }
             | ControlResponse::RevocationApplied { .. }
