@@ -76,23 +76,26 @@ fn export(id: &str, out: &Path, data_dir: &Path) -> Result<()> {
         Access::Direct { store, log } => {
             use quickfreeze_proto::core::Store;
             let key_path = data_dir.join(files::KEY);
-            let identity = Identity::read_key_file(&key_path)
-                .with_context(|| format!("{}: the node's key signs the export", key_path.display()))?;
-            let roster = store
-                .get_roster()?
-                .ok_or_else(|| anyhow!("the store holds no roster yet: nothing was sent or received"))?;
+            let identity = Identity::read_key_file(&key_path).with_context(|| {
+                format!("{}: the node's key signs the export", key_path.display())
+            })?;
+            let roster = store.get_roster()?.ok_or_else(|| {
+                anyhow!("the store holds no roster yet: nothing was sent or received")
+            })?;
             let source = crate::evidence::EvidenceSource {
                 store: &store,
                 audit: log.tree(),
                 identity: &identity,
                 signed_roster: &roster,
             };
-            crate::evidence::collect(&source, id, Timestamp::now()).map_err(|message| anyhow!(message))?
+            crate::evidence::collect(&source, id, Timestamp::now())
+                .map_err(|message| anyhow!(message))?
         }
     };
     // Check our own output before handing it over: a file that does not verify must not leave.
-    let verified = crate::evidence::verify(file.as_bytes(), None)
-        .map_err(|finding| anyhow!("the node produced an evidence file that does not verify ({finding}); report this"))?;
+    let verified = crate::evidence::verify(file.as_bytes(), None).map_err(|finding| {
+        anyhow!("the node produced an evidence file that does not verify ({finding}); report this")
+    })?;
     {
         use std::os::unix::fs::OpenOptionsExt;
         let mut handle = std::fs::OpenOptions::new()

@@ -187,11 +187,9 @@ impl Daemon {
                             message: format!("the audit log cannot be written: {error}"),
                         }
                     }
-                    Ok(()) => {
-                        tokio::task::block_in_place(|| {
+                    Ok(()) => tokio::task::block_in_place(|| {
                         crate::audit::answer(&self.audit, self.core.store(), &request)
-                    })
-                    }
+                    }),
                 }
             }
             ControlRequest::EvidenceExport { message_id } => self.evidence_export(now, &message_id),

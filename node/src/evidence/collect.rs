@@ -71,7 +71,11 @@ impl From<&InboxEntry> for Held {
 
 /// Builds the evidence file for the thread of message `id_text` (an id or a unique prefix of at
 /// least 6 hex digits) at time `now`. Errors are sentences for the officer.
-pub fn collect(source: &EvidenceSource<'_>, id_text: &str, now: Timestamp) -> Result<String, String> {
+pub fn collect(
+    source: &EvidenceSource<'_>,
+    id_text: &str,
+    now: Timestamp,
+) -> Result<String, String> {
     let outbox = source
         .store
         .outbox_entries()
@@ -135,7 +139,10 @@ pub fn collect(source: &EvidenceSource<'_>, id_text: &str, now: Timestamp) -> Re
             hex: hex::encode(&message.envelope),
         });
         let plaintext = message.payload.to_bytes().map_err(|error| {
-            format!("message {}: its plaintext does not encode: {error}", message.id)
+            format!(
+                "message {}: its plaintext does not encode: {error}",
+                message.id
+            )
         })?;
         parts.push(Part {
             name: format!("{base}/plaintext"),

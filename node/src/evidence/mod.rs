@@ -167,7 +167,9 @@ pub enum DecodeError {
     #[error("bundle format `{0}` is not supported by this quickfreeze (it reads {FORMAT})")]
     Format(String),
     /// The data block is not in its canonical form.
-    #[error("the data block was altered: it is not byte-for-byte the canonical JSON of its content")]
+    #[error(
+        "the data block was altered: it is not byte-for-byte the canonical JSON of its content"
+    )]
     NotCanonical,
 }
 
@@ -238,7 +240,11 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, DecodeError> {
 /// The bytes the exporter signs for `manifest`.
 pub fn manifest_signing_message(manifest: &Manifest) -> Vec<u8> {
     let mut message = MANIFEST_SIGNING_CONTEXT.to_vec();
-    message.extend_from_slice(serde_json::to_string(manifest).unwrap_or_default().as_bytes());
+    message.extend_from_slice(
+        serde_json::to_string(manifest)
+            .unwrap_or_default()
+            .as_bytes(),
+    );
     message
 }
 

@@ -130,7 +130,8 @@ impl Content {
         let mut audit = Vec::new();
         let mut pending_envelope: Option<(Envelope, String)> = None;
         for part in parts {
-            let bytes = hex::decode(&part.hex).map_err(|error| format!("{}: {error}", part.name))?;
+            let bytes =
+                hex::decode(&part.hex).map_err(|error| format!("{}: {error}", part.name))?;
             let context = |error: String| format!("{}: {error}", part.name);
             match part.role {
                 PartRole::Roster => {
@@ -276,4 +277,3 @@ fn flatten(path: String, value: &serde_json::Value, rows: &mut Vec<(String, Stri
         other => rows.push((path, other.to_string())),
     }
 }
-

@@ -130,7 +130,10 @@ pub fn verify(bytes: &[u8], authority_set: Option<&Fingerprint>) -> Result<Verif
     }
     .map_err(|error| Finding {
         part: "roster".into(),
-        problem: format!("{error} (checked at the export time, {})", at(exported_at.0)),
+        problem: format!(
+            "{error} (checked at the export time, {})",
+            at(exported_at.0)
+        ),
     })?;
     let fingerprint = roster.authority_set_fingerprint();
     let mut statements = vec![format!(
@@ -161,7 +164,11 @@ pub fn verify(bytes: &[u8], authority_set: Option<&Fingerprint>) -> Result<Verif
         part: "manifest".into(),
         problem,
     })?;
-    if !exporter_member.verify_at(&manifest_signing_message(manifest), &signature.0, exported_at) {
+    if !exporter_member.verify_at(
+        &manifest_signing_message(manifest),
+        &signature.0,
+        exported_at,
+    ) {
         return fail(
             "manifest",
             format!(
@@ -183,14 +190,15 @@ pub fn verify(bytes: &[u8], authority_set: Option<&Fingerprint>) -> Result<Verif
             continue;
         };
         let mut pieces = rest.splitn(2, '/');
-        let id: MessageId = pieces
-            .next()
-            .unwrap_or_default()
-            .parse()
-            .map_err(|problem: String| Finding {
-                part: name.clone(),
-                problem,
-            })?;
+        let id: MessageId =
+            pieces
+                .next()
+                .unwrap_or_default()
+                .parse()
+                .map_err(|problem: String| Finding {
+                    part: name.clone(),
+                    problem,
+                })?;
         match (role, pieces.next().unwrap_or_default()) {
             (PartRole::Envelope, "envelope") => {
                 let envelope = check_envelope(name, &roster, bytes, &id)?;
@@ -252,7 +260,13 @@ pub fn verify(bytes: &[u8], authority_set: Option<&Fingerprint>) -> Result<Verif
                         problem: "a receipt without its envelope before it".into(),
                     })?;
                 let envelope_bytes = current.envelope.to_bytes();
-                statements.push(check_receipt(name, &roster, bytes, &current.envelope, &envelope_bytes)?);
+                statements.push(check_receipt(
+                    name,
+                    &roster,
+                    bytes,
+                    &current.envelope,
+                    &envelope_bytes,
+                )?);
             }
             _ => {
                 return fail(name.clone(), format!("unexpected part of role {role:?}"));
@@ -295,15 +309,19 @@ pub fn verify(bytes: &[u8], authority_set: Option<&Fingerprint>) -> Result<Verif
         }
     }
     if manifest.case_reference.as_deref() != payloads[0].case_reference() {
-        return fail(
-            "manifest",
-            "the case reference is not the request's",
-        );
+        return fail("manifest", "the case reference is not the request's");
     }
 
     // The audit records and the signed head.
     let ids: BTreeSet<MessageId> = checked.iter().map(|message| message.id).collect();
-    statements.push(check_audit(bundle, &parts, &roster, &exporter, &exporter_name, &ids)?);
+    statements.push(check_audit(
+        bundle,
+        &parts,
+        &roster,
+        &exporter,
+        &exporter_name,
+        &ids,
+    )?);
 
     Ok(Verified {
         message_id: root.to_string(),
@@ -371,15 +389,23 @@ fn check_envelope(
     if envelope.header.message_id != *id {
         return fail(
             name,
-            format!("the envelope is message {}, not {id}", envelope.header.message_id),
+            format!(
+                "the envelope is message {}, not {id}",
+                envelope.header.message_id
+            ),
         );
     }
     // Checked as of its creation: the sender's key and membership as the roster lists them.
-    verify_outer(roster, &envelope, envelope.header.created_at, &AcceptPolicy::default())
-        .map_err(|error| Finding {
-            part: name.into(),
-            problem: error.to_string(),
-        })?;
+    verify_outer(
+        roster,
+        &envelope,
+        envelope.header.created_at,
+        &AcceptPolicy::default(),
+    )
+    .map_err(|error| Finding {
+        part: name.into(),
+        problem: error.to_string(),
+    })?;
     Ok(envelope)
 }
 
@@ -446,20 +472,22 @@ fn check_audit(
             part: "audit/records".into(),
             problem: "the file carries no audit records".into(),
         })?;
-    let records: Vec<AuditRecord> =
-        codec::decode(bytes, (MAX_AUDIT_RECORDS as u64 + 1) * MAX_AUDIT_RECORD_BYTES).map_err(
-            |error| Finding {
-                part: "audit/records".into(),
-                problem: format!("not audit records: {error}"),
-            },
-        )?;
-    let mut previous: Digest32 = manifest
-        .audit_previous_hash
-        .parse()
-        .map_err(|problem| Finding {
-            part: "manifest".into(),
-            problem,
-        })?;
+    let records: Vec<AuditRecord> = codec::decode(
+        bytes,
+        (MAX_AUDIT_RECORDS as u64 + 1) * MAX_AUDIT_RECORD_BYTES,
+    )
+    .map_err(|error| Finding {
+        part: "audit/records".into(),
+        problem: format!("not audit records: {error}"),
+    })?;
+    let mut previous: Digest32 =
+        manifest
+            .audit_previous_hash
+            .parse()
+            .map_err(|problem| Finding {
+                part: "manifest".into(),
+                problem,
+            })?;
     let mut expected_seq: Option<u64> = None;
     let mut case = Vec::new();
     for record in &records {
@@ -467,7 +495,10 @@ fn check_audit(
         if expected_seq.is_some_and(|expected| expected != seq) {
             return fail(
                 "audit/records",
-                format!("record {seq} follows record {}: records are missing or out of order", seq.wrapping_sub(1)),
+                format!(
+                    "record {seq} follows record {}: records are missing or out of order",
+                    seq.wrapping_sub(1)
+                ),
             );
         }
         let hash = chain_hash(&previous, &record.body).map_err(|problem| Finding {
