@@ -220,7 +220,7 @@ fn an_export_verifies_and_says_who_proved_what() {
     assert!(
         all.contains(&format!(
             "FR's node (FR point-of-contact), key {fr_key}, signed at"
-        )) && all.contains("that it stored this exact request envelope"),
+        )) && all.contains("that it stored this exact envelope"),
         "{all}"
     );
     assert!(all.contains("DE's node"), "{all}");

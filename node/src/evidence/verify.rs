@@ -179,7 +179,7 @@ pub fn verify(bytes: &[u8], authority_set: Option<&Fingerprint>) -> Result<Verif
     }
     let exporter_name = describe(exporter_member);
     statements.push(format!(
-        "{exporter_name} signed this file at {} (by its clock): every part below is exactly what it exported, and so is the printable page.",
+        "{exporter_name}, signed this file at {} (by its clock): every part below is exactly what it exported, and so is the printable page.",
         at(exported_at.0)
     ));
 
@@ -203,7 +203,7 @@ pub fn verify(bytes: &[u8], authority_set: Option<&Fingerprint>) -> Result<Verif
             (PartRole::Envelope, "envelope") => {
                 let envelope = check_envelope(name, &roster, bytes, &id)?;
                 statements.push(format!(
-                    "{} signed the envelope of message {id} (SHA-256 {}), created at {} by its clock, addressed to {}.",
+                    "{}, signed the envelope of message {id} (SHA-256 {}), created at {} by its clock, addressed to {}.",
                     who(&roster, &envelope.header.sender),
                     digest_bytes(bytes),
                     at(envelope.header.created_at.0),
@@ -245,7 +245,7 @@ pub fn verify(bytes: &[u8], authority_set: Option<&Fingerprint>) -> Result<Verif
                     "holds"
                 };
                 statements.push(format!(
-                    "{exporter_name} states under its signature that the envelope of message {id}, which it {side}, carries this {} (plaintext SHA-256 {}). Only the recipient's key can open the envelope, so this binding rests on the exporter's signature together with the signatures on the envelope and its receipts.",
+                    "{exporter_name}, states under its signature that the envelope of message {id}, which it {side}, carries this {} (plaintext SHA-256 {}). Only the recipient's key can open the envelope, so this binding rests on the exporter's signature together with the signatures on the envelope and its receipts.",
                     payload.kind(),
                     sha256_hex(bytes),
                 ));
@@ -441,7 +441,7 @@ fn check_receipt(
     let body = &receipt.body;
     Ok(match body.kind {
         ReceiptKind::Delivered => format!(
-            "{}, signed at {} that it stored this exact request envelope (message {}, SHA-256 {digest}).",
+            "{}, signed at {} that it stored this exact envelope (message {}, SHA-256 {digest}).",
             who(roster, &body.signer),
             at(body.received_at.0),
             body.message_id,
