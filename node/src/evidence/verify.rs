@@ -558,7 +558,7 @@ fn check_audit(
     }
     let first = records.first().map_or(0, |record| record.body.seq);
     Ok(format!(
-        "{exporter_name}'s audit trail: records {first}–{} ({} records, {} of them about this case: {}) chain without a break up to the head, record {} (hash {}), which it signed at {}.",
+        "The audit trail of {exporter_name}: records {first}–{} ({} records, {} of them about this case: {}) chain without a break up to the head, record {} (hash {}), which it signed at {}.",
         last.body.seq,
         records.len(),
         case.len(),
