@@ -41,6 +41,8 @@
 //! begins, so the record of a change is durable exactly when the change is, and nothing is
 //! acknowledged to anyone before both are on disk.
 
+use std::collections::BTreeSet;
+
 use quickfreeze_keys::{codec, Digest32, NodeId, Timestamp};
 use quickfreeze_proto::MessageId;
 use serde::{Deserialize, Serialize};
@@ -425,6 +427,17 @@ impl AuditLog {
         after: Option<u64>,
         limit: usize,
     ) -> Result<(Vec<AuditLine>, Option<u64>), StoreError> {
+        self.export_page_of(since, after, limit, None)
+    }
+
+    /// [`AuditLog::export_page`] keeping only the records about one of `only` (when given).
+    pub fn export_page_of(
+        &self,
+        since: Timestamp,
+        after: Option<u64>,
+        limit: usize,
+        only: Option<&BTreeSet<MessageId>>,
+    ) -> Result<(Vec<AuditLine>, Option<u64>), StoreError> {
         let limit = limit.clamp(1, MAX_EXPORT_PAGE);
         let start = after.map_or(0, |seq| seq.saturating_add(1));
         // Begin at the block holding `start`: the last one keyed at or before it.
@@ -450,6 +463,11 @@ impl AuditLog {
             for record in records {
                 if record.body.seq < start || record.body.at < since {
                     continue;
+                }
+                if let Some(only) = only {
+                    if !record.body.message_id.is_some_and(|id| only.contains(&id)) {
+                        continue;
+                    }
                 }
                 lines.push(AuditLine::from(&record));
                 if lines.len() >= limit {
@@ -559,10 +577,79 @@ pub fn answer(
                 message: error.to_string(),
             },
         },
+        ControlRequest::AuditExportFiltered {
+            since_ms,
+            after,
+            limit,
+            message,
+            case,
+        } => {
+            let only = match message_filter(store, message.as_deref(), case.as_deref()) {
+                Ok(only) => only,
+                Err(message) => return ControlResponse::Error { message },
+            };
+            match log.export_page_of(Timestamp(*since_ms), *after, *limit, only.as_ref()) {
+                Ok((lines, next_after)) => ControlResponse::AuditPage { lines, next_after },
+                Err(error) => ControlResponse::Error {
+                    message: error.to_string(),
+                },
+            }
+        }
         _ => ControlResponse::Error {
             message: "not an audit request".into(),
         },
     }
+}
+
+/// The messages `audit export --message/--case` keeps: the one message, or every message whose
+/// thread's request carries the case reference (the request, its statuses and follow-ups).
+/// `None` when neither is given.
+pub fn message_filter(
+    store: &SledStore,
+    message: Option<&str>,
+    case: Option<&str>,
+) -> Result<Option<BTreeSet<MessageId>>, String> {
+    use crate::daemon::find::{resolve_id, thread_root};
+    use quickfreeze_proto::core::Store;
+    if message.is_none() && case.is_none() {
+        return Ok(None);
+    }
+    let outbox = store.outbox_entries().map_err(|error| error.to_string())?;
+    let inbox = store.inbox_entries().map_err(|error| error.to_string())?;
+    let all = outbox
+        .iter()
+        .map(|entry| (entry.message_id, &entry.payload))
+        .chain(inbox.iter().map(|entry| (entry.message_id, &entry.payload)));
+    let mut only = BTreeSet::new();
+    if let Some(text) = message {
+        only.insert(resolve_id(text, all.clone().map(|(id, _)| id))?);
+    }
+    if let Some(case) = case {
+        let wanted = case.trim();
+        let roots: BTreeSet<MessageId> = all
+            .clone()
+            .filter(|(_, payload)| payload.case_reference() == Some(wanted))
+            .map(|(id, payload)| thread_root(id, payload))
+            .collect();
+        if roots.is_empty() {
+            return Err(format!(
+                "no message with case reference `{wanted}` in the outbox or inbox (the reference must match exactly)"
+            ));
+        }
+        let in_case: BTreeSet<MessageId> = all
+            .filter(|(id, payload)| roots.contains(&thread_root(*id, payload)))
+            .map(|(id, _)| id)
+            .collect();
+        if message.is_some() {
+            only.retain(|id| in_case.contains(id));
+            if only.is_empty() {
+                return Err(format!("that message is not part of case `{wanted}`"));
+            }
+        } else {
+            only = in_case;
+        }
+    }
+    Ok(Some(only))
 }
 
 #[cfg(test)]

@@ -145,6 +145,25 @@ pub enum ControlRequest {
         /// At most this many records (the node caps it).
         limit: usize,
     },
+    /// [`ControlRequest::AuditExport`] narrowed to one message or to every thread of a case.
+    AuditExportFiltered {
+        /// Records at or after this time (milliseconds since the epoch).
+        since_ms: u64,
+        /// Continue after this sequence number (the previous page's `next_after`).
+        after: Option<u64>,
+        /// At most this many records (the node caps it).
+        limit: usize,
+        /// Only the records of this message (an id or a unique prefix of at least 6 hex digits).
+        message: Option<String>,
+        /// Only the records of the messages of this case reference (requests, their statuses).
+        case: Option<String>,
+    },
+    /// Build the evidence file of a message's thread (see the `evidence` module), signed by
+    /// this node now.
+    EvidenceExport {
+        /// The message: an id or a unique prefix of at least 6 hex digits.
+        message_id: String,
+    },
     /// Test harnesses only (refused unless the config has `[testing] fault_injection = true`):
     /// inject a fault on the links to `peers` (node ids), replacing any earlier one on them.
     /// All flags off and no delay removes the fault.
@@ -709,6 +728,11 @@ pub enum ControlResponse {
         lines: Vec<crate::audit_view::AuditLine>,
         /// Ask again with `after` set to this for more; `None` when done.
         next_after: Option<u64>,
+    },
+    /// An evidence file, ready to be written as it is.
+    Evidence {
+        /// The file's text (an HTML page with its signed data block).
+        file: String,
     },
     /// The running node verified and now uses this roster.
     RosterInstalled {

@@ -12,6 +12,7 @@
 //! - [`console`]: the duty officer's live terminal UI (`quickfreeze console`).
 //! - [`logging`], [`service`], [`doctor`]: running in production: journald-friendly logs,
 //!   systemd readiness and watchdog, and `quickfreeze doctor`.
+//! - [`evidence`]: a case's evidence file for a court (`quickfreeze evidence export/verify`).
 //! - [`web`]: the duty officer's console in a browser (`quickfreeze web`, `quickfreeze officer`).
 
 #![deny(unreachable_pub)]
@@ -29,6 +30,7 @@ pub mod daemon;
 pub mod deadlines;
 pub mod demo;
 pub mod doctor;
+pub mod evidence;
 pub mod integrity;
 pub mod logging;
 pub mod network;

@@ -70,7 +70,9 @@ impl Access {
                 log,
                 data_dir,
             } => Ok(match request {
-                ControlRequest::AuditVerify { .. } | ControlRequest::AuditExport { .. } => {
+                ControlRequest::AuditVerify { .. }
+                | ControlRequest::AuditExport { .. }
+                | ControlRequest::AuditExportFiltered { .. } => {
                     crate::audit::answer(log, store, data_dir, request)
                 }
                 ControlRequest::Stats { since_ms } => {

@@ -41,6 +41,13 @@ pub enum AuditCommand {
         /// Write to this file (created new, mode 0600) instead of stdout.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Only the records of this message (an id or a unique prefix of at least 6 hex digits).
+        #[arg(long, value_name = "ID")]
+        message: Option<String>,
+        /// Only the records of the messages of this case reference: its requests and the
+        /// statuses and follow-ups in their threads.
+        #[arg(long, value_name = "REF")]
+        case: Option<String>,
         /// The node's data directory.
         #[arg(long, env = "QUICKFREEZE_DATA_DIR", default_value = ".")]
         data_dir: PathBuf,
@@ -107,6 +114,8 @@ pub(super) fn audit(command: AuditCommand) -> Result<()> {
         AuditCommand::Export {
             since,
             out,
+            message,
+            case,
             data_dir,
         } => {
             let since = crate::audit::parse_since(&since, Timestamp::now())
@@ -130,10 +139,12 @@ pub(super) fn audit(command: AuditCommand) -> Result<()> {
             let mut after = None;
             let mut written = 0u64;
             loop {
-                let response = access.request(&ControlRequest::AuditExport {
+                let response = access.request(&ControlRequest::AuditExportFiltered {
                     since_ms: since.0,
                     after,
                     limit: crate::audit::MAX_EXPORT_PAGE,
+                    message: message.clone(),
+                    case: case.clone(),
                 })?;
                 let ControlResponse::AuditPage { lines, next_after } = response else {
                     return unexpected(response);

@@ -7,7 +7,8 @@
 //! Every console command (`send`, `inbox`, `outbox`, `show`, `ack`, `reply`, `peers`, `status`)
 //! talks to the running daemon through its control socket; `--json` prints the daemon's typed
 //! answer for scripts. `audit` and `stats` also work on a stopped node's store ([`audit`],
-//! [`stats`]). `console` is the interactive terminal UI over the same socket.
+//! [`stats`]), and so does `evidence export` ([`evidence`]; `evidence verify` needs only the
+//! file). `console` is the interactive terminal UI over the same socket.
 //! Errors are one line naming the file or field and what to do, and a non-zero exit.
 
 #[macro_use]
@@ -16,6 +17,7 @@ mod access;
 mod audit;
 mod backup;
 mod case;
+mod evidence;
 mod key;
 mod messages;
 pub(crate) use messages::payload_attachments;
@@ -36,6 +38,7 @@ use quickfreeze_proto::i18n::Language;
 use crate::control::{ControlClient, ControlRequest, ControlResponse};
 
 pub use audit::AuditCommand;
+pub use evidence::EvidenceCommand;
 pub use key::KeyCommand;
 pub use messages::{FilterArgs, ReplyArgs};
 pub use revoke::RevokeArgs;
@@ -250,6 +253,9 @@ pub enum Command {
     /// trail (node stopped).
     #[command(subcommand)]
     Store(StoreCommand),
+    /// Evidence for a court: export a case's signed evidence file, or verify one offline.
+    #[command(subcommand)]
+    Evidence(EvidenceCommand),
     /// The live console for the officer on duty: inbox and outbox side by side, acknowledge,
     /// reply, compose. Needs a terminal (80×24 is enough); `?` inside shows the keys.
     Console {
@@ -347,6 +353,7 @@ pub fn execute(cli: Cli) -> Result<()> {
         Command::Status { target } => node::status(&target),
         Command::Audit(command) => audit::audit(command),
         Command::Store(command) => store::store(command),
+        Command::Evidence(command) => evidence::evidence(command),
         Command::Stats { since, target } => stats::stats(&since, &target),
         Command::Console {
             data_dir,

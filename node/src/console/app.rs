@@ -535,6 +535,7 @@ impl App {
             | ControlResponse::AuditVerified { .. }
             | ControlResponse::AuditPage { .. }
             | ControlResponse::BackupWritten { .. }
+            | ControlResponse::Evidence { .. }
             | ControlResponse::FaultsSet { .. }
             | ControlResponse::RosterInstalled { .. }
             | ControlResponse::RevocationApplied { .. }

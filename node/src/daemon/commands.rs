@@ -175,7 +175,9 @@ impl Daemon {
                     ))
                 })
             }
-            request @ (ControlRequest::AuditVerify { .. } | ControlRequest::AuditExport { .. }) => {
+            request @ (ControlRequest::AuditVerify { .. }
+            | ControlRequest::AuditExport { .. }
+            | ControlRequest::AuditExportFiltered { .. }) => {
                 // The records of this turn so far are read too (they become durable with its
                 // commit, like everything else the answer reports).
                 match self.audit.write_pending(self.core.store_mut()) {
@@ -195,6 +197,7 @@ impl Daemon {
                     }),
                 }
             }
+            ControlRequest::EvidenceExport { message_id } => self.evidence_export(now, &message_id),
             ControlRequest::Fault {
                 peers,
                 drop_outbound,
@@ -466,6 +469,39 @@ impl Daemon {
             Err(error) => ControlResponse::Error {
                 message: format!("the running node refused the revocation notice: {error}"),
             },
+        }
+    }
+
+    /// The evidence file of a thread, built from the store and signed now. The audit records of
+    /// this turn are written first, so the signed head covers them (they become durable with
+    /// this turn's commit, before the answer leaves).
+    fn evidence_export(&mut self, now: Timestamp, message_id: &str) -> ControlResponse {
+        if let Err(error) = self.audit.write_pending(self.core.store_mut()) {
+            self.audit_error = Some(error.to_string());
+            return ControlResponse::Error {
+                message: format!("the audit log cannot be written: {error}"),
+            };
+        }
+        let result = tokio::task::block_in_place(|| {
+            let source = crate::evidence::EvidenceSource {
+                store: self.core.store(),
+                audit: self.audit.tree(),
+                identity: self.core.identity(),
+                signed_roster: self.core.signed_roster(),
+            };
+            crate::evidence::collect(&source, message_id, now)
+        });
+        match result {
+            Ok(file) if file.len() + 1024 > crate::control::MAX_CONTROL_LINE_BYTES / 2 => {
+                ControlResponse::Error {
+                    message: format!(
+                        "this case's evidence file ({} bytes) is larger than the console socket carries; stop the node and run the same command again: it then reads the store directly",
+                        file.len()
+                    ),
+                }
+            }
+            Ok(file) => ControlResponse::Evidence { file },
+            Err(message) => ControlResponse::Error { message },
         }
     }
 }

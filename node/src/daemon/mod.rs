@@ -32,7 +32,7 @@ mod disk;
 mod event_loop;
 mod events;
 mod faults;
-mod find;
+pub(crate) mod find;
 mod keys;
 mod pipeline;
 mod roster;
