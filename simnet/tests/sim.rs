@@ -343,5 +343,8 @@ fn sweep_with_rotations_and_revocations_holds_every_invariant() {
             report.summary()
         );
     }
-    assert!(revoked_runs >= 3, "revocations rarely happened: {revoked_runs} of 6 runs");
+    assert!(
+        revoked_runs >= 3,
+        "revocations rarely happened: {revoked_runs} of 6 runs"
+    );
 }
