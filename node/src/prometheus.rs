@@ -597,8 +597,9 @@ mod tests {
             .filter(|line| line.starts_with("# TYPE"))
             .count();
         assert_eq!(
-            families, 16,
-            "with quickfreeze_disk_low and quickfreeze_disk_refusals"
+            families, 18,
+            "with quickfreeze_disk_low, quickfreeze_disk_refusals, \
+             quickfreeze_member_misbehaviour and quickfreeze_stranger_refusals"
         );
         assert_eq!(
             families,
