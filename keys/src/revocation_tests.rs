@@ -204,3 +204,74 @@ fn golden_unsigned_notice_bytes() {
     expected.extend_from_slice(&0u64.to_le_bytes());
     assert_eq!(hex::encode(&bytes), hex::encode(&expected));
 }
+
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        /// Any subset of the three authorities, plus optionally a signature by a key outside the
+        /// roster (valid for its own key) and a tampered one: the notice verifies exactly when
+        /// nothing is tampered and at least k roster authorities signed; an outsider never counts.
+        #[test]
+        fn a_notice_verifies_only_with_k_authority_signatures(
+            threshold in 1u8..=3,
+            signers in proptest::collection::btree_set(0usize..3, 0..=3),
+            outsider in any::<bool>(),
+            tamper in any::<bool>(),
+        ) {
+            let f = fixture(threshold);
+            let revocation = notice("test-net", vec![f.de.node_id()]);
+            let keys: Vec<&AuthorityKey> = signers.iter().map(|index| &f.authorities[*index]).collect();
+            let mut notice = signed(&revocation, &f.roster, &keys);
+            if outsider {
+                let stranger = AuthorityKey::generate(&mut rand::rng());
+                let mut theirs = f.roster.clone();
+                theirs.authorities.push(stranger.public());
+                notice.sign(&stranger, &theirs).expect("signs for its own roster");
+            }
+            let tampered = tamper && !notice.signatures.is_empty();
+            if tampered {
+                notice.signatures[0].signature.0[0] ^= 1;
+            }
+            let through_bytes = SignedRevocation::from_bytes(&notice.to_bytes().expect("encode"))
+                .expect("decode");
+            let result = through_bytes.verify(&f.roster);
+            let enough = signers.len() >= usize::from(threshold);
+            prop_assert_eq!(result.is_ok(), enough && !tampered, "{:?}", result);
+            if !tampered && !enough {
+                prop_assert_eq!(
+                    result,
+                    Err(RevocationError::NotEnoughSignatures {
+                        valid: signers.len(),
+                        required: usize::from(threshold),
+                    })
+                );
+            }
+        }
+
+        /// A notice revokes a member exactly when it names its node id, node key or encryption
+        /// key, and nobody else.
+        #[test]
+        fn a_notice_revokes_exactly_whom_it_names(
+            by_node in any::<bool>(),
+            by_encryption_key in any::<bool>(),
+        ) {
+            let f = fixture(1);
+            let target = &f.roster.members[0];
+            let other = &f.roster.members[1];
+            let mut revocation = notice("test-net", Vec::new());
+            if by_node {
+                revocation.nodes.push(target.node_id);
+            }
+            if by_encryption_key || !by_node {
+                revocation.keys.push(target.encryption_key.0);
+            }
+            prop_assert!(revocation.revokes(target));
+            prop_assert!(!revocation.revokes(other));
+        }
+    }
+}

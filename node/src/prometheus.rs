@@ -145,6 +145,28 @@ pub struct Snapshot {
     /// Submissions and inbound batches refused for low disk space since start.
     #[serde(default)]
     pub disk_refusals_total: u64,
+    /// What this node refused from each roster member since start, by kind (the same counts
+    /// `peers` shows): one row per member and kind with a count above zero. Bounded by the
+    /// roster size times the kinds.
+    #[serde(default)]
+    pub member_misbehaviour: Vec<MemberMisbehaviour>,
+    /// What this node refused from everyone outside the roster since start, summed over all
+    /// sources, by kind (no per-address labels: strangers must not grow the metric).
+    #[serde(default)]
+    pub stranger_refusals: Vec<(String, u64)>,
+}
+
+/// One member's count of one kind of refused traffic.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberMisbehaviour {
+    /// The member's NodeId.
+    pub peer: String,
+    /// Its country.
+    pub country: String,
+    /// The kind (`junk_frame`, `oversized_frame`, ...).
+    pub kind: String,
+    /// How many since start.
+    pub count: u64,
 }
 
 /// A [`Histogram`] already counted by the daemon, encoded as a Prometheus histogram.
@@ -196,6 +218,27 @@ impl EncodeMetric for GaugesBy {
 
     fn metric_type(&self) -> MetricType {
         MetricType::Gauge
+    }
+}
+
+/// Counters with several labels per series, in the order given.
+#[derive(Debug)]
+struct CountersBy {
+    series: Vec<(Vec<(&'static str, String)>, u64)>,
+}
+
+impl EncodeMetric for CountersBy {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        for (labels, value) in &self.series {
+            encoder
+                .encode_family(labels)?
+                .encode_counter::<NoLabelSet, _, u64>(value, None)?;
+        }
+        Ok(())
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Counter
     }
 }
 
@@ -286,6 +329,37 @@ fn registry(snapshot: &Snapshot) -> Registry {
         "quickfreeze_disk_refusals",
         "Submissions and inbound batches refused for low disk space",
         ConstCounter::new(snapshot.disk_refusals_total),
+    );
+    registry.register(
+        "quickfreeze_member_misbehaviour",
+        "Traffic refused from each roster member since the node started, by kind",
+        CountersBy {
+            series: snapshot
+                .member_misbehaviour
+                .iter()
+                .map(|row| {
+                    (
+                        vec![
+                            ("peer", row.peer.clone()),
+                            ("country", row.country.clone()),
+                            ("kind", row.kind.clone()),
+                        ],
+                        row.count,
+                    )
+                })
+                .collect(),
+        },
+    );
+    registry.register(
+        "quickfreeze_stranger_refusals",
+        "Connections and traffic refused from outside the roster since the node started, all sources together, by kind",
+        CountersBy {
+            series: snapshot
+                .stranger_refusals
+                .iter()
+                .map(|(kind, count)| (vec![("kind", kind.clone())], *count))
+                .collect(),
+        },
     );
     if let Some(age) = snapshot.key_file_age_s {
         registry.register(
@@ -523,8 +597,9 @@ mod tests {
             .filter(|line| line.starts_with("# TYPE"))
             .count();
         assert_eq!(
-            families, 16,
-            "with quickfreeze_disk_low and quickfreeze_disk_refusals"
+            families, 18,
+            "with quickfreeze_disk_low, quickfreeze_disk_refusals, \
+             quickfreeze_member_misbehaviour and quickfreeze_stranger_refusals"
         );
         assert_eq!(
             families,
@@ -572,6 +647,39 @@ mod tests {
             ..sample()
         };
         assert!(!render(&without_key).contains("quickfreeze_key_file_age_seconds"));
+    }
+
+    #[test]
+    fn refusals_are_labelled_by_member_and_strangers_are_summed() {
+        let mut snapshot = sample();
+        snapshot.member_misbehaviour = vec![
+            MemberMisbehaviour {
+                peer: "12D3KooWpeer".into(),
+                country: "BR".into(),
+                kind: "junk_frame".into(),
+                count: 7,
+            },
+            MemberMisbehaviour {
+                peer: "12D3KooWpeer".into(),
+                country: "BR".into(),
+                kind: "oversized_frame".into(),
+                count: 2,
+            },
+        ];
+        snapshot.stranger_refusals = vec![("pending_limit".into(), 300)];
+        let text = render(&snapshot);
+        for line in [
+            "# TYPE quickfreeze_member_misbehaviour counter",
+            r#"quickfreeze_member_misbehaviour_total{peer="12D3KooWpeer",country="BR",kind="junk_frame"} 7"#,
+            r#"quickfreeze_member_misbehaviour_total{peer="12D3KooWpeer",country="BR",kind="oversized_frame"} 2"#,
+            r#"quickfreeze_stranger_refusals_total{kind="pending_limit"} 300"#,
+        ] {
+            assert!(text.contains(line), "missing `{line}` in:\n{text}");
+        }
+        // Nothing refused: the metrics are declared, with no series.
+        let quiet = render(&sample());
+        assert!(quiet.contains("# TYPE quickfreeze_stranger_refusals counter"));
+        assert!(!quiet.contains("quickfreeze_stranger_refusals_total{"));
     }
 
     #[test]

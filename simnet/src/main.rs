@@ -53,6 +53,14 @@ struct PlotScalingArgs {
 
 #[derive(Args, Debug)]
 struct LiveArgs {
+    /// Measure trust spread instead of delivery: on the idle network, install the next roster
+    /// serial at one node and time until every node's `status` shows it, then the same for a
+    /// revocation notice (no workload, no faults).
+    #[arg(long)]
+    spread: bool,
+    /// With --spread: how long each change may take before it counts as not spread.
+    #[arg(long, default_value_t = 60)]
+    spread_timeout_s: u64,
     /// Member nodes (points of contact), one process each.
     #[arg(long, default_value_t = 20)]
     nodes: usize,
@@ -265,6 +273,21 @@ fn run_live(args: LiveArgs) -> anyhow::Result<ExitCode> {
     config.short_retries = args.short_retries;
     config.routine_lifetime_s = args.routine_lifetime_s;
     config.reconnect_probe_ms = args.reconnect_probe_ms;
+    if args.spread {
+        let timeout = std::time::Duration::from_secs(args.spread_timeout_s);
+        let report = live::spread::measure(&config, timeout).map_err(anyhow::Error::msg)?;
+        print!("{}", report.summary());
+        if let Some(path) = &args.json {
+            let text = serde_json::to_string_pretty(&report).context("encoding the report")?;
+            std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+        }
+        let spread = report.roster_spread_ms.is_some() && report.revocation_spread_ms.is_some();
+        return Ok(if spread {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        });
+    }
     let report = live::run(&config).map_err(anyhow::Error::msg)?;
     print!("{}", report.summary());
     if let Some(path) = &args.json {

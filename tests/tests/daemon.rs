@@ -233,6 +233,28 @@ async fn a_hostile_member_is_refused_and_the_node_keeps_serving() {
         "BR's refused frames are counted: {peers:?}"
     );
     assert_eq!(refused_from("DE"), 0, "{peers:?}");
+    // The Prometheus exposition shows the same counts, labelled by member (not by address).
+    let ControlResponse::MetricsSnapshot { snapshot } =
+        ask(&fixture.dirs[1], ControlRequest::MetricsSnapshot).await
+    else {
+        panic!("metrics snapshot failed");
+    };
+    let text = quickfreeze_node::prometheus::render(&snapshot);
+    let br = peers
+        .iter()
+        .find(|row| row.country == "BR")
+        .expect("BR row");
+    for (kind, count) in &br.misbehaviour {
+        let line = format!(
+            "quickfreeze_member_misbehaviour_total{{peer=\"{}\",country=\"BR\",kind=\"{kind}\"}} {count}",
+            br.node_id
+        );
+        assert!(text.contains(&line), "missing `{line}` in:\n{text}");
+    }
+    assert!(
+        !text.contains("country=\"DE\""),
+        "DE did nothing wrong: {text}"
+    );
     // Nothing from the hostile member reached FR's inbox; FR still serves DE.
     let ControlResponse::Inbox { rows } =
         ask(&fixture.dirs[1], ControlRequest::Inbox { limit: 100 }).await

@@ -281,6 +281,31 @@ impl Daemon {
         ControlResponse::Peers { rows }
     }
 
+    /// Per member and kind, what this node refused from it (the counts `peers` shows).
+    fn member_misbehaviour(&self) -> Vec<crate::prometheus::MemberMisbehaviour> {
+        let me = self.core.node_id();
+        let mut rows = Vec::new();
+        for member in &self.core.roster().members {
+            if member.node_id == me {
+                continue;
+            }
+            let Ok(peer) = member.current_signing_key().to_peer_id() else {
+                continue;
+            };
+            for (offense, count) in self.network.misbehaviour_of(&peer) {
+                if count > 0 {
+                    rows.push(crate::prometheus::MemberMisbehaviour {
+                        peer: member.node_id.to_string(),
+                        country: member.country.to_string(),
+                        kind: offense.name().to_string(),
+                        count,
+                    });
+                }
+            }
+        }
+        rows
+    }
+
     /// The figures for one Prometheus scrape.
     pub(super) fn snapshot(&self, now: Timestamp) -> ControlResponse {
         let sizes = self.core.queue_sizes();
@@ -309,6 +334,14 @@ impl Daemon {
                 disk_free_bytes: self.disk.space().map(|space| space.free),
                 disk_low: u64::from(self.disk.refusal().is_some()),
                 disk_refusals_total: self.metrics_disk_refusals,
+                member_misbehaviour: self.member_misbehaviour(),
+                stranger_refusals: self
+                    .network
+                    .stranger_totals()
+                    .into_iter()
+                    .filter(|(_, count)| *count > 0)
+                    .map(|(offense, count)| (offense.name().to_string(), count))
+                    .collect(),
             }),
         }
     }

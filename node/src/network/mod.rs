@@ -824,6 +824,20 @@ impl Network {
         self.ledger.member_totals(peer)
     }
 
+    /// The counts since start for everyone who is not a member, summed over all sources.
+    pub fn stranger_totals(&self) -> Counts {
+        let mut sum = Counts::new();
+        for (offender, counts) in self.ledger.totals() {
+            if matches!(offender, ledger::Offender::Member(_)) {
+                continue;
+            }
+            for (offense, count) in counts {
+                *sum.entry(*offense).or_default() += count;
+            }
+        }
+        sum
+    }
+
     /// Writes the summary line if one is due.
     fn write_summary_if_due(&mut self, now: Instant) {
         if let Some(line) = self.ledger.take_summary(now) {

@@ -88,6 +88,7 @@ pub mod plot;
 mod progress;
 pub mod report;
 mod shared;
+pub mod spread;
 
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::path::Path;

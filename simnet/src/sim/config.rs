@@ -58,6 +58,13 @@ pub struct FaultProfile {
     pub hostile_interval_ms: u64,
     /// Largest clock offset of a node from true time, either way.
     pub clock_skew_ms: u64,
+    /// Key rotations during the safety phase: a random member or relay runs `key rotate` and
+    /// the authority issues the roster naming its new keys (old keys valid for an hour).
+    pub rotations: u32,
+    /// Revocations during the safety phase: the authority revokes a random member (never the
+    /// same one twice) and a random running member installs the notice. Messages from or to a
+    /// revoked member may then end refused, or never: the checkers excuse them.
+    pub revocations: u32,
 }
 
 impl FaultProfile {
@@ -84,6 +91,8 @@ impl FaultProfile {
             crash_after_submit: 0.0,
             hostile_interval_ms: 0,
             clock_skew_ms: 0,
+            rotations: 0,
+            revocations: 0,
         };
         match level {
             FaultLevel::None => none,
@@ -106,6 +115,8 @@ impl FaultProfile {
                 crash_after_submit: 0.0,
                 hostile_interval_ms: 1_000,
                 clock_skew_ms: 2_000,
+                rotations: 1,
+                revocations: 0,
                 ..none
             },
             FaultLevel::Harsh => FaultProfile {
@@ -127,6 +138,10 @@ impl FaultProfile {
                 crash_after_submit: 0.01,
                 hostile_interval_ms: 100,
                 clock_skew_ms: 30_000,
+                rotations: 2,
+                // Off by default so the standard sweeps can still demand that every accepted
+                // message is delivered; `sweep_with_revocations_holds_every_invariant` turns it on.
+                revocations: 0,
                 ..none
             },
         }
@@ -162,6 +177,9 @@ pub struct SimConfig {
     /// connection it opened itself (the ones it keeps to its own relays, or one it used within
     /// `connection_idle_ms`). Off: anyone can reach anyone, as if every member were dialable.
     pub model_dial_limits: bool,
+    /// Model the connections the daemon keeps (each member with its relays) and tell the cores
+    /// when they come up and go down, so serial gossip and notice pushes flow with no traffic.
+    pub model_connections: bool,
     /// How long a connection a member opened stays usable after its last request.
     pub connection_idle_ms: u64,
     /// Overrides every message lifetime (emergency, urgent, routine) when set, to exercise expiry.
@@ -206,6 +224,7 @@ impl SimConfig {
             request_timeout_ms: 10_000,
             relay_only_fraction: 0.04,
             model_dial_limits: true,
+            model_connections: true,
             connection_idle_ms: 30_000,
             message_lifetime_ms: None,
             acknowledge_probability: 0.3,

@@ -59,6 +59,8 @@ pub enum Invariant {
     Quiescence,
     /// A node kept waking at one instant, or the event budget ran out.
     Livelock,
+    /// 7: a node took a message from a member after it held the notice revoking it.
+    Revoked,
     /// A scripted scenario's story did not happen as written (see `scenario`).
     Scenario,
     /// The simulator itself failed (a bug in the harness, not in the core).
@@ -78,6 +80,7 @@ impl fmt::Display for Invariant {
             Invariant::Visibility => "visibility",
             Invariant::Quiescence => "quiescence",
             Invariant::Livelock => "livelock",
+            Invariant::Revoked => "revoked",
             Invariant::Scenario => "scenario",
             Invariant::Harness => "harness",
         })
@@ -126,6 +129,8 @@ pub(crate) struct MessageTruth {
     pub(crate) finished: bool,
     /// Deliver / Handoff frames its sender transmitted.
     pub(crate) transmissions: u32,
+    /// Its sender or recipient was revoked: it may end refused, or never.
+    pub(crate) excused: bool,
 }
 
 /// Key of a message: (sender, id).
@@ -140,6 +145,8 @@ pub(crate) struct Truth {
     pub(crate) released_custody: Vec<BTreeSet<MessageKey>>,
     /// Accepted messages not yet delivered, expired or rejected.
     pub(crate) unfinished: usize,
+    /// Members revoked so far (by index): their messages, either way, are excused.
+    pub(crate) revoked: BTreeSet<usize>,
 }
 
 impl Truth {
@@ -151,7 +158,35 @@ impl Truth {
             released_delivery: vec![BTreeSet::new(); nodes],
             released_custody: vec![BTreeSet::new(); nodes],
             unfinished: 0,
+            revoked: BTreeSet::new(),
         }
+    }
+
+    /// Member `member` was revoked: every message from or to it, accepted or still to come,
+    /// no longer has to be delivered (invariant 8 holds for everyone else).
+    pub(crate) fn excuse_member(&mut self, member: usize) {
+        self.revoked.insert(member);
+        let keys: Vec<MessageKey> = self
+            .messages
+            .iter()
+            .filter(|(_, truth)| truth.sender == member || truth.recipient == member)
+            .map(|(key, _)| *key)
+            .collect();
+        for key in keys {
+            self.excuse_if_revoked(&key);
+        }
+    }
+
+    /// Excuses `key` if its sender or recipient is revoked (called again at acceptance).
+    pub(crate) fn excuse_if_revoked(&mut self, key: &MessageKey) {
+        let Some(truth) = self.messages.get_mut(key) else {
+            return;
+        };
+        if !self.revoked.contains(&truth.sender) && !self.revoked.contains(&truth.recipient) {
+            return;
+        }
+        truth.excused = true;
+        self.finish(key);
     }
 
     /// Marks a message finished; returns whether it was the first time.

@@ -55,6 +55,10 @@ pub(crate) enum SimEvent {
     ChaosRelayOutage,
     /// Fault injector: start a partition now.
     ChaosPartition,
+    /// A random node rotates its keys.
+    ChaosRotate,
+    /// The authority revokes a random member.
+    ChaosRevoke,
     /// A partition ends.
     PartitionEnd { id: u64 },
     /// A crashed node comes back (if it is still down from that crash).

@@ -158,6 +158,20 @@ pub struct SimReport {
     pub rotations: u64,
     /// Restarts.
     pub restarts: u64,
+    /// New roster serials installed at one node (scripted).
+    pub roster_updates: u64,
+    /// Revocation notices signed and installed at one node.
+    pub revocations: u64,
+    /// Virtual ms from the last roster install until every node held it (None: never).
+    pub roster_spread_ms: Option<u64>,
+    /// Virtual ms from the last notice until every node but the revoked held it (None: never).
+    pub revocation_spread_ms: Option<u64>,
+    /// Submissions and acknowledgements a node refused because a member was revoked.
+    pub submissions_refused_revoked: u64,
+    /// Accepted messages from or to a revoked member (need not be delivered).
+    pub excused_revoked: u64,
+    /// Entries relays discarded because their sender was revoked.
+    pub relay_discards_revoked: u64,
     /// Partitions started.
     pub partitions: u64,
 

@@ -84,6 +84,13 @@ fn all_delivered(report: &SimReport, count: u64) -> Result<(), String> {
 
 const A: usize = 0;
 const B: usize = 1;
+/// The member revoked in the revocation story.
+const C: usize = 2;
+const D: usize = 3;
+const E: usize = 4;
+/// The spread bound of the idle-network story: well under the 15 s gossip interval, so only a
+/// node that tells its connections at once (push on change) meets it.
+const IDLE_SPREAD_BOUND_MS: u64 = 5_000;
 /// Grace given to rotated-out keys in the rotation story: longer than the story, so every
 /// envelope and receipt in flight may use the old keys.
 const ROTATION_GRACE_MS: u64 = 30 * 60 * 1000;
@@ -91,6 +98,77 @@ const ROTATION_GRACE_MS: u64 = 30 * 60 * 1000;
 /// Every built-in scenario.
 pub fn all() -> Vec<Scenario> {
     vec![
+        Scenario {
+            name: "roster-spread-idle",
+            summary: "no request traffic at all; a new roster installed at A reaches every member and the relay, through the relay's connections, within 5 s",
+            nodes: 8,
+            relays: 1,
+            lifetime_ms: None,
+            heal_at_ms: 120_000,
+            steps: vec![step(1_000, Action::NewRoster { at: A })],
+            check: |report| {
+                expect(report.roster_updates == 1, || {
+                    format!("expected 1 roster install, saw {}", report.roster_updates)
+                })?;
+                expect(report.accepted == 0, || {
+                    format!("the network was meant to be idle, {} accepted", report.accepted)
+                })?;
+                match report.roster_spread_ms {
+                    Some(spread_ms) if spread_ms < IDLE_SPREAD_BOUND_MS => Ok(()),
+                    Some(spread_ms) => Err(format!(
+                        "the roster took {spread_ms} ms to reach every node, the bound is {IDLE_SPREAD_BOUND_MS} ms"
+                    )),
+                    None => Err("the roster never reached every node".into()),
+                }
+            },
+        },
+        Scenario {
+            name: "revocation-mid-traffic",
+            summary: "C is revoked while its request waits at B's relay and others flow; the relay discards C's, nobody takes C's after the notice, everything else is delivered once",
+            nodes: 6,
+            relays: 1,
+            lifetime_ms: None,
+            heal_at_ms: 300_000,
+            steps: vec![
+                step(0, Action::Crash(Who::Node(B))),
+                step(0, Action::CutLink { from: C, to: B }),
+                step(0, Action::CutLink { from: A, to: B }),
+                step(1_000, Action::Send { from: C, to: B }),
+                step(1_000, Action::Send { from: A, to: B }),
+                step(2_000, Action::Send { from: C, to: D }),
+                step(30_000, Action::Revoke { who: C, at: A }),
+                step(35_000, Action::Send { from: C, to: D }),
+                step(35_000, Action::Send { from: A, to: D }),
+                step(35_000, Action::Send { from: E, to: D }),
+                step(60_000, Action::Restart(Who::Node(B))),
+            ],
+            check: |report| {
+                expect(report.revocations == 1, || {
+                    format!("expected 1 revocation, saw {}", report.revocations)
+                })?;
+                expect(report.accepted == 6 && report.excused_revoked == 3, || {
+                    format!(
+                        "expected 6 accepted of which 3 from C, got {} and {}",
+                        report.accepted, report.excused_revoked
+                    )
+                })?;
+                // A→B, A→D, E→D and C's request sent before the notice.
+                expect(report.delivered == 4, || {
+                    format!("expected 4 delivered, got {}", report.delivered)
+                })?;
+                expect(report.relay_discards_revoked >= 1, || {
+                    "B's relay never discarded the request it held from C".into()
+                })?;
+                match report.revocation_spread_ms {
+                    // B is down until 60 s: 30 s after the notice, plus its reconnection.
+                    Some(spread_ms) if spread_ms < 35_000 => Ok(()),
+                    Some(spread_ms) => Err(format!(
+                        "the notice took {spread_ms} ms to reach every node (B is back 30 s after it)"
+                    )),
+                    None => Err("the notice never reached every node".into()),
+                }
+            },
+        },
         Scenario {
             name: "rotation-in-flight",
             summary: "while A's request waits at B's relay, A, the relay and B each rotate their keys; it is delivered once and the receipt verifies, and a second request after the rotations too",

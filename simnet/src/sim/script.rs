@@ -50,6 +50,21 @@ pub enum Action {
         /// How long the old keys stay valid.
         grace_ms: u64,
     },
+    /// The roster authority issues the next roster serial (same members) and the operator of
+    /// node `at` installs it into the running node (`roster install`); the others must learn
+    /// it from their connections, with no request traffic needed.
+    NewRoster {
+        /// Where it is installed.
+        at: usize,
+    },
+    /// The roster authority signs a revocation notice for member `who` and the operator of node
+    /// `at` hands it to the running node (`roster revoke --install`); it must reach every node.
+    Revoke {
+        /// The revoked member.
+        who: usize,
+        /// Where the notice is installed.
+        at: usize,
+    },
     /// The next request carrying a message that `node` handles is stored and flushed, and then
     /// the node dies before the answer leaves; it restarts `down_ms` later.
     CrashAfterStore {
@@ -99,6 +114,11 @@ impl Script {
                     member(*from)?;
                     member(*to)?;
                 }
+                Action::Revoke { who, at } => {
+                    member(*who)?;
+                    member(*at)?;
+                }
+                Action::NewRoster { at } => member(*at)?,
                 Action::Crash(Who::Node(node) | Who::RelaysOf(node))
                 | Action::Restart(Who::Node(node) | Who::RelaysOf(node))
                 | Action::CrashAfterStore { node, .. }

@@ -106,6 +106,8 @@ pub(crate) struct World {
     pub(crate) hostile: Option<usize>,
     /// How many times each node has rotated its keys.
     pub(crate) rotations: Vec<u8>,
+    /// The highest revocation notice serial the authority has signed (0: none).
+    pub(crate) revocation_serial: u64,
 }
 
 impl World {
@@ -115,6 +117,22 @@ impl World {
             .iter()
             .filter(|kind| **kind == NodeKind::Member)
             .count()
+    }
+
+    /// The nodes `index` keeps a connection to while both are up, as the daemon does: a member
+    /// with each of its relays, a relay with each member that names it (the hostile member is
+    /// nobody's neighbour: it has no core to connect).
+    pub(crate) fn neighbours(&self, index: usize) -> Vec<usize> {
+        if Some(index) == self.hostile {
+            return Vec::new();
+        }
+        let mut out: Vec<usize> = self.relays_of[index].clone();
+        for (member, relays) in self.relays_of.iter().enumerate() {
+            if relays.contains(&index) && Some(member) != self.hostile && !out.contains(&member) {
+                out.push(member);
+            }
+        }
+        out
     }
 }
 
@@ -248,5 +266,6 @@ pub(crate) fn build_world(config: &SimConfig) -> Result<World, String> {
         pinned,
         relay_only: relay_only_count,
         rotations: vec![0; total],
+        revocation_serial: 0,
     })
 }

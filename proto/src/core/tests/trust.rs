@@ -342,3 +342,132 @@ fn a_revocation_spreads_to_every_connected_member_and_to_late_joiners() {
     let revoked = net.nodes[2].id;
     assert!(net.core(1).roster().member(&revoked).is_none());
 }
+
+/// Property tests of the revocation rules in the core: whatever the arrival time and whatever
+/// `created_at` the sender wrote, nothing from a revoked member is taken; notices apply once and
+/// give the same state in any order.
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::frame::{Batch, Frame};
+
+    /// Node 2 seals a request to node 1 (held back by a cut link) and the sealed bytes.
+    fn sealed_from_2_to_1(net: &mut Net) -> (MessageId, Vec<u8>) {
+        net.cut.insert((2, 1));
+        net.cut.insert((2, 0));
+        let id = net.submit(2, 1, Payload::FreeText(example_free_text()));
+        let entry = net
+            .core(2)
+            .store()
+            .get_outbox(&id)
+            .expect("store")
+            .expect("accepted");
+        (id, entry.envelope)
+    }
+
+    /// Hands `envelope` to node 1 as if node `from` delivered it at `at`; the answer frame.
+    fn deliver(net: &mut Net, from: usize, envelope: &[u8], at: Timestamp) -> Frame {
+        let envelope = Envelope::from_bytes(envelope).expect("decodes");
+        let serial = net.roster.serial;
+        let bytes = Batch::new(serial, vec![Frame::Deliver(envelope)])
+            .to_bytes()
+            .expect("encode");
+        let from = net.nodes[from].id;
+        let answer = net.core(1).handle_request(at, from, &bytes);
+        net.core(1).store_mut().flush().expect("flush");
+        let mut batch = Batch::from_bytes(&answer).expect("answer decodes");
+        batch.frames.remove(0)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+
+        /// Sealed before the notice, arriving any time after it (directly or through the relay,
+        /// node 0): refused, and never in the inbox. Without the notice the same bytes are taken.
+        #[test]
+        fn nothing_from_a_revoked_member_is_taken_at_any_arrival_time(
+            sealed_before_ms in 0u64..3_600_000,
+            arrives_after_ms in 0u64..2 * 3_600_000,
+            through_relay in any::<bool>(),
+        ) {
+            let mut net = net(2);
+            let (id, envelope) = sealed_from_2_to_1(&mut net);
+            let bytes = notice(&net, 1, &[2], &[&authority()]);
+            let revoked_at = Timestamp(net.now.0 + sealed_before_ms);
+            prop_assert_eq!(net.core(1).apply_revocation(None, &bytes), Ok(Some(1)));
+            let at = Timestamp(revoked_at.0 + arrives_after_ms);
+            let from = if through_relay { 0 } else { 2 };
+            let answer = deliver(&mut net, from, &envelope, at);
+            prop_assert!(
+                matches!(answer, Frame::Refused { .. }),
+                "revoked sender's envelope answered with {:?}",
+                answer
+            );
+            prop_assert_eq!(net.inbox_count(1, 2, id), 0);
+        }
+
+        /// The control: the same envelope at the same time, with no notice, is taken once.
+        #[test]
+        fn without_the_notice_the_same_envelope_is_taken(arrives_after_ms in 0u64..3_600_000) {
+            let mut net = net(2);
+            let (id, envelope) = sealed_from_2_to_1(&mut net);
+            let at = Timestamp(net.now.0 + arrives_after_ms);
+            let answer = deliver(&mut net, 2, &envelope, at);
+            prop_assert!(matches!(answer, Frame::Receipt(_)), "answered {:?}", answer);
+            prop_assert_eq!(net.inbox_count(1, 2, id), 1);
+        }
+
+        /// Notices revoking any members, applied in any order and any number of times: each is
+        /// new exactly once, and the end state (highest serial, who is still a member, what is
+        /// stored) is the same as applying them once in serial order.
+        #[test]
+        fn notices_apply_once_and_in_any_order(
+            revoked in proptest::collection::vec(proptest::collection::btree_set(1usize..=4, 1..=2), 1..=4),
+            order in proptest::collection::vec(any::<proptest::sample::Index>(), 1..=12),
+        ) {
+            let base = net(4);
+            let notices: Vec<Vec<u8>> = revoked
+                .iter()
+                .enumerate()
+                .map(|(index, who)| {
+                    let who: Vec<usize> = who.iter().copied().collect();
+                    notice(&base, index as u64 + 1, &who, &[&authority()])
+                })
+                .collect();
+            // In order, once each.
+            let mut reference = net(4);
+            for bytes in &notices {
+                prop_assert!(matches!(reference.core(1).apply_revocation(None, bytes), Ok(Some(_))));
+            }
+            // Shuffled, with repeats, then every one again so each has been seen.
+            let mut shuffled = net(4);
+            let mut new_count = 0;
+            let picks = order
+                .iter()
+                .map(|pick| pick.index(notices.len()))
+                .chain(0..notices.len());
+            for pick in picks {
+                match shuffled.core(1).apply_revocation(None, &notices[pick]) {
+                    Ok(Some(_)) => new_count += 1,
+                    Ok(None) => {}
+                    Err(error) => prop_assert!(false, "a valid notice was refused: {}", error),
+                }
+            }
+            prop_assert_eq!(new_count, notices.len());
+            prop_assert_eq!(
+                shuffled.core(1).revocation_serial(),
+                reference.core(1).revocation_serial()
+            );
+            let members = |net: &mut Net| -> Vec<NodeId> {
+                net.core(1).roster().members.iter().map(|member| member.node_id).collect()
+            };
+            prop_assert_eq!(members(&mut shuffled), members(&mut reference));
+            let mut stored_a = shuffled.core(1).store().revocations().expect("store");
+            let mut stored_b = reference.core(1).store().revocations().expect("store");
+            stored_a.sort();
+            stored_b.sort();
+            prop_assert_eq!(stored_a, stored_b);
+        }
+    }
+}

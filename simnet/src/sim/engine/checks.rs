@@ -110,7 +110,8 @@ impl Simulator {
         self.sweep()?;
         // Invariants 3, 5, 6 over every accepted message.
         for (key, truth) in &self.truth.messages {
-            if !truth.accepted {
+            if !truth.accepted || truth.excused {
+                // Excused: from or to a revoked member, refused from the notice on.
                 continue;
             }
             let Some(store) = self.nodes[truth.sender].store() else {
@@ -199,17 +200,41 @@ impl Simulator {
         // Quiescence: after the quiet period nothing is left to do, except receipts a relay
         // cannot carry back because their sender has no addresses (see `relay_receipts_stranded`).
         let mut stranded = 0;
+        let revoked_ids: Vec<_> = self
+            .truth
+            .revoked
+            .iter()
+            .map(|index| self.world.ids[*index])
+            .collect();
         for (index, node) in self.nodes.iter().enumerate() {
             let Some(core) = node.core.as_ref() else {
                 continue;
             };
-            let pending: usize = core.queue_sizes().outbox_pending.iter().sum();
+            if self.truth.revoked.contains(&index) {
+                // A revoked member keeps trying to send what nobody will take until it expires.
+                continue;
+            }
+            let pending: usize = if revoked_ids.is_empty() {
+                core.queue_sizes().outbox_pending.iter().sum()
+            } else {
+                core.store()
+                    .outbox_entries()
+                    .map_err(|error| harness(self.now_ms, error.to_string()))?
+                    .iter()
+                    .filter(|entry| {
+                        !entry.state.is_final() && !revoked_ids.contains(&entry.recipient)
+                    })
+                    .count()
+            };
             let mut relay_pending = 0;
             for entry in core
                 .store()
                 .relay_entries()
                 .map_err(|error| harness(self.now_ms, error.to_string()))?
             {
+                if revoked_ids.contains(&entry.sender) || revoked_ids.contains(&entry.recipient) {
+                    continue;
+                }
                 match entry.state {
                     RelayState::Holding => relay_pending += 1,
                     RelayState::ReceiptPending { .. } => {
@@ -244,10 +269,14 @@ impl Simulator {
     }
 
     pub(in crate::sim) fn finish_report(&mut self) -> SimReport {
+        self.report_spread();
         let mut report = self.report.clone();
         for truth in self.truth.messages.values() {
             if !truth.accepted {
                 continue;
+            }
+            if truth.excused {
+                report.excused_revoked += 1;
             }
             if truth.delivered_at_ms.is_some() {
                 report.delivered += 1;

@@ -76,6 +76,8 @@ impl Simulator {
                     self.rotate(node, grace_ms)?;
                 }
             }
+            Action::NewRoster { at } => self.install_new_roster(at)?,
+            Action::Revoke { who, at } => self.revoke(who, at)?,
         }
         Ok(())
     }
@@ -88,6 +90,7 @@ impl Simulator {
         };
         let mut store = core.into_store();
         store.crash();
+        self.disconnect_neighbours(node);
         self.nodes[node].incarnation += 1;
         self.nodes[node].wake_at_ms = None;
         self.report.crashes += 1;
@@ -105,7 +108,55 @@ impl Simulator {
         let core = self.build_core(node, store)?;
         self.nodes[node].core = Some(core);
         self.report.restarts += 1;
-        self.release(node)
+        self.release(node)?;
+        self.connect_neighbours(node)
+    }
+
+    /// A random member or relay rotates its keys (old keys valid for an hour, far beyond what
+    /// is in flight, so nothing may be lost).
+    pub(super) fn on_chaos_rotate(&mut self) -> Result<(), Violation> {
+        if self.liveness {
+            return Ok(());
+        }
+        let candidates: Vec<usize> = (0..self.nodes.len())
+            .filter(|index| {
+                self.nodes[*index].kind != NodeKind::Hostile
+                    && !self.truth.revoked.contains(index)
+                    && self.world.rotations[*index] < 4
+            })
+            .collect();
+        if candidates.is_empty() {
+            return Ok(());
+        }
+        let node = candidates[self.fault_rng.random_range(0..candidates.len())];
+        self.rotate(node, 3_600_000)
+    }
+
+    /// The authority revokes a random member (not yet revoked) and a running member installs
+    /// the notice.
+    pub(super) fn on_chaos_revoke(&mut self) -> Result<(), Violation> {
+        if self.liveness {
+            return Ok(());
+        }
+        let members: Vec<usize> = (0..self.nodes.len())
+            .filter(|index| {
+                self.nodes[*index].kind == NodeKind::Member && !self.truth.revoked.contains(index)
+            })
+            .collect();
+        if members.len() < 3 {
+            return Ok(());
+        }
+        let who = members[self.fault_rng.random_range(0..members.len())];
+        let installers: Vec<usize> = members
+            .iter()
+            .copied()
+            .filter(|index| *index != who && self.nodes[*index].core.is_some())
+            .collect();
+        if installers.is_empty() {
+            return Ok(());
+        }
+        let at = installers[self.fault_rng.random_range(0..installers.len())];
+        self.revoke(who, at)
     }
 
     /// `key rotate` at `node`, then the next roster serial naming its new keys (old ones valid
@@ -127,9 +178,11 @@ impl Simulator {
             .iter_mut()
             .find(|member| member.node_id == node_id)
             .ok_or_else(|| harness(at_ms, format!("node {node} is not in the roster")))?;
+        // Keys rotated out earlier stay listed until their own grace ends.
+        let now = self.local_now(node);
         entry
             .previous_keys
-            .retain(|previous| previous.valid_until > until);
+            .retain(|previous| previous.valid_until > now);
         entry.previous_keys.push(PreviousKeys {
             signing_key: entry.current_signing_key(),
             encryption_key: entry.encryption_key,

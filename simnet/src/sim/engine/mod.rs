@@ -7,9 +7,12 @@
 mod checks;
 mod faults;
 mod officer;
+mod trust;
 mod wire;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+
+use quickfreeze_keys::NodeId;
 
 use quickfreeze_keys::roster::Role;
 use quickfreeze_keys::{SignedRoster, Timestamp};
@@ -89,6 +92,12 @@ pub(super) struct Simulator {
     scripted_cuts: Vec<u64>,
     /// Per node: crash after the next stored message, staying down this long (scenarios).
     crash_after_store: Vec<Option<u64>>,
+    /// The last roster installed at one node, and where it has arrived.
+    roster_watch: Option<trust::SpreadWatch>,
+    /// The last revocation notice, and where it has arrived.
+    revocation_watch: Option<trust::SpreadWatch>,
+    /// Per node: the members it holds a notice revoking.
+    revoked_known: Vec<BTreeSet<NodeId>>,
 }
 
 fn harness(at_ms: u64, detail: impl Into<String>) -> Violation {
@@ -200,12 +209,21 @@ impl Simulator {
             latencies_ms: Vec::new(),
             scripted_cuts: Vec::new(),
             crash_after_store: vec![None; node_count],
+            roster_watch: None,
+            revocation_watch: None,
+            revoked_known: vec![BTreeSet::new(); node_count],
         };
         for index in 0..node_count {
             if simulator.nodes[index].kind != NodeKind::Hostile {
                 let core = simulator.build_core(index, MemoryStore::new())?;
                 simulator.nodes[index].core = Some(core);
                 simulator.release(index)?;
+            }
+        }
+        // Each relay connects to its members once all are up (each pair once).
+        for index in 0..node_count {
+            if simulator.nodes[index].kind == NodeKind::Relay {
+                simulator.connect_neighbours(index)?;
             }
         }
         simulator.schedule_initial_events();
@@ -240,6 +258,17 @@ impl Simulator {
         if self.hostile.is_some() {
             let at_ms = uniform(&mut self.hostile_rng, 0, profile.hostile_interval_ms);
             self.queue.push(at_ms, SimEvent::Hostile);
+        }
+        if self.config.scenario.is_none() {
+            let mut trust_rng = world::stream(self.config.seed, "trust");
+            for _ in 0..profile.rotations {
+                let at_ms = trust_rng.random_range(0..duration_ms);
+                self.queue.push(at_ms, SimEvent::ChaosRotate);
+            }
+            for _ in 0..profile.revocations {
+                let at_ms = trust_rng.random_range(0..duration_ms);
+                self.queue.push(at_ms, SimEvent::ChaosRevoke);
+            }
         }
         let scripted: Vec<(usize, u64)> = self
             .config
@@ -329,6 +358,8 @@ impl Simulator {
                 self.on_chaos_partition();
                 Ok(())
             }
+            SimEvent::ChaosRotate => self.on_chaos_rotate(),
+            SimEvent::ChaosRevoke => self.on_chaos_revoke(),
             SimEvent::PartitionEnd { id } => {
                 self.partitions.remove(id);
                 Ok(())
@@ -484,6 +515,7 @@ impl Simulator {
         for transmit in transmits {
             self.transmit(node, transmit.to, transmit.request_id, transmit.bytes)?;
         }
+        self.note_trust(node);
         self.schedule_wake(node);
         Ok(())
     }
@@ -578,5 +610,7 @@ fn event_code(event: &SimEvent) -> u64 {
         SimEvent::Heal => 12,
         SimEvent::Check => 13,
         SimEvent::Script { step } => 14 | (*step as u64) << 8,
+        SimEvent::ChaosRotate => 15,
+        SimEvent::ChaosRevoke => 16,
     }
 }

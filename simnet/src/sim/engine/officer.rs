@@ -34,6 +34,11 @@ impl Simulator {
         let payload = workload::payload(planned.kind, &planned.marker);
         let message_id = match self.core_mut(sender)?.submit(now, recipient, payload) {
             Ok(message_id) => message_id,
+            Err(_) if self.involves_revoked(sender, planned.recipient) => {
+                // The sender's node refuses to send to a member it knows is revoked.
+                self.report.submissions_refused_revoked += 1;
+                return Ok(());
+            }
             Err(error) => {
                 return Err(harness(
                     self.now_ms,
@@ -82,6 +87,7 @@ impl Simulator {
                 rejected: None,
                 finished: false,
                 transmissions: 0,
+                excused: false,
             },
         );
         self.truth.sent_by[sender].push(key);
@@ -100,6 +106,7 @@ impl Simulator {
             truth.accepted = true;
         }
         self.truth.unfinished += 1;
+        self.truth.excuse_if_revoked(&key);
         self.report.accepted += 1;
         if is_status {
             self.report.accepted_status_updates += 1;
@@ -146,6 +153,10 @@ impl Simulator {
                      but it is no longer in the inbox"
                 ),
             )),
+            Err(_) if self.involves_revoked(node, sender) => {
+                self.report.submissions_refused_revoked += 1;
+                Ok(())
+            }
             Err(error) => Err(harness(
                 self.now_ms,
                 format!("node {node} cannot acknowledge {message_id}: {error}"),
@@ -239,6 +250,9 @@ impl Simulator {
                     // Shown before the restart: a reminder, not a second delivery.
                     return Ok(());
                 }
+                if !reannounced {
+                    self.check_not_revoked(node, sender, "took a message")?;
+                }
                 self.on_received(node, sender, message_id, kind, via_relay)
             }
             Event::StatusReceived { .. } => {
@@ -257,7 +271,8 @@ impl Simulator {
                 }
                 Ok(())
             }
-            Event::RelayHolding { .. } => {
+            Event::RelayHolding { sender, .. } => {
+                self.check_not_revoked(node, sender, "took custody of a message")?;
                 self.report.relay_custody_taken += 1;
                 Ok(())
             }
@@ -266,9 +281,20 @@ impl Simulator {
                 Ok(())
             }
             Event::RelayFailed {
-                message_id, reason, ..
+                message_id,
+                reason,
+                sender,
+                ..
             } => {
                 self.report.relay_failures += 1;
+                if self
+                    .world
+                    .index_of
+                    .get(&sender)
+                    .is_some_and(|index| self.truth.revoked.contains(index))
+                {
+                    self.report.relay_discards_revoked += 1;
+                }
                 self.sample_rejection(format!("relay {node}: {message_id}: {reason}"));
                 Ok(())
             }
@@ -282,9 +308,16 @@ impl Simulator {
                     self.world.roster.serial
                 ),
             )),
+            Event::RevocationApplied { serial, .. } if serial <= self.world.revocation_serial => {
+                self.note_trust(node);
+                Ok(())
+            }
             Event::RevocationApplied { serial, .. } => Err(self.violation(
                 Invariant::ForgeryAccepted,
-                format!("node {node} applied revocation serial {serial}; none was ever signed"),
+                format!(
+                    "node {node} applied revocation serial {serial}; only serials up to {} were ever signed",
+                    self.world.revocation_serial
+                ),
             )),
             Event::StoreFailed { reason } => Err(harness(
                 self.now_ms,
