@@ -337,6 +337,19 @@ fn input(field: &compose::Field, form: &FormData, errors: &[FieldError]) -> Mark
                         @for option in ["routine", "urgent", "emergency"] { option value=(option) selected[value == option] { (option) } }
                     }
                 }
+                Input::Status => {
+                    select id=(id) name=(field.name) aria-invalid=[invalid] aria-describedby=(described) {
+                        @for (option, label, needs) in compose::STATUSES {
+                            option value=(option) selected[value == option] { (label) " — needs " (needs) }
+                        }
+                    }
+                }
+                Input::Ground => {
+                    select id=(id) name=(field.name) aria-invalid=[invalid] aria-describedby=(described) {
+                        option value="" { "(only when refused)" }
+                        @for (option, label) in compose::GROUNDS { option value=(option) selected[value == option] { (label) } }
+                    }
+                }
                 Input::IdentifierKind => {
                     select id=(id) name=(field.name) aria-invalid=[invalid] aria-describedby=(described) {
                         @for (option, label) in [("ip-address", "IP address and time"), ("account", "Account at a service"), ("email", "E-mail address"), ("domain", "Domain name"), ("url", "URL"), ("other", "Other")] {
@@ -384,7 +397,7 @@ pub fn compose_menu(viewer: &Viewer<'_>) -> Markup {
                     li { a href={ "/compose/" (kind.as_str()) } { (compose::title(kind)) } }
                 }
             }
-            p.muted { "Status updates are sent from a received message's page (Reply)." }
+            p.muted { "A status about a request you received is quickest from that request's page (Reply), which fills in its id and case reference." }
         },
     )
 }

@@ -805,10 +805,12 @@ async fn compose_send(
     UrlPath(kind): UrlPath<String>,
     body: Bytes,
 ) -> Response {
-    let (officer, form) = match need_form(&state, &headers, &body) {
+    let (officer, mut form) = match need_form(&state, &headers, &body) {
         Ok(found) => found,
         Err(response) => return response,
     };
+    // A status update carries the name of the officer who sends it: the one logged in.
+    form.set("officer", &officer.session.officer);
     let Some(kind) = compose_kind(&kind) else {
         return refusal(
             StatusCode::NOT_FOUND,

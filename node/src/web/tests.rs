@@ -548,3 +548,80 @@ async fn the_message_downloads_as_json() {
     let detail: MessageDetail = serde_json::from_str(&reply.body).expect("json");
     assert_eq!(detail.message_id, KNOWN);
 }
+
+#[tokio::test]
+async fn all_five_kinds_can_be_composed_and_a_status_update_is_checked_then_signed_by_the_officer()
+{
+    let h = harness();
+    let (ana, csrf) = h.login("ana", ANA_PASSWORD).await;
+    let menu = h.get("/compose", Some(&ana)).await;
+    for kind in [
+        "emergency",
+        "preservation",
+        "traffic",
+        "status",
+        "free-text",
+    ] {
+        assert!(
+            menu.body.contains(&format!("href=\"/compose/{kind}\"")),
+            "{kind} missing from the menu"
+        );
+        let form = h.get(&format!("/compose/{kind}"), Some(&ana)).await;
+        assert_eq!(form.status, StatusCode::OK, "{kind}");
+    }
+    let form = h.get("/compose/status", Some(&ana)).await;
+    assert!(form.body.contains("<select id=\"f-status\""));
+    assert!(form.body.contains("<select id=\"f-ground\""));
+
+    // "Preserved" without its reference, "refused" would need a ground; no request id.
+    let body = format!(
+        "csrf={csrf}&recipient=FR&priority=urgent&case_reference=FR-1&status=preserved&expires_at=2027-03-01T00%3A00%3A00Z"
+    );
+    let reply = h.post("/compose/status", &ana, body).await;
+    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        reply
+            .body
+            .contains("id=\"f-reference-error\">your preservation reference is required"),
+        "{}",
+        reply.body
+    );
+    assert!(
+        reply
+            .body
+            .contains("id=\"f-references-error\">fill in the message id"),
+        "{}",
+        reply.body
+    );
+    let body = format!("csrf={csrf}&recipient=FR&references={KNOWN}&case_reference=FR-1&status=refused&explanation=no");
+    let reply = h.post("/compose/status", &ana, body).await;
+    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(reply
+        .body
+        .contains("id=\"f-ground-error\">choose the ground"));
+    assert!(!h
+        .node
+        .asked()
+        .iter()
+        .any(|r| matches!(r, ControlRequest::Submit { .. })));
+
+    // A forged officer name in the form is replaced by the session's.
+    let body = format!("csrf={csrf}&recipient=FR&references={KNOWN}&case_reference=FR-1&priority=urgent&status=preserved&reference=P-9&expires_at=2027-03-01T00%3A00%3A00Z&officer=mallory");
+    let reply = h.post("/compose/status", &ana, body).await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
+    let sent = h.node.asked().into_iter().find_map(|r| match r {
+        ControlRequest::Submit { payload, .. } => Some(*payload),
+        _ => None,
+    });
+    match sent {
+        Some(quickfreeze_proto::payload::Payload::Status(update)) => {
+            assert_eq!(update.officer, "ana");
+            assert_eq!(update.references.to_string(), KNOWN);
+            assert_eq!(update.case_reference, "FR-1");
+            assert!(
+                matches!(update.status, Status::Preserved { ref reference, .. } if reference == "P-9")
+            );
+        }
+        other => panic!("expected a status update to be submitted, got {other:?}"),
+    }
+}
