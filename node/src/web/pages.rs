@@ -589,6 +589,41 @@ pub fn message(
     )
 }
 
+/// Bytes in words (binary units, one decimal).
+fn bytes(count: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = count as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{count} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// The disk row of the status page: free space against the low-water mark, and the refusal
+/// while below it.
+pub fn disk_line(report: &StatusReport) -> Markup {
+    html! {
+        @match report.disk_free_bytes {
+            None => { span.muted { "free space not measured (the check is off, or not measured yet)" } }
+            Some(free) => {
+                (bytes(free)) " free"
+                @if let Some(mark) = report.disk_low_water_bytes { ", low-water mark " (bytes(mark)) }
+            }
+        }
+        @if let Some(refusal) = &report.disk_low {
+            " " strong.error role="alert" { "DISK LOW: " (refusal) }
+        } @else if report.disk_free_bytes.is_some() {
+            " " span { "(ok)" }
+        }
+    }
+}
+
 /// The node at a glance.
 pub fn status(viewer: &Viewer<'_>, report: &StatusReport, peers: &[PeerRow]) -> Markup {
     layout(
@@ -599,8 +634,13 @@ pub fn status(viewer: &Viewer<'_>, report: &StatusReport, peers: &[PeerRow]) -> 
                 tbody {
                     tr { th scope="row" { "Node" } td { (report.country) " " (report.role) " " span.muted { (report.node_id) } } }
                     tr { th scope="row" { "Network" } td { (report.network) } }
-                    tr { th scope="row" { "Roster" } td { "serial " (report.roster_serial) ", expires " (report.roster_expires_at)
-                        @if report.roster_expires_soon { " " strong.error { "EXPIRES SOON: ask the roster authority for a new one" } } } }
+                tr #disk { th scope="row" { "Disk" } td { (disk_line(report)) } }
+                    tr #roster { th scope="row" { "Roster" } td {
+                        "serial " (report.roster_serial) ", expires " (report.roster_expires_at) " "
+                        @if report.roster_expires_in_s < 0 { strong.error { "EXPIRED " (age(report.roster_expires_in_s.unsigned_abs())) " ago: members may refuse this node; install a new roster" } }
+                        @else { span.muted { "(in " (age(report.roster_expires_in_s.unsigned_abs())) ")" } }
+                        @if report.roster_expires_soon && report.roster_expires_in_s >= 0 { " " strong.error { "EXPIRES SOON: ask the roster authority for a new one" } } } }
+                    @if report.revocation_serial > 0 { tr { th scope="row" { "Revocations" } td { (report.revocations.len()) " in force (serial " (report.revocation_serial) ")" } } }
                     tr { th scope="row" { "Inbox" } td { (report.inbox_total) " messages, " (report.inbox_unacknowledged) " not acknowledged" } }
                     tr { th scope="row" { "Outbox pending" } td { (report.outbox_pending[0]) " emergency, " (report.outbox_pending[1]) " urgent, " (report.outbox_pending[2]) " routine" } }
                     tr { th scope="row" { "Overdue" } td { (report.overdue[0]) " without receipt, " (report.overdue[1]) " not acknowledged, " (report.overdue[2]) " without status" } }

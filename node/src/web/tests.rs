@@ -104,6 +104,9 @@ impl Backend for FakeNode {
                 }],
             },
             ControlRequest::OfficerAction { .. } => ControlResponse::ActionRecorded,
+            ControlRequest::Status => ControlResponse::Status {
+                report: Box::new(low_disk_report()),
+            },
             ControlRequest::Stats { .. } => ControlResponse::Stats { rows: Vec::new() },
             other => ControlResponse::Error {
                 message: format!("the fake node does not answer {other:?}"),
@@ -624,4 +627,69 @@ async fn all_five_kinds_can_be_composed_and_a_status_update_is_checked_then_sign
         }
         other => panic!("expected a status update to be submitted, got {other:?}"),
     }
+}
+
+/// A node below its low-water mark, with an expired roster and one overdue request.
+fn low_disk_report() -> crate::control::StatusReport {
+    crate::control::StatusReport {
+        node_id: "12D3KooWNlNode".into(),
+        fingerprint: "nl:0000".into(),
+        country: "NL".into(),
+        role: "point-of-contact".into(),
+        network: "t-cy".into(),
+        roster_serial: 4,
+        roster_expires_at: "2026-11-30T00:00:00Z".into(),
+        roster_expires_soon: true,
+        outbox_pending: [1, 0, 0],
+        inbox_total: 1,
+        inbox_unacknowledged: 1,
+        relay_pending: 0,
+        relay_bytes: 0,
+        connected_peers: 1,
+        listen_addresses: vec!["/ip4/127.0.0.1/tcp/4100".into()],
+        store_flushes: 9,
+        roster_expires_in_s: -2 * 3600,
+        overdue: [0, 1, 0],
+        overdue_items: vec![crate::control::OverdueRow {
+            clock: "acknowledge".into(),
+            meaning: "not acknowledged by an officer in time".into(),
+            message_id: KNOWN.into(),
+            peer: "peer".into(),
+            country: "FR".into(),
+            priority: "emergency".into(),
+            due_at: "2026-12-01T00:00:00Z".into(),
+            overdue_s: 120,
+        }],
+        key_file_age_s: Some(3600),
+        metrics_address: None,
+        revocation_serial: 0,
+        revocations: Vec::new(),
+        disk_free_bytes: Some(10 * 1024 * 1024),
+        disk_low: Some("free space is below the low-water mark; free some space".into()),
+        disk_low_water_bytes: Some(64 * 1024 * 1024),
+    }
+}
+
+#[tokio::test]
+async fn the_status_page_shows_disk_against_its_mark_roster_expiry_peers_and_overdue() {
+    let h = harness();
+    let (ana, _) = h.login("ana", ANA_PASSWORD).await;
+    let page = h.get("/status", Some(&ana)).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(
+        page.body.contains("10.0 MiB free, low-water mark 64.0 MiB"),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body.contains("DISK LOW: free space is below"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("EXPIRED 2 h"), "{}", page.body);
+    assert!(page.body.contains("FR 24/7"), "peers are listed");
+    assert!(
+        page.body.contains(&format!("href=\"/message/{KNOWN}\"")),
+        "overdue rows link to the message"
+    );
 }
