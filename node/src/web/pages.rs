@@ -182,7 +182,20 @@ fn age(seconds: u64) -> String {
     }
 }
 
-/// The rows of the inbox table.
+/// Under a thread row: how many messages the case has and its latest state.
+fn thread_note(messages: usize, latest: Option<&str>) -> Markup {
+    html! {
+        @if messages > 1 || latest.is_some() {
+            br;
+            span.muted.thread {
+                @if messages > 1 { (messages) " messages in this case" }
+                @if let Some(latest) = latest { @if messages > 1 { " · " } "latest: " (latest) }
+            }
+        }
+    }
+}
+
+/// The rows of the inbox table (one per case thread).
 pub fn inbox_rows(rows: &[InboxRow]) -> Markup {
     html! {
         @if rows.is_empty() { tr { td.muted colspan="7" { "Nothing has arrived." } } }
@@ -192,9 +205,16 @@ pub fn inbox_rows(rows: &[InboxRow]) -> Markup {
                 td { @if emergency { span.badge { "EMERGENCY" } } @else { (row.priority) } }
                 td { (row.country) }
                 td { (row.kind) }
-                td { a href={ "/message/" (row.message_id) } { (row.summary) } }
+                td {
+                    a href={ "/message/" (row.message_id) } { (row.summary) }
+                    (thread_note(row.thread_messages, row.latest.as_deref()))
+                }
                 td { (age(row.age_s)) " ago" }
-                td { @if row.acknowledged { "acknowledged" } @else { strong { "NOT acknowledged" } } }
+                td {
+                    @if row.acknowledged { "acknowledged" }
+                    @else if row.awaits_acknowledgement { strong { "NOT acknowledged" } }
+                    @else { "unread" }
+                }
                 td { @if !row.overdue.is_empty() { strong { "overdue: " (row.overdue.join(", ")) } } }
             }
         }
@@ -211,10 +231,14 @@ pub fn outbox_rows(rows: &[OutboxRow]) -> Markup {
                 td { @if emergency { span.badge { "EMERGENCY" } } @else { (row.priority) } }
                 td { (row.country) }
                 td { (row.kind) }
-                td { a href={ "/message/" (row.message_id) } { (row.summary) } }
+                td {
+                    a href={ "/message/" (row.message_id) } { (row.summary) }
+                    (thread_note(row.thread_messages, None))
+                }
                 td { (age(row.age_s)) " ago" }
                 td {
                     (row.state)
+                    @if let Some(why) = &row.why { br; span.error { "why: " (why) } }
                     @if let Some(status) = &row.latest_status { br; span.muted { "latest: " (status) } }
                     @if let Some(error) = &row.last_error { br; span.error { (error) } }
                 }
@@ -271,7 +295,8 @@ fn humanize(key: &str) -> String {
 fn payload_list(value: &serde_json::Value, out: &mut Vec<(String, String)>, prefix: &str) {
     match value {
         serde_json::Value::Object(map) => {
-            for (key, value) in map {
+            // Files are listed under "Attachments" with their download links, not as hex here.
+            for (key, value) in map.iter().filter(|(key, _)| *key != "attachments") {
                 let label = if prefix.is_empty() {
                     humanize(key)
                 } else {
@@ -449,6 +474,35 @@ pub fn compose_form(
     )
 }
 
+/// The case thread a message belongs to: every message of the case at this end, oldest first,
+/// who sent it, when, what it says, and its state. Everything listed was accepted only with a
+/// valid signature of a roster member (inbound) or signed by this node (outbound).
+fn thread_view(detail: &MessageDetail) -> Markup {
+    html! {
+        @if !detail.thread.is_empty() {
+            h2 #thread-title { "Case thread (" (detail.thread.len()) " messages)" }
+            table #thread aria-labelledby="thread-title" {
+                thead { tr { th { "When" } th { "From" } th { "Signature" } th { "Kind" } th { "Officer" } th { "What" } th { "State" } } }
+                tbody {
+                    @for item in &detail.thread {
+                        @let current = item.message_id == detail.message_id;
+                        @let outbound = item.direction == "outbound";
+                        tr.current[current] aria-current=[current.then_some("true")] data-id=(item.message_id) {
+                            td { (item.at) }
+                            td { @if outbound { "this node → " (detail.country) } @else { (item.country) } " " span.muted { (item.signed_by) } }
+                            td { @if outbound { "signed here" } @else { "verified on arrival" } }
+                            td { (item.kind) }
+                            td { (item.officer.as_deref().unwrap_or("—")) }
+                            td { @if current { strong { (item.summary) } } @else { a href={ "/message/" (item.message_id) } { (item.summary) } } }
+                            td { (item.state) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// One message in full, with the acknowledge and reply forms for received requests.
 pub fn message(
     viewer: &Viewer<'_>,
@@ -513,6 +567,22 @@ pub fn message(
             h2 { "Content" }
             @if rows.is_empty() { p.muted { "The content is not available on this node." } }
             dl.payload { @for (label, value) in &rows { dt { (label) } dd { (value) } } }
+            @if let Some(payload) = &detail.payload {
+                @let files = super::routes::attachments(payload);
+                @if !files.is_empty() {
+                    h2 { "Attachments" }
+                    ul #attachments {
+                        @for (index, file) in files.iter().enumerate() {
+                            li {
+                                a href={ "/message/" (detail.message_id) "/attachment/" (index) } download { (super::routes::safe_filename(&file.name, index)) }
+                                " — " (file.media_type) ", " (bytes(file.bytes.len() as u64)) ", SHA-256 " code { (file.sha256) }
+                                " " span.muted { "(downloaded as a file, never opened in the browser)" }
+                            }
+                        }
+                    }
+                }
+            }
+            (thread_view(detail))
             h2 { "Receipts" }
             @if detail.receipts.is_empty() { p.muted { "No receipt yet." } }
             @else {

@@ -37,25 +37,27 @@ impl Backend for FakeNode {
     fn request(&self, request: ControlRequest) -> Result<ControlResponse, String> {
         self.asked.lock().expect("lock").push(request.clone());
         Ok(match request {
-            ControlRequest::Inbox { .. } => ControlResponse::Inbox {
-                rows: vec![InboxRow {
-                    message_id: KNOWN.into(),
-                    sender: "peer".into(),
-                    country: "FR".into(),
-                    kind: "emergency".into(),
-                    priority: "emergency".into(),
-                    received_at: "2026-12-01T00:00:00Z".into(),
-                    age_s: 5,
-                    acknowledged: false,
-                    summary: "FR-1: EMERGENCY: kidnapping".into(),
-                    via_relay: None,
-                    overdue: Vec::new(),
-                    thread: KNOWN.into(),
-                    thread_messages: 1,
-                    latest: None,
-                    awaits_acknowledgement: true,
-                }],
+            ControlRequest::Inbox { .. } => ControlResponse::Inbox { rows: inbox() },
+            ControlRequest::InboxQuery { query } => {
+                assert!(!query.flat, "the web lists one row per case thread");
+                ControlResponse::InboxPage {
+                    rows: inbox(),
+                    total: 1,
+                    next_after: None,
+                }
+            }
+            ControlRequest::OutboxQuery { .. } => ControlResponse::OutboxPage {
+                rows: Vec::new(),
+                total: 0,
+                next_after: None,
             },
+            ControlRequest::Show { message_id }
+                if message_id == WITH_FILES || message_id == TAMPERED =>
+            {
+                ControlResponse::Message {
+                    detail: Box::new(with_files(&message_id)),
+                }
+            }
             ControlRequest::Outbox { .. } => ControlResponse::Outbox { rows: Vec::new() },
             ControlRequest::Show { message_id } if message_id == KNOWN => {
                 ControlResponse::Message {
@@ -112,6 +114,98 @@ impl Backend for FakeNode {
                 message: format!("the fake node does not answer {other:?}"),
             },
         })
+    }
+}
+
+const WITH_FILES: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+const TAMPERED: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+
+fn inbox() -> Vec<InboxRow> {
+    vec![InboxRow {
+        message_id: KNOWN.into(),
+        sender: "peer".into(),
+        country: "FR".into(),
+        kind: "emergency".into(),
+        priority: "emergency".into(),
+        received_at: "2026-12-01T00:00:00Z".into(),
+        age_s: 5,
+        acknowledged: false,
+        summary: "FR-1: EMERGENCY: kidnapping".into(),
+        via_relay: None,
+        overdue: Vec::new(),
+        thread: KNOWN.into(),
+        thread_messages: 1,
+        latest: None,
+        awaits_acknowledgement: true,
+    }]
+}
+
+/// A received preservation request with two files (one with a hostile name and HTML content)
+/// in a thread of three messages; under [`TAMPERED`] the second file's bytes do not match their
+/// signed digest.
+fn with_files(id: &str) -> MessageDetail {
+    use quickfreeze_proto::payload::{example_preservation, Attachment, Payload};
+    let mut request = example_preservation();
+    request.attachments = vec![
+        Attachment::new("logs.csv", "text/csv", b"time,ip\n1,192.0.2.1\n".to_vec()),
+        Attachment::new(
+            "../../<script>evil\".html",
+            "text/html",
+            b"<script>alert(1)</script>".to_vec(),
+        ),
+    ];
+    if id == TAMPERED {
+        request.attachments[1].bytes = b"<p>swapped</p>".to_vec();
+    }
+    let item =
+        |message_id: &str, direction: &str, kind: &str, officer: Option<&str>, summary: &str| {
+            crate::control::ThreadItem {
+                message_id: message_id.into(),
+                direction: direction.into(),
+                at: "2026-12-01T00:00:00Z".into(),
+                signed_by: "peer".into(),
+                country: "FR".into(),
+                kind: kind.into(),
+                officer: officer.map(str::to_string),
+                summary: summary.into(),
+                state: "read".into(),
+            }
+        };
+    MessageDetail {
+        direction: "inbound".into(),
+        message_id: id.into(),
+        peer: "peer".into(),
+        country: "FR".into(),
+        priority: "urgent".into(),
+        state: "new".into(),
+        payload: Some(Payload::Preservation(request)),
+        receipts: Vec::new(),
+        status_history: Vec::new(),
+        replies: Vec::new(),
+        last_error: None,
+        thread: vec![
+            item(
+                id,
+                "inbound",
+                "preservation",
+                None,
+                "FR-7: preserve the logs",
+            ),
+            item(
+                &"cc".repeat(16),
+                "outbound",
+                "status",
+                Some("ana"),
+                "preserved P-1 until 2027-03-01",
+            ),
+            item(
+                &"dd".repeat(16),
+                "inbound",
+                "free-text",
+                None,
+                "thank you, MLA follows",
+            ),
+        ],
     }
 }
 
@@ -692,4 +786,126 @@ async fn the_status_page_shows_disk_against_its_mark_roster_expiry_peers_and_ove
         page.body.contains(&format!("href=\"/message/{KNOWN}\"")),
         "overdue rows link to the message"
     );
+}
+
+#[tokio::test]
+async fn the_message_page_shows_the_case_thread_and_the_attachments() {
+    let h = harness();
+    let (ana, _) = h.login("ana", ANA_PASSWORD).await;
+    let page = h.get(&format!("/message/{WITH_FILES}"), Some(&ana)).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(
+        page.body.contains("Case thread (3 messages)"),
+        "{}",
+        page.body
+    );
+    // The other messages of the case link to their own pages; this one is marked, not linked.
+    assert!(page
+        .body
+        .contains(&format!("href=\"/message/{}\"", "cc".repeat(16))));
+    assert!(page.body.contains("verified on arrival"));
+    assert!(page.body.contains("aria-current=\"true\""));
+    assert!(!page
+        .body
+        .contains(&format!("href=\"/message/{WITH_FILES}\"")));
+    // Files are links, with safe names, and their hex is not dumped into the content list.
+    assert!(page
+        .body
+        .contains(&format!("href=\"/message/{WITH_FILES}/attachment/0\"")));
+    assert!(page.body.contains(">logs.csv</a>"));
+    assert!(
+        page.body.contains(">_script_evil_.html</a>"),
+        "{}",
+        page.body
+    );
+    assert!(
+        !page.body.contains("3c7363726970743e"),
+        "attachment bytes shown as hex"
+    );
+    // The inbox lists case threads.
+    assert!(h
+        .node
+        .asked()
+        .iter()
+        .all(|r| !matches!(r, ControlRequest::Inbox { .. })));
+}
+
+#[tokio::test]
+async fn attachments_download_as_files_never_as_pages_and_bad_requests_are_refused() {
+    let h = harness();
+    let (ana, _) = h.login("ana", ANA_PASSWORD).await;
+    let reply = h
+        .get(&format!("/message/{WITH_FILES}/attachment/1"), Some(&ana))
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let header_text = |name: header::HeaderName| {
+        reply
+            .headers
+            .get(name)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert_eq!(
+        header_text(header::CONTENT_TYPE),
+        "application/octet-stream"
+    );
+    assert_eq!(
+        header_text(header::CONTENT_DISPOSITION),
+        "attachment; filename=\"_script_evil_.html\""
+    );
+    assert_eq!(header_text(header::X_CONTENT_TYPE_OPTIONS), "nosniff");
+    assert!(header_text(header::CONTENT_SECURITY_POLICY).starts_with("sandbox"));
+    assert_eq!(reply.body, "<script>alert(1)</script>");
+    assert!(
+        h.node.asked().iter().any(|r| matches!(r,
+        ControlRequest::OfficerAction { officer, action, message_id: Some(id) }
+            if officer == "ana" && action.contains("downloaded attachment 2") && id == WITH_FILES))
+    );
+
+    // Not logged in, a bad number, no such file, no such message, a bad id.
+    let reply = h
+        .get(&format!("/message/{WITH_FILES}/attachment/0"), None)
+        .await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER);
+    let reply = h
+        .get(&format!("/message/{WITH_FILES}/attachment/x"), Some(&ana))
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    let reply = h
+        .get(&format!("/message/{WITH_FILES}/attachment/2"), Some(&ana))
+        .await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND);
+    assert!(reply.body.contains("no such attachment"));
+    let reply = h
+        .get(&format!("/message/{KNOWN}/attachment/0"), Some(&ana))
+        .await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND);
+    let reply = h
+        .get(
+            &format!("/message/{}/attachment/0", "ab".repeat(16)),
+            Some(&ana),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND);
+    let reply = h.get("/message/zz/attachment/0", Some(&ana)).await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    // Bytes that do not match the signed digest are not served.
+    let reply = h
+        .get(&format!("/message/{TAMPERED}/attachment/1"), Some(&ana))
+        .await;
+    assert_eq!(reply.status, StatusCode::CONFLICT);
+    assert!(!reply.body.contains("swapped"));
+}
+
+#[test]
+fn file_names_are_made_safe() {
+    use super::routes::safe_filename;
+    assert_eq!(safe_filename("logs.csv", 0), "logs.csv");
+    assert_eq!(safe_filename("../../etc/passwd", 0), "passwd");
+    assert_eq!(safe_filename("C:\\x\\évidence 1.pdf", 0), "_vidence_1.pdf");
+    assert_eq!(safe_filename(".htaccess", 0), "htaccess");
+    assert_eq!(safe_filename("\"\r\n", 4), "attachment-5");
+    assert_eq!(safe_filename("", 0), "attachment-1");
+    assert_eq!(safe_filename(&"a".repeat(500), 0).len(), 100);
 }
