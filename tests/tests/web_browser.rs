@@ -319,6 +319,17 @@ async fn an_officer_works_a_case_in_the_browser() {
         .await
         .expect("replies");
     assert_eq!(replies.len(), 2);
+    // The case thread: the request, the acknowledgement and the status, oldest first.
+    let thread = client
+        .find_all(Locator::Css("#thread tbody tr"))
+        .await
+        .expect("thread rows");
+    assert_eq!(
+        thread.len(),
+        3,
+        "the case thread lists request, acknowledgement, status"
+    );
+    wait_text(&client, "#thread", "verified on arrival").await;
     screenshot(&client, "05-acknowledged-and-replied").await;
 
     // Download the message with its receipts.
