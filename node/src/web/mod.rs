@@ -4,8 +4,9 @@
 //! socket in the data directory ([`backend::SocketBackend`]), so it runs as the node's user, needs
 //! no new privileges in the daemon, and a crash of either leaves the other running.
 //!
-//! - [`routes`]: the axum router and its handlers (login, inbox/outbox with live updates over
-//!   server-sent events, message view, acknowledge, reply, compose, status, statistics).
+//! - [`routes`]: the axum router and its handlers (login, inbox/outbox by case thread with live
+//!   updates over server-sent events, message view with its thread, attachment download,
+//!   acknowledge, reply, compose of all five kinds, status, statistics).
 //! - [`pages`]: the HTML (maud, compiled into the binary; no external assets).
 //! - [`sessions`]: sessions, CSRF tokens, idle timeout, login rate limits.
 //! - [`officers`]: officer accounts (`quickfreeze officer add|remove|passwd`), argon2 hashes.
