@@ -90,8 +90,22 @@ pub struct NodeConfig {
     pub deadlines: DeadlineConfig,
     /// How long new messages live, per priority.
     pub lifetime: LifetimeSection,
+    /// The web console (`quickfreeze web`).
+    pub web: WebSection,
     /// Test-only switches. Off by default; a production node must never enable them.
     pub testing: TestingSection,
+}
+
+/// `[web]`: the web console's settings (`quickfreeze web` reads them from the data directory's
+/// `node.toml`; its `--tls-cert`/`--tls-key` flags take precedence).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebSection {
+    /// PEM certificate chain for HTTPS. With `tls_key`, the console serves HTTPS and may listen
+    /// on a non-loopback address. Relative paths are relative to this file's directory.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
 }
 
 /// `[testing]`: hooks for test harnesses such as `simnet live`. Never enable in production.
@@ -118,6 +132,7 @@ impl Default for NodeConfig {
             language: Language::default(),
             deadlines: DeadlineConfig::default(),
             lifetime: LifetimeSection::default(),
+            web: WebSection::default(),
             testing: TestingSection::default(),
         }
     }
@@ -409,6 +424,14 @@ impl NodeConfig {
         };
         if config.data_dir.is_relative() {
             config.data_dir = base.join(&config.data_dir);
+        }
+        for file in [&mut config.web.tls_cert, &mut config.web.tls_key]
+            .into_iter()
+            .flatten()
+        {
+            if file.is_relative() {
+                *file = base.join(&*file);
+            }
         }
         check_data_dir(path, base, &config.data_dir)?;
         Ok(config)

@@ -542,6 +542,10 @@ pub struct StatusReport {
     /// incoming deliveries.
     #[serde(default)]
     pub disk_low: Option<String>,
+    /// The low-water mark the free space is compared with, in bytes (None: the check is off or
+    /// nothing was measured yet).
+    #[serde(default)]
+    pub disk_low_water_bytes: Option<u64>,
 }
 
 /// A revocation notice in force, for `status`.

@@ -222,6 +222,23 @@ async fn an_officer_works_a_case_in_the_browser() {
         return;
     };
     let dirs = common::network(root.path(), "web-tests", &["NL", "FR"]);
+    // The low-water mark in percent follows the machine's disk (2 % of a large shared disk is
+    // gigabytes); this test is about the console, so only the fixed 64 MiB mark applies.
+    for dir in &dirs {
+        let config = dir.join("node.toml");
+        let mut table: toml::Table = std::fs::read_to_string(&config)
+            .expect("node.toml")
+            .parse()
+            .expect("toml");
+        let store = table
+            .entry("store")
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        store
+            .as_table_mut()
+            .expect("[store] is a table")
+            .insert("low_water_percent".into(), toml::Value::Integer(0));
+        std::fs::write(&config, table.to_string()).expect("node.toml");
+    }
     let _nl = common::NodeProcess::start(&dirs[0]);
     let _fr = common::NodeProcess::start(&dirs[1]);
     add_officer(&dirs[0], "Ana de Vries");
@@ -255,14 +272,15 @@ async fn an_officer_works_a_case_in_the_browser() {
         .expect("mark");
 
     // An emergency arrives from FR and shows up without a reload.
-    let ControlResponse::Submitted { message_id, .. } = common::console(
+    let message_id = match common::console(
         &dirs[1],
         &ControlRequest::Submit {
             recipient: "NL".into(),
             payload: Box::new(Payload::Emergency(example_emergency())),
         },
-    ) else {
-        panic!("FR could not submit");
+    ) {
+        ControlResponse::Submitted { message_id, .. } => message_id,
+        other => panic!("FR could not submit: {other:?}"),
     };
     let row = format!("tr[data-id='{message_id}']");
     wait_until("the emergency to appear in the inbox", || async {
@@ -319,6 +337,17 @@ async fn an_officer_works_a_case_in_the_browser() {
         .await
         .expect("replies");
     assert_eq!(replies.len(), 2);
+    // The case thread: the request, the acknowledgement and the status, oldest first.
+    let thread = client
+        .find_all(Locator::Css("#thread tbody tr"))
+        .await
+        .expect("thread rows");
+    assert_eq!(
+        thread.len(),
+        3,
+        "the case thread lists request, acknowledgement, status"
+    );
+    wait_text(&client, "#thread", "verified on arrival").await;
     screenshot(&client, "05-acknowledged-and-replied").await;
 
     // Download the message with its receipts.

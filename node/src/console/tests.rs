@@ -131,6 +131,7 @@ fn report() -> StatusReport {
         revocations: Vec::new(),
         disk_free_bytes: None,
         disk_low: None,
+        disk_low_water_bytes: None,
     }
 }
 

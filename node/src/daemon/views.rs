@@ -418,6 +418,11 @@ impl Daemon {
                 metrics_address: self.metrics_address.map(|address| address.to_string()),
                 disk_free_bytes: self.disk.space().map(|space| space.free),
                 disk_low: self.disk.refusal(),
+                disk_low_water_bytes: self
+                    .disk
+                    .space()
+                    .map(|space| space.mark)
+                    .filter(|mark| *mark > 0),
             }),
         }
     }

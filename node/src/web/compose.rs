@@ -10,7 +10,7 @@ use quickfreeze_proto::forms::FormKind;
 use quickfreeze_proto::payload::{
     parse_zoned_time, DataIdentifier, EmergencyDisclosureRequest, FieldError, FreeText,
     OnDutyContact, Payload, PreservationRequest, RefusalGround, RequestHeader, ServiceProvider,
-    Status, TrafficDataDisclosure,
+    Status, StatusUpdate, TrafficDataDisclosure,
 };
 use quickfreeze_proto::{MessageId, Priority};
 
@@ -36,6 +36,10 @@ pub enum Input {
     Priority,
     /// The kind of a data identifier.
     IdentifierKind,
+    /// One of the seven statuses ([`STATUSES`]).
+    Status,
+    /// A ground for refusal ([`GROUNDS`]).
+    Ground,
 }
 
 /// One input of a form.
@@ -63,11 +67,14 @@ fn field(name: &str, label: &str, help: &'static str, input: Input) -> Field {
 /// A titled group of fields.
 pub type Section = (&'static str, Vec<Field>);
 
-/// The kinds the compose page offers (status updates are sent from a message's reply form).
-pub const COMPOSE_KINDS: [FormKind; 4] = [
+/// The kinds the compose page offers: all five. A status update is usually sent from the
+/// received request's page (Reply), which fills in the request; the compose form is for a
+/// status about a request known only by its id (given by phone, or shown on another screen).
+pub const COMPOSE_KINDS: [FormKind; 5] = [
     FormKind::Emergency,
     FormKind::Preservation,
     FormKind::TrafficData,
+    FormKind::Status,
     FormKind::FreeText,
 ];
 
@@ -348,7 +355,70 @@ pub fn sections(kind: FormKind) -> Vec<Section> {
                 ],
             ),
         ],
-        FormKind::FreeText | FormKind::Status => vec![(
+        FormKind::Status => vec![
+            (
+                "The request this answers",
+                vec![
+                    field(
+                        "references",
+                        "Message id of the request",
+                        "32 hex digits, as shown on the request's page.",
+                        Input::Text,
+                    ),
+                    field(
+                        "case_reference",
+                        "The requester's case reference",
+                        "Quoted back, as written in the request.",
+                        Input::Text,
+                    ),
+                    field("priority", "Priority", "", Input::Priority),
+                ],
+            ),
+            (
+                "What happened",
+                vec![
+                    field("status", "Status", "", Input::Status),
+                    field(
+                        "ground",
+                        "Ground for refusal",
+                        "Refused only.",
+                        Input::Ground,
+                    ),
+                    field(
+                        "reference",
+                        "Your preservation reference",
+                        "Preserved only.",
+                        Input::Text,
+                    ),
+                    field(
+                        "expires_at",
+                        "Preserved until",
+                        "Preserved only. RFC 3339 with a zone, e.g. 2027-02-21T00:00:00Z.",
+                        Input::Text,
+                    ),
+                    field(
+                        "explanation",
+                        "Explanation",
+                        "Partially executed, refused, data not available.",
+                        Input::Area,
+                    ),
+                    field(
+                        "questions",
+                        "Questions the requester must answer",
+                        "More information needed only.",
+                        Input::Area,
+                    ),
+                    field(
+                        "authority",
+                        "Central authority it was forwarded to",
+                        "Forwarded to central authority only.",
+                        Input::Text,
+                    ),
+                    field("note", "Note (optional, any status)", "", Input::Area),
+                ],
+            ),
+        ],
+        FormKind::FreeText => vec![(
             "Message",
             vec![
                 field(
@@ -529,7 +599,8 @@ fn remap_rows(errors: Vec<FieldError>, rows: &[usize]) -> Vec<FieldError> {
 }
 
 /// Builds the payload of a submitted compose form and checks it with the shared validation.
-/// Every problem is returned at once, each naming its field.
+/// Every problem is returned at once, each naming its field. A status update is signed with the
+/// form's `officer` value, which the console sets to the logged-in officer.
 pub fn payload_from_form(kind: FormKind, form: &FormData) -> Result<Payload, Vec<FieldError>> {
     let mut errors = Vec::new();
     let mut rows = Vec::new();
@@ -607,7 +678,39 @@ pub fn payload_from_form(kind: FormKind, form: &FormData) -> Result<Payload, Vec
                 path_description: text(form, "path_description"),
             })
         }
-        FormKind::FreeText | FormKind::Status => Payload::FreeText(FreeText {
+        FormKind::Status => {
+            let references = match message_id(form, "references", &mut errors) {
+                Some(id) => id,
+                None => {
+                    if text(form, "references").is_empty() {
+                        error(
+                            &mut errors,
+                            "references",
+                            "fill in the message id of the request this update answers",
+                        );
+                    }
+                    MessageId([0; 16])
+                }
+            };
+            let priority = priority(form, "priority", &mut errors);
+            let (status, note) = match status_from_form(form) {
+                Ok(found) => found,
+                Err(found) => {
+                    errors.extend(found);
+                    // Nothing more to check without a status.
+                    return Err(errors);
+                }
+            };
+            Payload::Status(StatusUpdate {
+                references,
+                case_reference: text(form, "case_reference"),
+                status,
+                note,
+                officer: text(form, "officer"),
+                priority,
+            })
+        }
+        FormKind::FreeText => Payload::FreeText(FreeText {
             references: message_id(form, "references", &mut errors),
             case_reference: optional(form, "case_reference"),
             subject: text(form, "subject"),
@@ -616,7 +719,16 @@ pub fn payload_from_form(kind: FormKind, form: &FormData) -> Result<Payload, Vec
         }),
     };
     if let Err(invalid) = payload.validate() {
-        errors.extend(remap_rows(invalid.0, &rows));
+        let found = remap_rows(invalid.0, &rows).into_iter().map(|mut error| {
+            // A status's own fields have their plain names on the form.
+            if let Some(name) = error.field.strip_prefix("status.") {
+                error.field = name.to_string();
+            }
+            error
+        });
+        // The form already said what is wrong with an id it could not read.
+        let id_refused = errors.iter().any(|error| error.field == "references");
+        errors.extend(found.filter(|error| !(id_refused && error.field == "references")));
     }
     if errors.is_empty() {
         Ok(payload)

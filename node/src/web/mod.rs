@@ -4,17 +4,20 @@
 //! socket in the data directory ([`backend::SocketBackend`]), so it runs as the node's user, needs
 //! no new privileges in the daemon, and a crash of either leaves the other running.
 //!
-//! - [`routes`]: the axum router and its handlers (login, inbox/outbox with live updates over
-//!   server-sent events, message view, acknowledge, reply, compose, status, statistics).
+//! - [`routes`]: the axum router and its handlers (login, inbox/outbox by case thread with live
+//!   updates over server-sent events, message view with its thread, attachment download,
+//!   acknowledge, reply, compose of all five kinds, status, statistics).
 //! - [`pages`]: the HTML (maud, compiled into the binary; no external assets).
 //! - [`sessions`]: sessions, CSRF tokens, idle timeout, login rate limits.
 //! - [`officers`]: officer accounts (`quickfreeze officer add|remove|passwd`), argon2 hashes.
 //! - [`compose`]: the request forms as fields, and their conversion into payloads.
 //! - [`form`]: strict urlencoded parsing (bad UTF-8 is refused, not replaced).
 //! - [`backend`]: how the console reaches the node (the socket, or a fake in unit tests).
+//! - [`tls`]: HTTPS (rustls), from `--tls-cert`/`--tls-key` or `[web]` in `node.toml`.
 //!
-//! It listens on loopback only. TLS is not built in yet, so a non-loopback address is refused
-//! with an explanation ([`check_listen`]); cookies are therefore not marked `Secure`.
+//! Without TLS it serves plain HTTP and listens on loopback only: a non-loopback address is
+//! refused with an explanation ([`check_listen`]). With TLS it serves HTTPS only, on any address,
+//! and marks its cookies `Secure`.
 
 pub mod backend;
 pub mod compose;
@@ -23,6 +26,7 @@ pub mod officers;
 pub mod pages;
 pub mod routes;
 pub mod sessions;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -41,9 +45,16 @@ pub struct WebArgs {
     /// The node's data directory (holds the control socket and the officer accounts).
     #[arg(long, env = "QUICKFREEZE_DATA_DIR", default_value = ".")]
     pub data_dir: PathBuf,
-    /// Address and port to listen on (loopback only; port 0 picks a free one).
+    /// Address and port to listen on (port 0 picks a free one). Loopback only unless TLS is
+    /// configured.
     #[arg(long, default_value = DEFAULT_LISTEN)]
     pub listen: String,
+    /// PEM certificate chain: serve HTTPS (overrides `[web] tls_cert` in node.toml).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of the certificate (overrides `[web] tls_key` in node.toml).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// `quickfreeze officer` commands. Passwords are read from the terminal without echo, or from
@@ -78,7 +89,37 @@ pub enum OfficerCommand {
 
 /// Runs `quickfreeze web`.
 pub fn execute(args: WebArgs) -> Result<()> {
-    run(&args.data_dir, &args.listen)
+    let tls = tls_files(&args)?;
+    run(&args.data_dir, &args.listen, tls.as_ref())
+}
+
+/// The TLS files to use: the flags, else `[web]` in the data directory's `node.toml`, else none.
+/// Half a pair (a certificate without a key) is refused.
+pub fn tls_files(args: &WebArgs) -> Result<Option<tls::TlsFiles>> {
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        return Ok(Some(tls::TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+        }));
+    }
+    let path = args.data_dir.join(crate::config::files::CONFIG);
+    if !path.exists() {
+        return Ok(None);
+    }
+    let config = crate::config::NodeConfig::load(&path).with_context(|| {
+        format!(
+            "cannot read the web console's settings from {}",
+            path.display()
+        )
+    })?;
+    match (config.web.tls_cert, config.web.tls_key) {
+        (Some(cert), Some(key)) => Ok(Some(tls::TlsFiles { cert, key })),
+        (None, None) => Ok(None),
+        _ => bail!(
+            "{}: [web] needs both tls_cert and tls_key (or neither, for plain HTTP on loopback)",
+            path.display()
+        ),
+    }
 }
 
 /// Runs `quickfreeze officer ...`.
@@ -90,24 +131,28 @@ pub fn officer_command(command: OfficerCommand) -> Result<()> {
     }
 }
 
-/// Refuses an address the console must not listen on.
-pub fn check_listen(address: SocketAddr) -> Result<()> {
-    if !address.ip().is_loopback() {
+/// Refuses an address the console must not listen on: without TLS, anything but loopback.
+pub fn check_listen(address: SocketAddr, tls: bool) -> Result<()> {
+    if !tls && !address.ip().is_loopback() {
         bail!(
-            "refusing to listen on {address}: the web console serves plain HTTP (TLS is not built in \
-             yet), so it listens on loopback only. Listen on 127.0.0.1 and reach it through an SSH \
-             tunnel (ssh -L 8480:127.0.0.1:8480 NODE) or a TLS-terminating proxy on the same machine"
+            "refusing to listen on {address} without TLS: passwords and requests would cross the \
+             network in clear. Give a certificate and key (--tls-cert FILE --tls-key FILE, or \
+             tls_cert/tls_key under [web] in node.toml), or listen on 127.0.0.1 and reach it through \
+             an SSH tunnel (ssh -L 8480:127.0.0.1:8480 NODE)"
         );
     }
     Ok(())
 }
 
-/// Runs the web console for the node whose data directory is `data_dir` until Ctrl-C or SIGTERM.
-pub fn run(data_dir: &Path, listen: &str) -> Result<()> {
+/// Runs the web console for the node whose data directory is `data_dir` until Ctrl-C or SIGTERM,
+/// over HTTPS when `tls` names a certificate and key.
+pub fn run(data_dir: &Path, listen: &str, tls: Option<&tls::TlsFiles>) -> Result<()> {
     let address: SocketAddr = listen
         .parse()
         .with_context(|| format!("`{listen}` is not an address such as 127.0.0.1:8480"))?;
-    check_listen(address)?;
+    check_listen(address, tls.is_some())?;
+    // Read the certificate before anything else, so a bad file stops the console at once.
+    let tls_config = tls.map(tls::server_config).transpose()?;
     let accounts = officers::Officers::load(data_dir)?;
     if accounts.officers.is_empty() {
         eprintln!(
@@ -116,7 +161,7 @@ pub fn run(data_dir: &Path, listen: &str) -> Result<()> {
         );
     }
     let backend = Arc::new(backend::SocketBackend::new(data_dir));
-    let state = routes::WebState::new(backend, data_dir, false);
+    let state = routes::WebState::new(backend, data_dir, tls_config.is_some());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -126,15 +171,32 @@ pub fn run(data_dir: &Path, listen: &str) -> Result<()> {
             .await
             .with_context(|| format!("cannot listen on {address}"))?;
         let bound = listener.local_addr()?;
+        let scheme = if tls_config.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         // Scripts and tests read this line to learn the port (with --listen 127.0.0.1:0).
-        println!("web console listening on http://{bound}/");
+        println!("web console listening on {scheme}://{bound}/");
         use std::io::Write;
         let _ = std::io::stdout().flush();
         let app = routes::router(state).into_make_service_with_connect_info::<SocketAddr>();
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown())
-            .await
-            .context("the web console stopped")
+        match tls_config {
+            Some(config) => {
+                use axum::serve::ListenerExt;
+                // `tap_io` only lends axum's `ConnectInfo<SocketAddr>` to a listener of our own.
+                let listener = tls::TlsListener::new(listener, config)?.tap_io(|_| {});
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(shutdown())
+                    .await
+            }
+            None => {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(shutdown())
+                    .await
+            }
+        }
+        .context("the web console stopped")
     })
 }
 

@@ -182,7 +182,20 @@ fn age(seconds: u64) -> String {
     }
 }
 
-/// The rows of the inbox table.
+/// Under a thread row: how many messages the case has and its latest state.
+fn thread_note(messages: usize, latest: Option<&str>) -> Markup {
+    html! {
+        @if messages > 1 || latest.is_some() {
+            br;
+            span.muted.thread {
+                @if messages > 1 { (messages) " messages in this case" }
+                @if let Some(latest) = latest { @if messages > 1 { " · " } "latest: " (latest) }
+            }
+        }
+    }
+}
+
+/// The rows of the inbox table (one per case thread).
 pub fn inbox_rows(rows: &[InboxRow]) -> Markup {
     html! {
         @if rows.is_empty() { tr { td.muted colspan="7" { "Nothing has arrived." } } }
@@ -192,9 +205,16 @@ pub fn inbox_rows(rows: &[InboxRow]) -> Markup {
                 td { @if emergency { span.badge { "EMERGENCY" } } @else { (row.priority) } }
                 td { (row.country) }
                 td { (row.kind) }
-                td { a href={ "/message/" (row.message_id) } { (row.summary) } }
+                td {
+                    a href={ "/message/" (row.message_id) } { (row.summary) }
+                    (thread_note(row.thread_messages, row.latest.as_deref()))
+                }
                 td { (age(row.age_s)) " ago" }
-                td { @if row.acknowledged { "acknowledged" } @else { strong { "NOT acknowledged" } } }
+                td {
+                    @if row.acknowledged { "acknowledged" }
+                    @else if row.awaits_acknowledgement { strong { "NOT acknowledged" } }
+                    @else { "unread" }
+                }
                 td { @if !row.overdue.is_empty() { strong { "overdue: " (row.overdue.join(", ")) } } }
             }
         }
@@ -211,10 +231,14 @@ pub fn outbox_rows(rows: &[OutboxRow]) -> Markup {
                 td { @if emergency { span.badge { "EMERGENCY" } } @else { (row.priority) } }
                 td { (row.country) }
                 td { (row.kind) }
-                td { a href={ "/message/" (row.message_id) } { (row.summary) } }
+                td {
+                    a href={ "/message/" (row.message_id) } { (row.summary) }
+                    (thread_note(row.thread_messages, None))
+                }
                 td { (age(row.age_s)) " ago" }
                 td {
                     (row.state)
+                    @if let Some(why) = &row.why { br; span.error { "why: " (why) } }
                     @if let Some(status) = &row.latest_status { br; span.muted { "latest: " (status) } }
                     @if let Some(error) = &row.last_error { br; span.error { (error) } }
                 }
@@ -271,7 +295,8 @@ fn humanize(key: &str) -> String {
 fn payload_list(value: &serde_json::Value, out: &mut Vec<(String, String)>, prefix: &str) {
     match value {
         serde_json::Value::Object(map) => {
-            for (key, value) in map {
+            // Files are listed under "Attachments" with their download links, not as hex here.
+            for (key, value) in map.iter().filter(|(key, _)| *key != "attachments") {
                 let label = if prefix.is_empty() {
                     humanize(key)
                 } else {
@@ -337,6 +362,19 @@ fn input(field: &compose::Field, form: &FormData, errors: &[FieldError]) -> Mark
                         @for option in ["routine", "urgent", "emergency"] { option value=(option) selected[value == option] { (option) } }
                     }
                 }
+                Input::Status => {
+                    select id=(id) name=(field.name) aria-invalid=[invalid] aria-describedby=(described) {
+                        @for (option, label, needs) in compose::STATUSES {
+                            option value=(option) selected[value == option] { (label) " — needs " (needs) }
+                        }
+                    }
+                }
+                Input::Ground => {
+                    select id=(id) name=(field.name) aria-invalid=[invalid] aria-describedby=(described) {
+                        option value="" { "(only when refused)" }
+                        @for (option, label) in compose::GROUNDS { option value=(option) selected[value == option] { (label) } }
+                    }
+                }
                 Input::IdentifierKind => {
                     select id=(id) name=(field.name) aria-invalid=[invalid] aria-describedby=(described) {
                         @for (option, label) in [("ip-address", "IP address and time"), ("account", "Account at a service"), ("email", "E-mail address"), ("domain", "Domain name"), ("url", "URL"), ("other", "Other")] {
@@ -384,7 +422,7 @@ pub fn compose_menu(viewer: &Viewer<'_>) -> Markup {
                     li { a href={ "/compose/" (kind.as_str()) } { (compose::title(kind)) } }
                 }
             }
-            p.muted { "Status updates are sent from a received message's page (Reply)." }
+            p.muted { "A status about a request you received is quickest from that request's page (Reply), which fills in its id and case reference." }
         },
     )
 }
@@ -434,6 +472,35 @@ pub fn compose_form(
             }
         },
     )
+}
+
+/// The case thread a message belongs to: every message of the case at this end, oldest first,
+/// who sent it, when, what it says, and its state. Everything listed was accepted only with a
+/// valid signature of a roster member (inbound) or signed by this node (outbound).
+fn thread_view(detail: &MessageDetail) -> Markup {
+    html! {
+        @if !detail.thread.is_empty() {
+            h2 #thread-title { "Case thread (" (detail.thread.len()) " messages)" }
+            table #thread aria-labelledby="thread-title" {
+                thead { tr { th { "When" } th { "From" } th { "Signature" } th { "Kind" } th { "Officer" } th { "What" } th { "State" } } }
+                tbody {
+                    @for item in &detail.thread {
+                        @let current = item.message_id == detail.message_id;
+                        @let outbound = item.direction == "outbound";
+                        tr.current[current] aria-current=[current.then_some("true")] data-id=(item.message_id) {
+                            td { (item.at) }
+                            td { @if outbound { "this node → " (detail.country) } @else { (item.country) } " " span.muted { (item.signed_by) } }
+                            td { @if outbound { "signed here" } @else { "verified on arrival" } }
+                            td { (item.kind) }
+                            td { (item.officer.as_deref().unwrap_or("—")) }
+                            td { @if current { strong { (item.summary) } } @else { a href={ "/message/" (item.message_id) } { (item.summary) } } }
+                            td { (item.state) }
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// One message in full, with the acknowledge and reply forms for received requests.
@@ -500,6 +567,22 @@ pub fn message(
             h2 { "Content" }
             @if rows.is_empty() { p.muted { "The content is not available on this node." } }
             dl.payload { @for (label, value) in &rows { dt { (label) } dd { (value) } } }
+            @if let Some(payload) = &detail.payload {
+                @let files = super::routes::attachments(payload);
+                @if !files.is_empty() {
+                    h2 { "Attachments" }
+                    ul #attachments {
+                        @for (index, file) in files.iter().enumerate() {
+                            li {
+                                a href={ "/message/" (detail.message_id) "/attachment/" (index) } download { (super::routes::safe_filename(&file.name, index)) }
+                                " — " (file.media_type) ", " (bytes(file.bytes.len() as u64)) ", SHA-256 " code { (file.sha256) }
+                                " " span.muted { "(downloaded as a file, never opened in the browser)" }
+                            }
+                        }
+                    }
+                }
+            }
+            (thread_view(detail))
             h2 { "Receipts" }
             @if detail.receipts.is_empty() { p.muted { "No receipt yet." } }
             @else {
@@ -576,6 +659,41 @@ pub fn message(
     )
 }
 
+/// Bytes in words (binary units, one decimal).
+fn bytes(count: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = count as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{count} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// The disk row of the status page: free space against the low-water mark, and the refusal
+/// while below it.
+pub fn disk_line(report: &StatusReport) -> Markup {
+    html! {
+        @match report.disk_free_bytes {
+            None => { span.muted { "free space not measured (the check is off, or not measured yet)" } }
+            Some(free) => {
+                (bytes(free)) " free"
+                @if let Some(mark) = report.disk_low_water_bytes { ", low-water mark " (bytes(mark)) }
+            }
+        }
+        @if let Some(refusal) = &report.disk_low {
+            " " strong.error role="alert" { "DISK LOW: " (refusal) }
+        } @else if report.disk_free_bytes.is_some() {
+            " " span { "(ok)" }
+        }
+    }
+}
+
 /// The node at a glance.
 pub fn status(viewer: &Viewer<'_>, report: &StatusReport, peers: &[PeerRow]) -> Markup {
     layout(
@@ -586,8 +704,13 @@ pub fn status(viewer: &Viewer<'_>, report: &StatusReport, peers: &[PeerRow]) -> 
                 tbody {
                     tr { th scope="row" { "Node" } td { (report.country) " " (report.role) " " span.muted { (report.node_id) } } }
                     tr { th scope="row" { "Network" } td { (report.network) } }
-                    tr { th scope="row" { "Roster" } td { "serial " (report.roster_serial) ", expires " (report.roster_expires_at)
-                        @if report.roster_expires_soon { " " strong.error { "EXPIRES SOON: ask the roster authority for a new one" } } } }
+                tr #disk { th scope="row" { "Disk" } td { (disk_line(report)) } }
+                    tr #roster { th scope="row" { "Roster" } td {
+                        "serial " (report.roster_serial) ", expires " (report.roster_expires_at) " "
+                        @if report.roster_expires_in_s < 0 { strong.error { "EXPIRED " (age(report.roster_expires_in_s.unsigned_abs())) " ago: members may refuse this node; install a new roster" } }
+                        @else { span.muted { "(in " (age(report.roster_expires_in_s.unsigned_abs())) ")" } }
+                        @if report.roster_expires_soon && report.roster_expires_in_s >= 0 { " " strong.error { "EXPIRES SOON: ask the roster authority for a new one" } } } }
+                    @if report.revocation_serial > 0 { tr { th scope="row" { "Revocations" } td { (report.revocations.len()) " in force (serial " (report.revocation_serial) ")" } } }
                     tr { th scope="row" { "Inbox" } td { (report.inbox_total) " messages, " (report.inbox_unacknowledged) " not acknowledged" } }
                     tr { th scope="row" { "Outbox pending" } td { (report.outbox_pending[0]) " emergency, " (report.outbox_pending[1]) " urgent, " (report.outbox_pending[2]) " routine" } }
                     tr { th scope="row" { "Overdue" } td { (report.overdue[0]) " without receipt, " (report.overdue[1]) " not acknowledged, " (report.overdue[2]) " without status" } }

@@ -23,7 +23,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use maud::Markup;
 use quickfreeze_proto::forms::FormKind;
-use quickfreeze_proto::payload::FieldError;
+use quickfreeze_proto::payload::{Attachment, FieldError};
 
 use super::backend::Backend;
 use super::compose;
@@ -31,7 +31,7 @@ use super::form::FormData;
 use super::officers::{self, Officers};
 use super::pages::{self, Viewer};
 use super::sessions::{self, Locked, LoginLimiter, Session, Sessions};
-use crate::control::{ControlRequest, ControlResponse, InboxRow, OutboxRow};
+use crate::control::{ControlRequest, ControlResponse, InboxRow, MessageQuery, OutboxRow};
 
 /// The session cookie.
 pub const SESSION_COOKIE: &str = "qf_session";
@@ -130,6 +130,7 @@ pub fn router(state: WebState) -> Router {
         .route("/events", get(events))
         .route("/message/{id}", get(message))
         .route("/message/{id}/json", get(message_json))
+        .route("/message/{id}/attachment/{index}", get(attachment))
         .route("/message/{id}/ack", post(acknowledge))
         .route("/message/{id}/reply", post(reply))
         .route("/compose", get(compose_menu))
@@ -144,8 +145,8 @@ pub fn router(state: WebState) -> Router {
 
 async fn security_headers(mut response: Response) -> Response {
     let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
+    // A response that set its own (stricter) policy keeps it: attachment downloads.
+    headers.entry(header::CONTENT_SECURITY_POLICY).or_insert(
         HeaderValue::from_static(
             "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; \
              connect-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
@@ -442,19 +443,33 @@ async fn logout(State(state): State<WebState>, headers: HeaderMap, body: Bytes) 
 // Inbox, outbox and live updates
 // ---------------------------------------------------------------------------------------------
 
+/// One row per case thread (the request, with the thread's size and latest state), overdue
+/// first, as the terminal console's `inbox`/`outbox` show them.
+fn thread_query() -> Box<MessageQuery> {
+    Box::new(MessageQuery {
+        limit: LIST_LIMIT,
+        flat: false,
+        ..MessageQuery::default()
+    })
+}
+
 async fn lists(state: &WebState) -> Result<(Vec<InboxRow>, Vec<OutboxRow>), String> {
     let inbox = match state
-        .call(ControlRequest::Inbox { limit: LIST_LIMIT })
+        .call(ControlRequest::InboxQuery {
+            query: thread_query(),
+        })
         .await?
     {
-        ControlResponse::Inbox { rows } => rows,
+        ControlResponse::InboxPage { rows, .. } => rows,
         other => return Err(format!("unexpected answer {other:?}")),
     };
     let outbox = match state
-        .call(ControlRequest::Outbox { limit: LIST_LIMIT })
+        .call(ControlRequest::OutboxQuery {
+            query: thread_query(),
+        })
         .await?
     {
-        ControlResponse::Outbox { rows } => rows,
+        ControlResponse::OutboxPage { rows, .. } => rows,
         other => return Err(format!("unexpected answer {other:?}")),
     };
     Ok((inbox, outbox))
@@ -498,14 +513,20 @@ fn fingerprint(inbox: &[InboxRow], outbox: &[OutboxRow]) -> String {
     let mut text = String::new();
     for row in inbox {
         text.push_str(&format!(
-            "i{}{}{:?};",
-            row.message_id, row.acknowledged, row.overdue
+            "i{}{}{:?}{}{:?};",
+            row.message_id, row.acknowledged, row.overdue, row.thread_messages, row.latest
         ));
     }
     for row in outbox {
         text.push_str(&format!(
-            "o{}{}{:?}{:?}{:?};",
-            row.message_id, row.state, row.latest_status, row.last_error, row.overdue
+            "o{}{}{:?}{:?}{:?}{}{:?};",
+            row.message_id,
+            row.state,
+            row.latest_status,
+            row.last_error,
+            row.overdue,
+            row.thread_messages,
+            row.why
         ));
     }
     text
@@ -673,6 +694,115 @@ async fn message_json(
     }
 }
 
+/// The attachments a payload carries (only preservation requests carry files today; a kind that
+/// gains attachments is added here and its files become downloadable).
+pub fn attachments(payload: &quickfreeze_proto::payload::Payload) -> &[Attachment] {
+    crate::cli::payload_attachments(payload)
+}
+
+/// A file name that is safe in a `Content-Disposition` header and on any file system: ASCII
+/// letters, digits, `.`, `-` and `_`, no leading dot, at most 100 characters; anything else
+/// becomes `_`. An empty result becomes `attachment-N`.
+pub fn safe_filename(name: &str, index: usize) -> String {
+    let base = name.rsplit(['/', '\\']).next().unwrap_or_default();
+    let mut safe: String = base
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(100)
+        .collect();
+    while safe.starts_with('.') {
+        safe.remove(0);
+    }
+    if safe.trim_matches('_').is_empty() {
+        safe = format!("attachment-{}", index + 1);
+    }
+    safe
+}
+
+async fn attachment(
+    State(state): State<WebState>,
+    headers: HeaderMap,
+    UrlPath((id, index)): UrlPath<(String, String)>,
+) -> Response {
+    let officer = match need_officer(&state, &headers) {
+        Ok(officer) => officer,
+        Err(response) => return response,
+    };
+    if let Err(problem) = check_id(&id) {
+        return refusal(StatusCode::BAD_REQUEST, Some(&officer.viewer()), &problem);
+    }
+    let Ok(index) = index.parse::<usize>() else {
+        return refusal(
+            StatusCode::BAD_REQUEST,
+            Some(&officer.viewer()),
+            "That is not an attachment number. Open attachments from the message's page.",
+        );
+    };
+    let detail = match show(&state, &id).await {
+        Ok(detail) => detail,
+        Err(problem) => return node_problem(&officer.viewer(), &problem),
+    };
+    let Some(file) = detail
+        .payload
+        .as_ref()
+        .and_then(|payload| attachments(payload).get(index))
+    else {
+        return refusal(
+            StatusCode::NOT_FOUND,
+            Some(&officer.viewer()),
+            "This message has no such attachment. Open attachments from the message's page.",
+        );
+    };
+    if Attachment::new("", "", file.bytes.clone()).sha256 != file.sha256 {
+        return refusal(
+            StatusCode::CONFLICT,
+            Some(&officer.viewer()),
+            "The attachment's content does not match its SHA-256 in the signed request, so it is not served. Ask the sender to send it again.",
+        );
+    }
+    let name = safe_filename(&file.name, index);
+    state
+        .audit(
+            &officer.session.officer,
+            &format!("downloaded attachment {} ({name})", index + 1),
+            Some(&id),
+        )
+        .await;
+    // Always a download, never shown in the browser: whatever the sender declared, the bytes go
+    // out as an opaque file, with sniffing off and a sandbox if a browser renders it anyway.
+    let disposition = format!("attachment; filename=\"{name}\"");
+    (
+        StatusCode::OK,
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            ),
+            (
+                header::CONTENT_DISPOSITION,
+                HeaderValue::from_str(&disposition)
+                    .unwrap_or_else(|_| HeaderValue::from_static("attachment")),
+            ),
+            (
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            ),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static("sandbox; default-src 'none'"),
+            ),
+        ],
+        file.bytes.clone(),
+    )
+        .into_response()
+}
+
 async fn acknowledge(
     State(state): State<WebState>,
     headers: HeaderMap,
@@ -805,10 +935,12 @@ async fn compose_send(
     UrlPath(kind): UrlPath<String>,
     body: Bytes,
 ) -> Response {
-    let (officer, form) = match need_form(&state, &headers, &body) {
+    let (officer, mut form) = match need_form(&state, &headers, &body) {
         Ok(found) => found,
         Err(response) => return response,
     };
+    // A status update carries the name of the officer who sends it: the one logged in.
+    form.set("officer", &officer.session.officer);
     let Some(kind) = compose_kind(&kind) else {
         return refusal(
             StatusCode::NOT_FOUND,

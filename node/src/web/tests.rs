@@ -37,26 +37,27 @@ impl Backend for FakeNode {
     fn request(&self, request: ControlRequest) -> Result<ControlResponse, String> {
         self.asked.lock().expect("lock").push(request.clone());
         Ok(match request {
-            ControlRequest::Inbox { .. } => ControlResponse::Inbox {
-                rows: vec![InboxRow {
-                    message_id: KNOWN.into(),
-                    sender: "peer".into(),
-                    country: "FR".into(),
-                    kind: "emergency".into(),
-                    priority: "emergency".into(),
-                    received_at: "2026-12-01T00:00:00Z".into(),
-                    age_s: 5,
-                    acknowledged: false,
-                    summary: "FR-1: EMERGENCY: kidnapping".into(),
-                    via_relay: None,
-                    overdue: Vec::new(),
-                    thread: KNOWN.into(),
-                    thread_messages: 1,
-                    latest: None,
-                    awaits_acknowledgement: true,
-                    conditions: None,
-                }],
+            ControlRequest::Inbox { .. } => ControlResponse::Inbox { rows: inbox() },
+            ControlRequest::InboxQuery { query } => {
+                assert!(!query.flat, "the web lists one row per case thread");
+                ControlResponse::InboxPage {
+                    rows: inbox(),
+                    total: 1,
+                    next_after: None,
+                }
+            }
+            ControlRequest::OutboxQuery { .. } => ControlResponse::OutboxPage {
+                rows: Vec::new(),
+                total: 0,
+                next_after: None,
             },
+            ControlRequest::Show { message_id }
+                if message_id == WITH_FILES || message_id == TAMPERED =>
+            {
+                ControlResponse::Message {
+                    detail: Box::new(with_files(&message_id)),
+                }
+            }
             ControlRequest::Outbox { .. } => ControlResponse::Outbox { rows: Vec::new() },
             ControlRequest::Show { message_id } if message_id == KNOWN => {
                 ControlResponse::Message {
@@ -105,11 +106,107 @@ impl Backend for FakeNode {
                 }],
             },
             ControlRequest::OfficerAction { .. } => ControlResponse::ActionRecorded,
+            ControlRequest::Status => ControlResponse::Status {
+                report: Box::new(low_disk_report()),
+            },
             ControlRequest::Stats { .. } => ControlResponse::Stats { rows: Vec::new() },
             other => ControlResponse::Error {
                 message: format!("the fake node does not answer {other:?}"),
             },
         })
+    }
+}
+
+const WITH_FILES: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+const TAMPERED: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+
+fn inbox() -> Vec<InboxRow> {
+    vec![InboxRow {
+        message_id: KNOWN.into(),
+        sender: "peer".into(),
+        country: "FR".into(),
+        kind: "emergency".into(),
+        priority: "emergency".into(),
+        received_at: "2026-12-01T00:00:00Z".into(),
+        age_s: 5,
+        acknowledged: false,
+        summary: "FR-1: EMERGENCY: kidnapping".into(),
+        via_relay: None,
+        overdue: Vec::new(),
+        thread: KNOWN.into(),
+        thread_messages: 1,
+        latest: None,
+        awaits_acknowledgement: true,
+        conditions: None,
+    }]
+}
+
+/// A received preservation request with two files (one with a hostile name and HTML content)
+/// in a thread of three messages; under [`TAMPERED`] the second file's bytes do not match their
+/// signed digest.
+fn with_files(id: &str) -> MessageDetail {
+    use quickfreeze_proto::payload::{example_preservation, Attachment, Payload};
+    let mut request = example_preservation();
+    request.attachments = vec![
+        Attachment::new("logs.csv", "text/csv", b"time,ip\n1,192.0.2.1\n".to_vec()),
+        Attachment::new(
+            "../../<script>evil\".html",
+            "text/html",
+            b"<script>alert(1)</script>".to_vec(),
+        ),
+    ];
+    if id == TAMPERED {
+        request.attachments[1].bytes = b"<p>swapped</p>".to_vec();
+    }
+    let item =
+        |message_id: &str, direction: &str, kind: &str, officer: Option<&str>, summary: &str| {
+            crate::control::ThreadItem {
+                message_id: message_id.into(),
+                direction: direction.into(),
+                at: "2026-12-01T00:00:00Z".into(),
+                signed_by: "peer".into(),
+                country: "FR".into(),
+                kind: kind.into(),
+                officer: officer.map(str::to_string),
+                summary: summary.into(),
+                state: "read".into(),
+            }
+        };
+    MessageDetail {
+        direction: "inbound".into(),
+        message_id: id.into(),
+        peer: "peer".into(),
+        country: "FR".into(),
+        priority: "urgent".into(),
+        state: "new".into(),
+        payload: Some(Payload::Preservation(request)),
+        receipts: Vec::new(),
+        status_history: Vec::new(),
+        replies: Vec::new(),
+        last_error: None,
+        thread: vec![
+            item(
+                id,
+                "inbound",
+                "preservation",
+                None,
+                "FR-7: preserve the logs",
+            ),
+            item(
+                &"cc".repeat(16),
+                "outbound",
+                "status",
+                Some("ana"),
+                "preserved P-1 until 2027-03-01",
+            ),
+            item(
+                &"dd".repeat(16),
+                "inbound",
+                "free-text",
+                None,
+                "thank you, MLA follows",
+            ),
+        ],
     }
 }
 
@@ -548,4 +645,268 @@ async fn the_message_downloads_as_json() {
         .contains(&format!("message-{KNOWN}.json")));
     let detail: MessageDetail = serde_json::from_str(&reply.body).expect("json");
     assert_eq!(detail.message_id, KNOWN);
+}
+
+#[tokio::test]
+async fn all_five_kinds_can_be_composed_and_a_status_update_is_checked_then_signed_by_the_officer()
+{
+    let h = harness();
+    let (ana, csrf) = h.login("ana", ANA_PASSWORD).await;
+    let menu = h.get("/compose", Some(&ana)).await;
+    for kind in [
+        "emergency",
+        "preservation",
+        "traffic",
+        "status",
+        "free-text",
+    ] {
+        assert!(
+            menu.body.contains(&format!("href=\"/compose/{kind}\"")),
+            "{kind} missing from the menu"
+        );
+        let form = h.get(&format!("/compose/{kind}"), Some(&ana)).await;
+        assert_eq!(form.status, StatusCode::OK, "{kind}");
+    }
+    let form = h.get("/compose/status", Some(&ana)).await;
+    assert!(form.body.contains("<select id=\"f-status\""));
+    assert!(form.body.contains("<select id=\"f-ground\""));
+
+    // "Preserved" without its reference, "refused" would need a ground; no request id.
+    let body = format!(
+        "csrf={csrf}&recipient=FR&priority=urgent&case_reference=FR-1&status=preserved&expires_at=2027-03-01T00%3A00%3A00Z"
+    );
+    let reply = h.post("/compose/status", &ana, body).await;
+    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        reply
+            .body
+            .contains("id=\"f-reference-error\">your preservation reference is required"),
+        "{}",
+        reply.body
+    );
+    assert!(
+        reply
+            .body
+            .contains("id=\"f-references-error\">fill in the message id"),
+        "{}",
+        reply.body
+    );
+    let body = format!("csrf={csrf}&recipient=FR&references={KNOWN}&case_reference=FR-1&status=refused&explanation=no");
+    let reply = h.post("/compose/status", &ana, body).await;
+    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(reply
+        .body
+        .contains("id=\"f-ground-error\">choose the ground"));
+    assert!(!h
+        .node
+        .asked()
+        .iter()
+        .any(|r| matches!(r, ControlRequest::Submit { .. })));
+
+    // A forged officer name in the form is replaced by the session's.
+    let body = format!("csrf={csrf}&recipient=FR&references={KNOWN}&case_reference=FR-1&priority=urgent&status=preserved&reference=P-9&expires_at=2027-03-01T00%3A00%3A00Z&officer=mallory");
+    let reply = h.post("/compose/status", &ana, body).await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
+    let sent = h.node.asked().into_iter().find_map(|r| match r {
+        ControlRequest::Submit { payload, .. } => Some(*payload),
+        _ => None,
+    });
+    match sent {
+        Some(quickfreeze_proto::payload::Payload::Status(update)) => {
+            assert_eq!(update.officer, "ana");
+            assert_eq!(update.references.to_string(), KNOWN);
+            assert_eq!(update.case_reference, "FR-1");
+            assert!(
+                matches!(update.status, Status::Preserved { ref reference, .. } if reference == "P-9")
+            );
+        }
+        other => panic!("expected a status update to be submitted, got {other:?}"),
+    }
+}
+
+/// A node below its low-water mark, with an expired roster and one overdue request.
+fn low_disk_report() -> crate::control::StatusReport {
+    crate::control::StatusReport {
+        node_id: "12D3KooWNlNode".into(),
+        fingerprint: "nl:0000".into(),
+        country: "NL".into(),
+        role: "point-of-contact".into(),
+        network: "t-cy".into(),
+        roster_serial: 4,
+        roster_expires_at: "2026-11-30T00:00:00Z".into(),
+        roster_expires_soon: true,
+        outbox_pending: [1, 0, 0],
+        inbox_total: 1,
+        inbox_unacknowledged: 1,
+        relay_pending: 0,
+        relay_bytes: 0,
+        connected_peers: 1,
+        listen_addresses: vec!["/ip4/127.0.0.1/tcp/4100".into()],
+        store_flushes: 9,
+        roster_expires_in_s: -2 * 3600,
+        overdue: [0, 1, 0],
+        overdue_items: vec![crate::control::OverdueRow {
+            clock: "acknowledge".into(),
+            meaning: "not acknowledged by an officer in time".into(),
+            message_id: KNOWN.into(),
+            peer: "peer".into(),
+            country: "FR".into(),
+            priority: "emergency".into(),
+            due_at: "2026-12-01T00:00:00Z".into(),
+            overdue_s: 120,
+        }],
+        key_file_age_s: Some(3600),
+        metrics_address: None,
+        revocation_serial: 0,
+        revocations: Vec::new(),
+        disk_free_bytes: Some(10 * 1024 * 1024),
+        disk_low: Some("free space is below the low-water mark; free some space".into()),
+        disk_low_water_bytes: Some(64 * 1024 * 1024),
+    }
+}
+
+#[tokio::test]
+async fn the_status_page_shows_disk_against_its_mark_roster_expiry_peers_and_overdue() {
+    let h = harness();
+    let (ana, _) = h.login("ana", ANA_PASSWORD).await;
+    let page = h.get("/status", Some(&ana)).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(
+        page.body.contains("10.0 MiB free, low-water mark 64.0 MiB"),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body.contains("DISK LOW: free space is below"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("EXPIRED 2 h"), "{}", page.body);
+    assert!(page.body.contains("FR 24/7"), "peers are listed");
+    assert!(
+        page.body.contains(&format!("href=\"/message/{KNOWN}\"")),
+        "overdue rows link to the message"
+    );
+}
+
+#[tokio::test]
+async fn the_message_page_shows_the_case_thread_and_the_attachments() {
+    let h = harness();
+    let (ana, _) = h.login("ana", ANA_PASSWORD).await;
+    let page = h.get(&format!("/message/{WITH_FILES}"), Some(&ana)).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(
+        page.body.contains("Case thread (3 messages)"),
+        "{}",
+        page.body
+    );
+    // The other messages of the case link to their own pages; this one is marked, not linked.
+    assert!(page
+        .body
+        .contains(&format!("href=\"/message/{}\"", "cc".repeat(16))));
+    assert!(page.body.contains("verified on arrival"));
+    assert!(page.body.contains("aria-current=\"true\""));
+    assert!(!page
+        .body
+        .contains(&format!("href=\"/message/{WITH_FILES}\"")));
+    // Files are links, with safe names, and their hex is not dumped into the content list.
+    assert!(page
+        .body
+        .contains(&format!("href=\"/message/{WITH_FILES}/attachment/0\"")));
+    assert!(page.body.contains(">logs.csv</a>"));
+    assert!(
+        page.body.contains(">_script_evil_.html</a>"),
+        "{}",
+        page.body
+    );
+    assert!(
+        !page.body.contains("3c7363726970743e"),
+        "attachment bytes shown as hex"
+    );
+    // The inbox lists case threads.
+    assert!(h
+        .node
+        .asked()
+        .iter()
+        .all(|r| !matches!(r, ControlRequest::Inbox { .. })));
+}
+
+#[tokio::test]
+async fn attachments_download_as_files_never_as_pages_and_bad_requests_are_refused() {
+    let h = harness();
+    let (ana, _) = h.login("ana", ANA_PASSWORD).await;
+    let reply = h
+        .get(&format!("/message/{WITH_FILES}/attachment/1"), Some(&ana))
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let header_text = |name: header::HeaderName| {
+        reply
+            .headers
+            .get(name)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert_eq!(
+        header_text(header::CONTENT_TYPE),
+        "application/octet-stream"
+    );
+    assert_eq!(
+        header_text(header::CONTENT_DISPOSITION),
+        "attachment; filename=\"_script_evil_.html\""
+    );
+    assert_eq!(header_text(header::X_CONTENT_TYPE_OPTIONS), "nosniff");
+    assert!(header_text(header::CONTENT_SECURITY_POLICY).starts_with("sandbox"));
+    assert_eq!(reply.body, "<script>alert(1)</script>");
+    assert!(
+        h.node.asked().iter().any(|r| matches!(r,
+        ControlRequest::OfficerAction { officer, action, message_id: Some(id) }
+            if officer == "ana" && action.contains("downloaded attachment 2") && id == WITH_FILES))
+    );
+
+    // Not logged in, a bad number, no such file, no such message, a bad id.
+    let reply = h
+        .get(&format!("/message/{WITH_FILES}/attachment/0"), None)
+        .await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER);
+    let reply = h
+        .get(&format!("/message/{WITH_FILES}/attachment/x"), Some(&ana))
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    let reply = h
+        .get(&format!("/message/{WITH_FILES}/attachment/2"), Some(&ana))
+        .await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND);
+    assert!(reply.body.contains("no such attachment"));
+    let reply = h
+        .get(&format!("/message/{KNOWN}/attachment/0"), Some(&ana))
+        .await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND);
+    let reply = h
+        .get(
+            &format!("/message/{}/attachment/0", "ab".repeat(16)),
+            Some(&ana),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND);
+    let reply = h.get("/message/zz/attachment/0", Some(&ana)).await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    // Bytes that do not match the signed digest are not served.
+    let reply = h
+        .get(&format!("/message/{TAMPERED}/attachment/1"), Some(&ana))
+        .await;
+    assert_eq!(reply.status, StatusCode::CONFLICT);
+    assert!(!reply.body.contains("swapped"));
+}
+
+#[test]
+fn file_names_are_made_safe() {
+    use super::routes::safe_filename;
+    assert_eq!(safe_filename("logs.csv", 0), "logs.csv");
+    assert_eq!(safe_filename("../../etc/passwd", 0), "passwd");
+    assert_eq!(safe_filename("C:\\x\\évidence 1.pdf", 0), "_vidence_1.pdf");
+    assert_eq!(safe_filename(".htaccess", 0), "htaccess");
+    assert_eq!(safe_filename("\"\r\n", 4), "attachment-5");
+    assert_eq!(safe_filename("", 0), "attachment-1");
+    assert_eq!(safe_filename(&"a".repeat(500), 0).len(), 100);
 }
