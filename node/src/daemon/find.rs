@@ -313,44 +313,18 @@ impl Daemon {
             query.limit
         };
         let overdue = self.tracker.by_message();
-        let mut late = Vec::new();
-        for id in overdue.keys() {
-            if let Some(entry) = indexes.inbox_by_id(id).map_err(text)? {
-                late.push(entry);
-            }
-        }
-        late.sort_by_key(|entry| std::cmp::Reverse(entry.received_at));
-        let start = flat_start(
+        let (entries, more) = flat_entries(
             query,
             limit,
-            &late,
-            |entry| entry.message_id,
+            &overdue,
+            |id| indexes.inbox_by_id(id).map_err(text),
             |prefix| {
                 indexes
                     .ids_with_prefix(prefix, MAX_PREFIX_MATCHES)
                     .map_err(text)
             },
-            |id| indexes.inbox_by_id(id).map_err(text),
+            |after, wanted, skip| indexes.inbox_newest(after, wanted, skip).map_err(text),
         )?;
-        let skip_late = |id: &MessageId| overdue.contains_key(id);
-        // The overdue rows to show (from the start or the cursor on), then how many of the
-        // time-ordered rest to skip, or the entry the rest follows.
-        let (mut entries, skip, after) = match start {
-            Start::Overdue(index) => (late.split_off(index + 1), 0, None),
-            Start::Skip(skip) => (late, skip, None),
-            Start::After(after) => (Vec::new(), 0, Some(after)),
-        };
-        let wanted = skip
-            .saturating_add(limit)
-            .saturating_add(1)
-            .saturating_sub(entries.len());
-        entries.extend(
-            indexes
-                .inbox_newest(after.as_ref(), wanted, skip_late)
-                .map_err(text)?,
-        );
-        let entries: Vec<InboxEntry> = entries.into_iter().skip(skip).collect();
-        let more = entries.len() > limit;
         let rows: Vec<InboxRow> = entries
             .iter()
             .take(limit)
@@ -424,45 +398,18 @@ impl Daemon {
             query.limit
         };
         let overdue = self.tracker.by_message();
-        let mut late = Vec::new();
-        for id in overdue.keys() {
-            if let Some(entry) = store.get_outbox(id).map_err(text)? {
-                late.push(entry);
-            }
-        }
-        late.sort_by_key(|entry| std::cmp::Reverse(entry.created_at));
-        let start = flat_start(
+        let (mut entries, more) = flat_entries(
             query,
             limit,
-            &late,
-            |entry| entry.message_id,
+            &overdue,
+            |id| store.get_outbox(id).map_err(text),
             |prefix| {
                 indexes
                     .ids_with_prefix(prefix, MAX_PREFIX_MATCHES)
                     .map_err(text)
             },
-            |id| store.get_outbox(id).map_err(text),
+            |after, wanted, skip| indexes.outbox_newest(after, wanted, skip).map_err(text),
         )?;
-        let skip_late = |id: &MessageId| overdue.contains_key(id);
-        // The overdue rows to show (from the start or the cursor on), then how many of the
-        // time-ordered rest to skip, or the entry the rest follows.
-        let (mut entries, skip, after) = match start {
-            Start::Overdue(index) => (late.split_off(index + 1), 0, None),
-            Start::Skip(skip) => (late, skip, None),
-            Start::After(after) => (Vec::new(), 0, Some(after)),
-        };
-        let wanted = skip
-            .saturating_add(limit)
-            .saturating_add(1)
-            .saturating_sub(entries.len());
-        entries.extend(
-            indexes
-                .outbox_newest(after.as_ref(), wanted, skip_late)
-                .map_err(text)?,
-        );
-        let mut entries: Vec<OutboxEntry> = entries.into_iter().skip(skip).collect();
-        let more = entries.len() > limit;
-        entries.truncate(limit);
         let backoff: BTreeMap<NodeId, (u32, Timestamp)> = self
             .core
             .peer_backoff()
@@ -811,6 +758,69 @@ fn unfiltered(query: &MessageQuery) -> bool {
         && query.since_ms.is_none()
         && query.until_ms.is_none()
         && query.text.is_none()
+}
+
+/// A stored entry as a flat listing pages it: its id and the time it is ordered by.
+trait FlatEntry {
+    fn id(&self) -> MessageId;
+    fn listed_at(&self) -> Timestamp;
+}
+
+impl FlatEntry for InboxEntry {
+    fn id(&self) -> MessageId {
+        self.message_id
+    }
+    fn listed_at(&self) -> Timestamp {
+        self.received_at
+    }
+}
+
+impl FlatEntry for OutboxEntry {
+    fn id(&self) -> MessageId {
+        self.message_id
+    }
+    fn listed_at(&self) -> Timestamp {
+        self.created_at
+    }
+}
+
+/// The entries of one flat page, and whether more follow: the overdue ones first (newest
+/// first), then the rest newest first from the time index (`newest(after, wanted, skip)`, which
+/// leaves out what `skip` says: the overdue ones, already shown), from where the page number or
+/// `--after` says. Reads the page, not the history.
+fn flat_entries<E: FlatEntry>(
+    query: &MessageQuery,
+    limit: usize,
+    overdue: &BTreeMap<MessageId, Vec<crate::deadlines::Clock>>,
+    get: impl Fn(&MessageId) -> Result<Option<E>, String>,
+    prefix: impl FnOnce(&str) -> Result<Vec<MessageId>, String>,
+    newest: impl FnOnce(Option<&E>, usize, &mut dyn FnMut(&MessageId) -> bool) -> Result<Vec<E>, String>,
+) -> Result<(Vec<E>, bool), String> {
+    let mut late = Vec::new();
+    for id in overdue.keys() {
+        if let Some(entry) = get(id)? {
+            late.push(entry);
+        }
+    }
+    late.sort_by_key(|entry| std::cmp::Reverse(entry.listed_at()));
+    let start = flat_start(query, limit, &late, FlatEntry::id, prefix, &get)?;
+    // The overdue rows to show (from the start or the cursor on), then how many of the
+    // time-ordered rest to skip, or the entry the rest follows.
+    let (mut entries, skip, after) = match start {
+        Start::Overdue(index) => (late.split_off(index + 1), 0, None),
+        Start::Skip(skip) => (late, skip, None),
+        Start::After(after) => (Vec::new(), 0, Some(after)),
+    };
+    let wanted = skip
+        .saturating_add(limit)
+        .saturating_add(1)
+        .saturating_sub(entries.len());
+    let mut skip_late = |id: &MessageId| overdue.contains_key(id);
+    entries.extend(newest(after.as_ref(), wanted, &mut skip_late)?);
+    let mut entries: Vec<E> = entries.into_iter().skip(skip).collect();
+    let more = entries.len() > limit;
+    entries.truncate(limit);
+    Ok((entries, more))
 }
 
 /// Where a flat page starts: within the overdue rows (shown first), or in the time index after
