@@ -344,6 +344,16 @@ fn input(field: &compose::Field, form: &FormData, errors: &[FieldError]) -> Mark
                         @for (option, label) in compose::GROUNDS { option value=(option) selected[value == option] { (label) } }
                     }
                 }
+                Input::Onward => {
+                    select id=(id) name=(field.name) aria-invalid=[invalid] aria-describedby=(described) {
+                        @for (option, label) in compose::ONWARD { option value=(option) selected[value == option] { (label) } }
+                    }
+                }
+                Input::EvidentialUse => {
+                    select id=(id) name=(field.name) aria-invalid=[invalid] aria-describedby=(described) {
+                        @for (option, label) in compose::EVIDENTIAL_USE { option value=(option) selected[value == option] { (label) } }
+                    }
+                }
                 Input::IdentifierKind => {
                     select id=(id) name=(field.name) aria-invalid=[invalid] aria-describedby=(described) {
                         @for (option, label) in [("ip-address", "IP address and time"), ("account", "Account at a service"), ("email", "E-mail address"), ("domain", "Domain name"), ("url", "URL"), ("other", "Other")] {

@@ -1068,3 +1068,38 @@ async fn the_evidence_bundle_goes_out_as_a_named_download_never_as_a_page() {
         .to_bytes();
     assert_eq!(&body[..], b"<!DOCTYPE html><p>bundle</p>");
 }
+
+#[tokio::test]
+async fn the_request_forms_offer_the_conditions_on_use_preset_to_the_standard_ones() {
+    let h = harness();
+    let (ana, _) = h.login("ana", ANA_PASSWORD).await;
+    for kind in ["emergency", "preservation", "traffic"] {
+        let form = h.get(&format!("/compose/{kind}"), Some(&ana)).await;
+        assert_eq!(form.status, StatusCode::OK, "{kind}");
+        let body = &form.body;
+        assert!(
+            body.contains(
+                "id=\"f-header-handling-use-limited-to-case\" type=\"checkbox\" name=\"header.handling.use_limited_to_case\" value=\"true\" checked"
+            ),
+            "{kind}: {body}"
+        );
+        assert!(
+            body.contains("id=\"f-header-handling-reply-channel-only\" type=\"checkbox\" name=\"header.handling.reply_channel_only\" value=\"true\" checked"),
+            "{kind}"
+        );
+        assert!(
+            body.contains("<select id=\"f-header-handling-onward-transmission\""),
+            "{kind}"
+        );
+        assert!(
+            body.contains("<option value=\"with-consent\" selected>Only with our prior consent")
+        );
+        assert!(body.contains(
+            "<option value=\"with-consent\" selected>Not as evidence without our prior consent"
+        ));
+        assert!(body.contains("<option value=\"forbidden\">Forbidden"));
+        assert!(body.contains("name=\"header.handling.free_text\""));
+    }
+    let form = h.get("/compose/free-text", Some(&ana)).await;
+    assert!(!form.body.contains("header.handling"));
+}
