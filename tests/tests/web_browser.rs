@@ -312,6 +312,15 @@ async fn an_officer_works_a_case_in_the_browser() {
         .await
         .expect("open");
     wait_text(&client, "#message-id", &message_id).await;
+    // The sender's conditions on use stand first, above the details and the labelled form.
+    wait_text(&client, "#conditions", "CONDITIONS ON USE").await;
+    wait_text(
+        &client,
+        "#conditions",
+        "only with the sender's prior consent",
+    )
+    .await;
+    wait_text(&client, "#content", "Art. 9").await;
     screenshot(&client, "04-message").await;
     click(&client, "ack").await;
     wait_text(&client, "#notice", "Acknowledged").await;
@@ -357,6 +366,16 @@ async fn an_officer_works_a_case_in_the_browser() {
     let detail: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&file).expect("download")).expect("json");
     assert_eq!(detail["message_id"], serde_json::json!(message_id));
+
+    // Download the case's evidence bundle: the file checks offline, as `evidence verify` would.
+    click(&client, "evidence").await;
+    let bundle = downloads.join(format!("{}.evidence.html", &message_id[..8]));
+    wait_until("the evidence bundle", || async { bundle.exists() }).await;
+    // Chromium writes to a temporary name and renames when done; the final name is complete.
+    let verified =
+        quickfreeze_node::evidence::verify(&std::fs::read(&bundle).expect("evidence bundle"), None)
+            .expect("the downloaded evidence bundle verifies");
+    assert_eq!(verified.message_id, message_id);
 
     // Compose a preservation request with a wrong time, see the error by the field, fix, send.
     client
@@ -452,6 +471,7 @@ async fn an_officer_works_a_case_in_the_browser() {
     let trail = serde_json::to_string(&lines).expect("json");
     assert!(trail.contains("officer Ana de Vries: logged in to the web console"));
     assert!(trail.contains("acknowledged by officer Ana de Vries"));
+    assert!(trail.contains("officer Ana de Vries: downloaded the evidence bundle"));
 
     // Log out: the session is gone.
     click(&client, "logout").await;

@@ -8,9 +8,9 @@
 use quickfreeze_keys::CountryCode;
 use quickfreeze_proto::forms::FormKind;
 use quickfreeze_proto::payload::{
-    parse_zoned_time, DataIdentifier, EmergencyDisclosureRequest, FieldError, FreeText,
-    OnDutyContact, Payload, PreservationRequest, RefusalGround, RequestHeader, ServiceProvider,
-    Status, StatusUpdate, TrafficDataDisclosure,
+    parse_zoned_time, DataIdentifier, EmergencyDisclosureRequest, EvidentialUse, FieldError,
+    FreeText, Handling, OnDutyContact, OnwardTransmission, Payload, PreservationRequest,
+    RefusalGround, RequestHeader, ServiceProvider, Status, StatusUpdate, TrafficDataDisclosure,
 };
 use quickfreeze_proto::{MessageId, Priority};
 
@@ -40,6 +40,10 @@ pub enum Input {
     Status,
     /// A ground for refusal ([`GROUNDS`]).
     Ground,
+    /// Whether the recipient may pass the information on ([`ONWARD`]).
+    Onward,
+    /// Whether the information may be used as evidence ([`EVIDENTIAL_USE`]).
+    EvidentialUse,
 }
 
 /// One input of a form.
@@ -139,6 +143,77 @@ fn header_section(with_urgency: bool) -> Section {
     ("About you and your case", fields)
 }
 
+/// Form names of the conditions-on-use fields (the payload's own paths, so the shared
+/// validation's errors land next to them).
+pub const HANDLING_CASE: &str = "header.handling.use_limited_to_case";
+/// See [`HANDLING_CASE`].
+pub const HANDLING_ONWARD: &str = "header.handling.onward_transmission";
+/// See [`HANDLING_CASE`].
+pub const HANDLING_EVIDENCE: &str = "header.handling.evidential_use";
+/// See [`HANDLING_CASE`].
+pub const HANDLING_CHANNEL: &str = "header.handling.reply_channel_only";
+/// See [`HANDLING_CASE`].
+pub const HANDLING_FREE_TEXT: &str = "header.handling.free_text";
+
+/// Onward-transmission choices: form value ([`OnwardTransmission::as_str`]) and label.
+pub const ONWARD: [(&str, &str); 3] = [
+    ("with-consent", "Only with our prior consent"),
+    ("forbidden", "Forbidden"),
+    (
+        "permitted",
+        "Permitted to other competent authorities for the same purpose",
+    ),
+];
+
+/// Evidential-use choices: form value ([`EvidentialUse::as_str`]) and label.
+pub const EVIDENTIAL_USE: [(&str, &str); 3] = [
+    ("with-consent", "Not as evidence without our prior consent"),
+    (
+        "intelligence-only",
+        "Intelligence only, never as evidence (evidence comes through mutual legal assistance)",
+    ),
+    ("may-be-used-as-evidence", "May be used as evidence"),
+];
+
+/// The sender's conditions on use, signed with the request; every request kind has them.
+fn handling_section() -> Section {
+    (
+        "Conditions on use (signed with the request, shown first to the recipient)",
+        vec![
+            field(
+                HANDLING_CASE,
+                "Use only for the case and purpose stated in this request",
+                "",
+                Input::Check,
+            ),
+            field(
+                HANDLING_ONWARD,
+                "Passing it on to other authorities or states",
+                "",
+                Input::Onward,
+            ),
+            field(
+                HANDLING_EVIDENCE,
+                "Use as evidence in judicial proceedings",
+                "",
+                Input::EvidentialUse,
+            ),
+            field(
+                HANDLING_CHANNEL,
+                "Answer and discuss it only through this network",
+                "",
+                Input::Check,
+            ),
+            field(
+                HANDLING_FREE_TEXT,
+                "Other conditions (optional)",
+                "In your words; leave empty for none.",
+                Input::Area,
+            ),
+        ],
+    )
+}
+
 /// The sections of the form for `kind`.
 pub fn sections(kind: FormKind) -> Vec<Section> {
     match kind {
@@ -181,6 +256,7 @@ pub fn sections(kind: FormKind) -> Vec<Section> {
             }
             vec![
                 header_section(true),
+                handling_section(),
                 (
                     "The request (Art. 29(2)(b)–(f))",
                     vec![
@@ -270,6 +346,7 @@ pub fn sections(kind: FormKind) -> Vec<Section> {
             }
             vec![
                 header_section(false),
+                handling_section(),
                 (
                     "The emergency",
                     vec![
@@ -319,6 +396,7 @@ pub fn sections(kind: FormKind) -> Vec<Section> {
         }
         FormKind::TrafficData => vec![
             header_section(true),
+            handling_section(),
             (
                 "The disclosure (Art. 30)",
                 vec![
@@ -459,7 +537,41 @@ pub fn defaults(kind: FormKind, officer: &str) -> FormData {
     for row in 0..IDENTIFIER_ROWS {
         form.set(&format!("data_identifiers[{row}].kind"), "ip-address");
     }
+    // The conditions the templates propose; the officer changes them on the form.
+    let handling = Handling::default();
+    if handling.use_limited_to_case {
+        form.set(HANDLING_CASE, "true");
+    }
+    form.set(HANDLING_ONWARD, handling.onward_transmission.as_str());
+    form.set(HANDLING_EVIDENCE, handling.evidential_use.as_str());
+    if handling.reply_channel_only {
+        form.set(HANDLING_CHANNEL, "true");
+    }
+    form.set(
+        HANDLING_FREE_TEXT,
+        handling.free_text.as_deref().unwrap_or_default(),
+    );
     form
+}
+
+/// The conditions on use as the officer set them; an unknown choice is an error at its field.
+fn handling(form: &FormData, errors: &mut Vec<FieldError>) -> Handling {
+    let standard = Handling::default();
+    let onward = OnwardTransmission::parse(form.get(HANDLING_ONWARD)).unwrap_or_else(|problem| {
+        error(errors, HANDLING_ONWARD, problem);
+        standard.onward_transmission
+    });
+    let evidential = EvidentialUse::parse(form.get(HANDLING_EVIDENCE)).unwrap_or_else(|problem| {
+        error(errors, HANDLING_EVIDENCE, problem);
+        standard.evidential_use
+    });
+    Handling {
+        use_limited_to_case: form.get(HANDLING_CASE) == "true",
+        onward_transmission: onward,
+        evidential_use: evidential,
+        reply_channel_only: form.get(HANDLING_CHANNEL) == "true",
+        free_text: optional(form, HANDLING_FREE_TEXT),
+    }
 }
 
 fn text(form: &FormData, name: &str) -> String {
@@ -508,9 +620,7 @@ fn header(
             phone: text(form, "header.contact.phone"),
             email: text(form, "header.contact.email"),
         },
-        // The web form has no conditions-on-use fields yet (issue 14 item 5): the standard
-        // conditions the CLI template proposes. The web console must add the fields.
-        handling: quickfreeze_proto::payload::Handling::default(),
+        handling: handling(form, errors),
     }
 }
 
@@ -913,6 +1023,29 @@ mod tests {
         );
         assert!(fields.contains(&"header.contact.phone"), "{fields:?}");
         assert!(fields.contains(&"preservation_days"), "{fields:?}");
+    }
+
+    #[test]
+    fn the_conditions_on_use_start_at_the_standard_ones_and_follow_the_form() {
+        let payload =
+            payload_from_form(FormKind::Preservation, &filled_preservation()).expect("valid");
+        assert_eq!(payload.handling(), Some(&Handling::default()));
+        let mut form = filled_preservation();
+        form.set(HANDLING_CASE, "");
+        form.set(HANDLING_ONWARD, "forbidden");
+        form.set(HANDLING_EVIDENCE, "intelligence-only");
+        form.set(HANDLING_FREE_TEXT, "  not to the press  ");
+        let payload = payload_from_form(FormKind::Preservation, &form).expect("valid");
+        let handling = payload.handling().expect("conditions");
+        assert!(!handling.use_limited_to_case);
+        assert!(handling.reply_channel_only);
+        assert_eq!(handling.onward_transmission, OnwardTransmission::Forbidden);
+        assert_eq!(handling.evidential_use, EvidentialUse::IntelligenceOnly);
+        assert_eq!(handling.free_text.as_deref(), Some("not to the press"));
+        form.set(HANDLING_ONWARD, "to-everyone");
+        let errors = payload_from_form(FormKind::Preservation, &form).expect_err("invalid");
+        assert_eq!(errors[0].field, HANDLING_ONWARD);
+        assert!(errors[0].problem.contains("with-consent"), "{errors:?}");
     }
 
     #[test]

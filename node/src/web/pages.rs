@@ -8,8 +8,10 @@
 //! with the keyboard with a visible focus ring; text grows on a wall screen.
 
 use maud::{html, Markup, PreEscaped, DOCTYPE};
+use quickfreeze_proto::form_view;
 use quickfreeze_proto::forms::FormKind;
-use quickfreeze_proto::payload::FieldError;
+use quickfreeze_proto::i18n::Language;
+use quickfreeze_proto::payload::{FieldError, Handling, HANDLING_TITLE};
 
 use super::compose::{self, Input};
 use super::form::FormData;
@@ -48,6 +50,11 @@ button { font: inherit; padding: .35em 1em; border: 2px solid #0b3d91; backgroun
 button.link { background: none; border: none; text-decoration: underline; padding: 0; }
 dl.payload dt { font-weight: 700; margin-top: .5em; }
 dl.payload dd { margin-left: 1.5em; white-space: pre-wrap; }
+dl.payload dd.written { border-left: 3px solid var(--line); padding-left: .5em; }
+.conditions { border: 5px double #7a4a00; background: #fff8e1; color: #111; padding: .5em 1em; margin: 0 0 1.5em; max-width: 60em; }
+.conditions h2 { margin: 0 0 .3em; color: #7a4a00; letter-spacing: .05em; }
+.conditions dt { font-weight: 700; margin-top: .3em; }
+.conditions dd { margin-left: 1.5em; white-space: pre-wrap; }
 .columns { display: grid; grid-template-columns: 1fr; gap: 1em; }
 @media (min-width: 1400px) { .columns { grid-template-columns: 1fr 1fr; } }
 .sr-only { position:absolute; left:-10000px; width:1px; height:1px; overflow:hidden; }
@@ -283,44 +290,6 @@ pub fn home(
     )
 }
 
-fn humanize(key: &str) -> String {
-    let text = key.replace(['_', '-'], " ");
-    let mut chars = text.chars();
-    match chars.next() {
-        Some(first) => first.to_uppercase().chain(chars).collect(),
-        None => text,
-    }
-}
-
-fn payload_list(value: &serde_json::Value, out: &mut Vec<(String, String)>, prefix: &str) {
-    match value {
-        serde_json::Value::Object(map) => {
-            // Files are listed under "Attachments" with their download links, not as hex here.
-            for (key, value) in map.iter().filter(|(key, _)| *key != "attachments") {
-                let label = if prefix.is_empty() {
-                    humanize(key)
-                } else {
-                    format!("{prefix} › {}", humanize(key))
-                };
-                payload_list(value, out, &label);
-            }
-        }
-        serde_json::Value::Array(items) => {
-            if items.is_empty() {
-                out.push((prefix.to_string(), "(none)".into()));
-            }
-            for (index, item) in items.iter().enumerate() {
-                payload_list(item, out, &format!("{prefix} {}", index + 1));
-            }
-        }
-        serde_json::Value::Null => out.push((prefix.to_string(), "(not given)".into())),
-        serde_json::Value::Bool(true) => out.push((prefix.to_string(), "yes".into())),
-        serde_json::Value::Bool(false) => out.push((prefix.to_string(), "no".into())),
-        serde_json::Value::String(text) => out.push((prefix.to_string(), text.clone())),
-        other => out.push((prefix.to_string(), other.to_string())),
-    }
-}
-
 fn field_id(name: &str) -> String {
     let mut id = String::from("f-");
     id.extend(
@@ -373,6 +342,16 @@ fn input(field: &compose::Field, form: &FormData, errors: &[FieldError]) -> Mark
                     select id=(id) name=(field.name) aria-invalid=[invalid] aria-describedby=(described) {
                         option value="" { "(only when refused)" }
                         @for (option, label) in compose::GROUNDS { option value=(option) selected[value == option] { (label) } }
+                    }
+                }
+                Input::Onward => {
+                    select id=(id) name=(field.name) aria-invalid=[invalid] aria-describedby=(described) {
+                        @for (option, label) in compose::ONWARD { option value=(option) selected[value == option] { (label) } }
+                    }
+                }
+                Input::EvidentialUse => {
+                    select id=(id) name=(field.name) aria-invalid=[invalid] aria-describedby=(described) {
+                        @for (option, label) in compose::EVIDENTIAL_USE { option value=(option) selected[value == option] { (label) } }
                     }
                 }
                 Input::IdentifierKind => {
@@ -503,6 +482,39 @@ fn thread_view(detail: &MessageDetail) -> Markup {
     }
 }
 
+/// A catalogue text in `language`, or `english` when no catalogue defines `key` (the handling
+/// wording exists in English only until the catalogues carry it).
+fn say(language: Language, key: &str, english: &str) -> String {
+    if language.has(key) {
+        language.text(key).to_string()
+    } else if Language::En.has(key) {
+        Language::En.text(key).to_string()
+    } else {
+        english.to_string()
+    }
+}
+
+/// The sender's CONDITIONS ON USE as a bordered block for the top of a message page: every
+/// condition labelled, the sender's own free text shown as written.
+pub fn conditions_block(handling: &Handling, language: Language) -> Markup {
+    html! {
+        section.conditions #conditions aria-labelledby="conditions-title" {
+            h2 #conditions-title { (say(language, HANDLING_TITLE.0, HANDLING_TITLE.1)) }
+            dl {
+                @for line in handling.labelled() {
+                    dt { (say(language, line.label_key, line.label)) }
+                    dd {
+                        @match line.value_key {
+                            Some(key) => { (say(language, key, &line.value)) }
+                            None => { (line.value) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// One message in full, with the acknowledge and reply forms for received requests.
 pub fn message(
     viewer: &Viewer<'_>,
@@ -510,13 +522,16 @@ pub fn message(
     notice: Option<&str>,
     reply: &FormData,
     reply_errors: &[FieldError],
+    language: Language,
 ) -> Markup {
-    let mut rows = Vec::new();
-    if let Some(payload) = &detail.payload {
-        if let Ok(value) = serde_json::to_value(payload) {
-            payload_list(&value, &mut rows, "");
-        }
-    }
+    let view = detail
+        .payload
+        .as_ref()
+        .map(|payload| form_view::render(payload, language));
+    let conditions = detail
+        .payload
+        .as_ref()
+        .and_then(|payload| payload.handling());
     let inbound = detail.direction == "inbound";
     let emergency = detail.priority == "emergency";
     let title = match &detail.payload {
@@ -554,6 +569,7 @@ pub fn message(
         Some(viewer),
         html! {
             @if let Some(notice) = notice { p.notice #notice role="status" { (notice) } }
+            @if let Some(handling) = conditions { (conditions_block(handling, language)) }
             table {
                 tbody {
                     tr.emergency[emergency] { th scope="row" { "Priority" } td { @if emergency { span.badge { "EMERGENCY" } } @else { (detail.priority) } } }
@@ -564,9 +580,26 @@ pub fn message(
                 }
             }
             p { a #download href={ "/message/" (detail.message_id) "/json" } download { "Download this message with its receipts (JSON)" } }
+            p { a #evidence href={ "/message/" (detail.message_id) "/evidence" } download { "Download the case's evidence bundle (one self-checking file for a court: the signed messages, receipts, roster and audit records)" } }
             h2 { "Content" }
-            @if rows.is_empty() { p.muted { "The content is not available on this node." } }
-            dl.payload { @for (label, value) in &rows { dt { (label) } dd { (value) } } }
+            @match &view {
+                None => { p.muted { "The content is not available on this node." } }
+                Some(view) => {
+                    div #content lang=(language.code()) {
+                        p #form-title { strong { (view.title) } }
+                        @for section in &view.sections {
+                            h3 { (section.title) }
+                            dl.payload {
+                                @for row in &section.rows {
+                                    dt { (row.label) }
+                                    // The sender's own words: not translated, in the language they declared.
+                                    dd.written[row.free_text] { (row.value) }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
             @if let Some(payload) = &detail.payload {
                 @let files = super::routes::attachments(payload);
                 @if !files.is_empty() {

@@ -23,6 +23,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use maud::Markup;
 use quickfreeze_proto::forms::FormKind;
+use quickfreeze_proto::i18n::Language;
 use quickfreeze_proto::payload::{Attachment, FieldError};
 
 use super::backend::Backend;
@@ -107,6 +108,15 @@ impl WebState {
         }
     }
 
+    /// The officers' language from the node's `node.toml` (read per page, so a changed setting
+    /// shows without a restart); English, with a warning in the log, when it cannot be read.
+    fn language(&self) -> Language {
+        crate::config::configured_language(&self.inner.data_dir).unwrap_or_else(|error| {
+            tracing::warn!(%error, "the node's language setting cannot be read; showing English");
+            Language::En
+        })
+    }
+
     fn cookie(&self, name: &str, value: &str, path: &str, max_age: Option<u64>) -> HeaderValue {
         let secure = if self.inner.secure_cookies {
             "; Secure"
@@ -131,6 +141,7 @@ pub fn router(state: WebState) -> Router {
         .route("/message/{id}", get(message))
         .route("/message/{id}/json", get(message_json))
         .route("/message/{id}/attachment/{index}", get(attachment))
+        .route("/message/{id}/evidence", get(evidence))
         .route("/message/{id}/ack", post(acknowledge))
         .route("/message/{id}/reply", post(reply))
         .route("/compose", get(compose_menu))
@@ -283,6 +294,7 @@ fn node_problem(viewer: &Viewer<'_>, problem: &str) -> Response {
         || problem.contains("unknown")
         || problem.contains("not found")
         || problem.contains("No message")
+        || problem.contains("does not hold")
     {
         StatusCode::NOT_FOUND
     } else {
@@ -651,6 +663,7 @@ async fn message(
                 notice(&query),
                 &FormData::default(),
                 &[],
+                state.language(),
             ),
         ),
         Err(problem) => node_problem(&officer.viewer(), &problem),
@@ -723,6 +736,104 @@ pub fn safe_filename(name: &str, index: usize) -> String {
         safe = format!("attachment-{}", index + 1);
     }
     safe
+}
+
+/// The file name of a case's evidence bundle: the first 8 hex digits of the id asked for.
+pub fn evidence_filename(id: &str) -> String {
+    let short: String = id.chars().take(8).collect();
+    format!("{short}.evidence.html")
+}
+
+/// The evidence bundle as a download: never rendered in the console's origin (it is a full HTML
+/// page with the signed data inside), sniffing off, sandboxed if a browser opens it anyway.
+pub fn evidence_download(id: &str, file: String) -> Response {
+    let disposition = format!("attachment; filename=\"{}\"", evidence_filename(id));
+    (
+        StatusCode::OK,
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            ),
+            (
+                header::CONTENT_DISPOSITION,
+                HeaderValue::from_str(&disposition)
+                    .unwrap_or_else(|_| HeaderValue::from_static("attachment")),
+            ),
+            (
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            ),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static("sandbox; default-src 'none'; style-src 'unsafe-inline'"),
+            ),
+        ],
+        file,
+    )
+        .into_response()
+}
+
+/// GET /message/{id}/evidence: asks the node for the case's evidence bundle over the control
+/// socket (as `quickfreeze evidence export` does), checks it before it leaves (a file that does
+/// not verify is not served), records the download under the officer's name and serves it.
+async fn evidence(
+    State(state): State<WebState>,
+    headers: HeaderMap,
+    UrlPath(id): UrlPath<String>,
+) -> Response {
+    let officer = match need_officer(&state, &headers) {
+        Ok(officer) => officer,
+        Err(response) => return response,
+    };
+    if let Err(problem) = check_id(&id) {
+        return refusal(StatusCode::BAD_REQUEST, Some(&officer.viewer()), &problem);
+    }
+    let file = match state
+        .call(ControlRequest::EvidenceExport {
+            message_id: id.clone(),
+        })
+        .await
+    {
+        Ok(ControlResponse::Evidence { file }) => file,
+        Ok(other) => {
+            return node_problem(&officer.viewer(), &format!("unexpected answer {other:?}"))
+        }
+        Err(problem) => return node_problem(&officer.viewer(), &problem),
+    };
+    let (file, checked) = match tokio::task::spawn_blocking(move || {
+        let checked = crate::evidence::verify(file.as_bytes(), None).map(|_| ());
+        (file, checked)
+    })
+    .await
+    {
+        Ok(done) => done,
+        Err(_) => {
+            return node_problem(
+                &officer.viewer(),
+                "the evidence file could not be checked inside the console",
+            )
+        }
+    };
+    if let Err(finding) = checked {
+        tracing::error!(message_id = %id, %finding, "the node produced an evidence file that does not verify");
+        return refusal(
+            StatusCode::BAD_GATEWAY,
+            Some(&officer.viewer()),
+            &format!("The node produced an evidence file that does not verify ({finding}), so it is not served. Report this to the node's administrator."),
+        );
+    }
+    state
+        .audit(
+            &officer.session.officer,
+            &format!(
+                "downloaded the evidence bundle ({})",
+                evidence_filename(&id)
+            ),
+            Some(&id),
+        )
+        .await;
+    evidence_download(&id, file)
 }
 
 async fn attachment(
@@ -853,7 +964,14 @@ async fn reply(
             return match show(&state, &id).await {
                 Ok(detail) => page(
                     StatusCode::UNPROCESSABLE_ENTITY,
-                    pages::message(&officer.viewer(), &detail, None, &form, &errors),
+                    pages::message(
+                        &officer.viewer(),
+                        &detail,
+                        None,
+                        &form,
+                        &errors,
+                        state.language(),
+                    ),
                 ),
                 Err(problem) => node_problem(&officer.viewer(), &problem),
             };

@@ -110,6 +110,14 @@ impl Backend for FakeNode {
                 report: Box::new(low_disk_report()),
             },
             ControlRequest::Stats { .. } => ControlResponse::Stats { rows: Vec::new() },
+            ControlRequest::EvidenceExport { message_id } if message_id == KNOWN => {
+                ControlResponse::Evidence {
+                    file: NOT_A_BUNDLE.into(),
+                }
+            }
+            ControlRequest::EvidenceExport { message_id } => ControlResponse::Error {
+                message: format!("no message {message_id} in the outbox or inbox"),
+            },
             other => ControlResponse::Error {
                 message: format!("the fake node does not answer {other:?}"),
             },
@@ -117,6 +125,8 @@ impl Backend for FakeNode {
     }
 }
 
+/// What the fake node answers for [`KNOWN`]'s evidence bundle: a page that is not a bundle.
+const NOT_A_BUNDLE: &str = "<!DOCTYPE html><p>not an evidence bundle</p>";
 const WITH_FILES: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 const TAMPERED: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
 
@@ -909,4 +919,187 @@ fn file_names_are_made_safe() {
     assert_eq!(safe_filename("\"\r\n", 4), "attachment-5");
     assert_eq!(safe_filename("", 0), "attachment-1");
     assert_eq!(safe_filename(&"a".repeat(500), 0).len(), 100);
+}
+
+#[tokio::test]
+async fn the_conditions_on_use_stand_first_and_the_content_is_the_labelled_form() {
+    use quickfreeze_proto::form_view;
+    use quickfreeze_proto::i18n::Language;
+    use quickfreeze_proto::payload::{example_emergency, EvidentialUse, Payload};
+    let h = harness();
+    let (ana, _) = h.login("ana", ANA_PASSWORD).await;
+    let page = h.get(&format!("/message/{KNOWN}"), Some(&ana)).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    let at = |needle: &str| {
+        page.body
+            .find(needle)
+            .unwrap_or_else(|| panic!("`{needle}` not on the page: {}", page.body))
+    };
+    // A bordered block, before the message's details and its content.
+    let block = at("<section class=\"conditions\" id=\"conditions\"");
+    assert!(at("CONDITIONS ON USE") > block);
+    assert!(block < at("Message id"));
+    assert!(block < at("<h2>Content</h2>"));
+    let payload = Payload::Emergency(example_emergency());
+    let handling = payload.handling().expect("a request carries conditions");
+    assert_eq!(handling.evidential_use, EvidentialUse::WithConsent);
+    assert!(at("not as evidence without the sender") < at("Message id"));
+    // The content: the labelled form's title, sections and labels, not TOML field names.
+    let view = form_view::render(&payload, Language::En);
+    assert!(at(&format!("<strong>{}</strong>", view.title)) > at("<h2>Content</h2>"));
+    for section in &view.sections {
+        at(&format!("<h3>{}</h3>", section.title));
+    }
+    assert!(
+        !page.body.contains("Case reference › "),
+        "the old field dump"
+    );
+
+    // In the node's configured language.
+    std::fs::write(h.dir.path().join("node.toml"), "language = \"de\"\n").expect("node.toml");
+    let page = h.get(&format!("/message/{KNOWN}"), Some(&ana)).await;
+    let german = form_view::render(&payload, Language::De);
+    assert_ne!(german.title, view.title);
+    assert!(page.body.contains(&german.title), "{}", page.body);
+    assert!(page.body.contains("lang=\"de\""));
+    assert!(page.body.contains("id=\"conditions\""));
+
+    // A message without conditions (free text) has no block.
+    let mut detail = with_files(WITH_FILES);
+    detail.payload = Some(Payload::FreeText(
+        quickfreeze_proto::payload::example_free_text(),
+    ));
+    let html = super::pages::message(
+        &super::pages::Viewer {
+            officer: "ana",
+            csrf: "t",
+        },
+        &detail,
+        None,
+        &super::form::FormData::default(),
+        &[],
+        Language::En,
+    )
+    .into_string();
+    assert!(!html.contains("id=\"conditions\""));
+    assert!(html.contains("<h2>Content</h2>"));
+}
+
+#[tokio::test]
+async fn the_evidence_bundle_is_refused_without_a_session_for_bad_or_unknown_ids_and_when_it_does_not_verify(
+) {
+    let h = harness();
+    let (ana, _) = h.login("ana", ANA_PASSWORD).await;
+    let page = h.get(&format!("/message/{KNOWN}"), Some(&ana)).await;
+    assert!(page
+        .body
+        .contains(&format!("href=\"/message/{KNOWN}/evidence\"")));
+    // No session, a forged one, and the session of an officer whose account was removed.
+    let (bob, _) = h.login("bob", BOB_PASSWORD).await;
+    let mut officers = Officers::load(h.dir.path()).expect("load");
+    officers.officers.remove("bob");
+    officers.save(h.dir.path()).expect("save");
+    for session in [None, Some("forged-session"), Some(bob.as_str())] {
+        let reply = h.get(&format!("/message/{KNOWN}/evidence"), session).await;
+        assert_eq!(reply.status, StatusCode::SEE_OTHER, "{session:?}");
+        assert_eq!(
+            reply.headers.get(header::LOCATION).expect("location"),
+            "/login"
+        );
+    }
+    assert!(!h
+        .node
+        .asked()
+        .iter()
+        .any(|r| matches!(r, ControlRequest::EvidenceExport { .. })));
+    // A bad id never reaches the node; an unknown one is a 404.
+    let reply = h.get("/message/zz/evidence", Some(&ana)).await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    let unknown = "ab".repeat(16);
+    let reply = h
+        .get(&format!("/message/{unknown}/evidence"), Some(&ana))
+        .await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND, "{}", reply.body);
+    assert!(reply.body.contains("no message"));
+    // A file that does not verify is not served, and no download is recorded.
+    let reply = h
+        .get(&format!("/message/{KNOWN}/evidence"), Some(&ana))
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_GATEWAY, "{}", reply.body);
+    assert!(reply.body.contains("does not verify"));
+    assert!(!reply.body.contains("not an evidence bundle"));
+    assert!(reply.headers.get(header::CONTENT_DISPOSITION).is_none());
+    let asked = h.node.asked();
+    assert_eq!(
+        asked
+            .iter()
+            .filter(|r| matches!(r, ControlRequest::EvidenceExport { .. }))
+            .count(),
+        2
+    );
+    assert!(!asked.iter().any(|r| matches!(r,
+        ControlRequest::OfficerAction { action, .. } if action.contains("evidence"))));
+}
+
+#[tokio::test]
+async fn the_evidence_bundle_goes_out_as_a_named_download_never_as_a_page() {
+    use super::routes::evidence_download;
+    let response = evidence_download(KNOWN, "<!DOCTYPE html><p>bundle</p>".into());
+    assert_eq!(response.status(), StatusCode::OK);
+    let headers = response.headers();
+    let text = |name: header::HeaderName| {
+        headers
+            .get(name)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert_eq!(
+        text(header::CONTENT_DISPOSITION),
+        "attachment; filename=\"01234567.evidence.html\""
+    );
+    assert_eq!(text(header::X_CONTENT_TYPE_OPTIONS), "nosniff");
+    assert!(text(header::CONTENT_SECURITY_POLICY).starts_with("sandbox"));
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    assert_eq!(&body[..], b"<!DOCTYPE html><p>bundle</p>");
+}
+
+#[tokio::test]
+async fn the_request_forms_offer_the_conditions_on_use_preset_to_the_standard_ones() {
+    let h = harness();
+    let (ana, _) = h.login("ana", ANA_PASSWORD).await;
+    for kind in ["emergency", "preservation", "traffic"] {
+        let form = h.get(&format!("/compose/{kind}"), Some(&ana)).await;
+        assert_eq!(form.status, StatusCode::OK, "{kind}");
+        let body = &form.body;
+        assert!(
+            body.contains(
+                "id=\"f-header-handling-use-limited-to-case\" type=\"checkbox\" name=\"header.handling.use_limited_to_case\" value=\"true\" checked"
+            ),
+            "{kind}: {body}"
+        );
+        assert!(
+            body.contains("id=\"f-header-handling-reply-channel-only\" type=\"checkbox\" name=\"header.handling.reply_channel_only\" value=\"true\" checked"),
+            "{kind}"
+        );
+        assert!(
+            body.contains("<select id=\"f-header-handling-onward-transmission\""),
+            "{kind}"
+        );
+        assert!(
+            body.contains("<option value=\"with-consent\" selected>Only with our prior consent")
+        );
+        assert!(body.contains(
+            "<option value=\"with-consent\" selected>Not as evidence without our prior consent"
+        ));
+        assert!(body.contains("<option value=\"forbidden\">Forbidden"));
+        assert!(body.contains("name=\"header.handling.free_text\""));
+    }
+    let form = h.get("/compose/free-text", Some(&ana)).await;
+    assert!(!form.body.contains("header.handling"));
 }
